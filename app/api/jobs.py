@@ -1,0 +1,174 @@
+"""The jobs API: JSON intake from other systems, and the read side."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from app import intake, jobs, operations, outbox
+from app.api import webhooks
+from app.api.body import JSON_TYPES, media_type, parse_json, read_body
+from app.api.deps import PrincipalDep, SessionDep
+from app.api.problems import HTTPProblem
+from app.errors import InputError
+from app.models import Escalation, Job
+from app.views import escalation_view, job_detail, job_summary, latest_escalation
+
+router = APIRouter(prefix="/v1")
+
+
+class JobRequest(BaseModel):
+    """The body of POST /v1/jobs; `requester` is the human the calling system vouches for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow: str
+    external_id: str = Field(min_length=1, max_length=200)
+    requester: str = Field(min_length=1, max_length=255)
+    input: dict[str, Any]
+
+
+@router.post("/jobs", status_code=202)
+async def create_job(
+    request: Request,
+    principal: PrincipalDep,
+    background: BackgroundTasks,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JSONResponse:
+    """Accept a job: 202 when created, 200 with the original for a repeat, 409 on a conflict."""
+    principal.require("requester", "admin")
+    body = await read_body(request, JSON_TYPES)
+    raw = parse_json(body)
+    try:
+        req = JobRequest.model_validate(raw)
+    except ValidationError as exc:
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        ]
+        raise InputError("; ".join(parts)) from exc
+    sub = intake.parse_submission(
+        {**req.model_dump(), "source": "api", "delivery_id": f"{principal.name}:{req.external_id}"}
+    )
+    results = await run_in_threadpool(
+        intake.accept_delivery,
+        [sub],
+        submitted_by=principal.actor,
+        source="api",
+        content_type=media_type(request),
+        headers=webhooks.audit_headers(request),
+        body=body.decode("utf-8", "replace"),
+        idempotency_key=idempotency_key,
+        check_body=True,
+    )
+    job_id, created = results[0]
+    if created:
+        background.add_task(outbox.publish_for_job, job_id)
+    answer = {"job_id": job_id, "created": created, "status_url": f"/v1/jobs/{job_id}"}
+    return JSONResponse(
+        answer, status_code=202 if created else 200, headers={"Location": f"/v1/jobs/{job_id}"}
+    )
+
+
+def _visible(principal: PrincipalDep) -> str | None:
+    """Requesters see the jobs they submitted; reviewers and admins see all."""
+    return principal.actor if principal.role == "requester" else None
+
+
+@router.get("/jobs")
+def list_jobs(
+    session: SessionDep,
+    principal: PrincipalDep,
+    workflow: str | None = None,
+    status: str | None = None,
+    source: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """Newest jobs, filtered."""
+    query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+    for column, value in (
+        (Job.workflow, workflow),
+        (Job.status, status),
+        (Job.source, source),
+        (Job.submitted_by, _visible(principal)),
+    ):
+        if value:
+            query = query.where(column == value)
+    return [job_summary(j, latest_escalation(session, j.id)) for j in session.scalars(query)]
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Status, steps, events and escalation of one job."""
+    job = session.get(Job, job_id)
+    owner = _visible(principal)
+    if job is None or (owner is not None and job.submitted_by != owner):
+        raise HTTPProblem(404, f"no job {job_id}")
+    return job_detail(session, job)
+
+
+@router.get("/escalations")
+def list_escalations(
+    session: SessionDep, principal: PrincipalDep, status: str = "open"
+) -> list[dict[str, Any]]:
+    """The human queue (reviewers and admins)."""
+    principal.require("reviewer", "admin")
+    query = select(Escalation).order_by(Escalation.id)
+    if status != "all":
+        query = query.where(Escalation.status == status)
+    return [escalation_view(e) for e in session.scalars(query)]
+
+
+class OperatorAction(BaseModel):
+    """The body of an operator action; the operator is the authenticated key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=2000)
+
+
+@router.post("/jobs/{job_id}/{action}")
+def operate(
+    job_id: str,
+    action: str,
+    session: SessionDep,
+    principal: PrincipalDep,
+    body: OperatorAction | None = None,
+) -> dict[str, Any]:
+    """cancel | retry | resume a job (admins), recorded with the caller's identity."""
+    principal.require("admin")
+    job = session.get(Job, job_id)
+    if job is None:
+        raise HTTPProblem(404, f"no job {job_id}")
+    result = perform(
+        session,
+        job,
+        action,
+        actor=principal.actor,
+        reason=(body.reason if body else "") or "no reason given",
+    )
+    session.commit()
+    background_publish(job_id)
+    return {"job_id": job_id, "status": result}
+
+
+def perform(session: Session, job: Job, action: str, *, actor: str, reason: str) -> str:
+    """Apply one operator action; returns the job's new status."""
+    if action == "cancel":
+        operations.cancel(session, job, actor=actor, reason=reason)
+        return jobs.CANCELLED
+    if action == "retry":
+        return operations.retry(session, job, actor=actor)
+    if action == "resume":
+        return operations.resume(session, job, actor=actor)
+    raise HTTPProblem(404, f"unknown action {action!r}; use cancel, retry or resume")
+
+
+def background_publish(job_id: str) -> None:
+    """Publish the job's next stage message (after the commit)."""
+    outbox.publish_for_job(job_id)

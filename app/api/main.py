@@ -1,0 +1,44 @@
+"""FastAPI application: intake (webhooks, jobs API), the read side, health and metrics."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from app import broker, db
+from app.api import jobs, problems, webhooks
+from app.errors import ServiceUnavailable
+from app.metrics import FleetCollector
+
+
+def create_app() -> FastAPI:
+    """Build the API app."""
+    app = FastAPI(
+        title="opsgate",
+        version="0.1.0",
+        description="Intake and jobs API of opsgate (errors are problem+json).",
+    )
+    problems.install(app)
+    registry = CollectorRegistry()
+    registry.register(FleetCollector())
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        for name, check in (("database", db.check_database), ("redis", broker.check_redis)):
+            try:
+                check()
+                checks[name] = "ok"
+            except ServiceUnavailable as exc:
+                checks[name] = str(exc)
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ok": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(webhooks.router)
+    app.include_router(jobs.router)
+    return app

@@ -1,0 +1,39 @@
+"""Helpers the commands share: start-up checks and output."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from app import broker, db, logs
+from app.settings import get_settings
+
+
+def setup_logging(default_level: str = "WARNING") -> None:
+    """Configure logs for a command (JSON, level from OPSGATE_LOG_LEVEL when set)."""
+    import os
+
+    settings = get_settings()
+    level = settings.log_level if "OPSGATE_LOG_LEVEL" in os.environ else default_level
+    logs.configure(level, settings.log_format)
+
+
+def prepare_database() -> None:
+    """Embedded SQLite is migrated on first use; a configured database is only checked."""
+    if get_settings().database_url is None:
+        db.upgrade()
+    else:
+        db.check_database()
+
+
+def prepare_services(*, redis: bool = True) -> bool:
+    """Check (or start) what a command needs; returns True if it started embedded Redis."""
+    prepare_database()
+    return broker.ensure_redis() if redis else False
+
+
+def emit_json(value: Any) -> None:
+    """Print a JSON document for --json."""
+    click.echo(json.dumps(value, indent=2, default=str))

@@ -1,0 +1,277 @@
+"""Working with jobs: submit, list, show; the escalation queue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from app import intake
+from app.cli.common import emit_json, prepare_database, prepare_services, setup_logging
+from app.db import session_scope
+from app.errors import InputError, ServiceUnavailable
+from app.models import Escalation, Job
+from app.settings import cli_actor, get_settings
+from app.views import escalation_view, find_job, job_detail, job_summary, latest_escalation
+
+
+def read_submissions(path: Path) -> list[Any]:
+    """A file holding one JSON submission or a list of them."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        raise InputError(f"{path} holds no submissions")
+    return items
+
+
+def submit_via_api(api_url: str, key: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """POST one submission to the jobs API (the key is the caller's identity)."""
+    body: dict[str, Any] = {k: raw[k] for k in ("workflow", "external_id", "input") if k in raw}
+    body["requester"] = raw.get("requester") or cli_actor()
+    try:
+        resp = httpx.post(
+            f"{api_url.rstrip('/')}/v1/jobs",
+            json=body,
+            timeout=30,
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    except httpx.HTTPError as exc:
+        raise ServiceUnavailable(f"opsgate API unreachable at {api_url}: {exc}") from exc
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json().get("detail", resp.text)
+        except ValueError:
+            detail = resp.text
+        raise InputError(f"the API refused the job ({resp.status_code}): {detail}")
+    answer = resp.json()
+    return {"job_id": answer["job_id"], "created": answer["created"]}
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def submit(file: Path, as_json: bool) -> None:
+    """Submit the job(s) in FILE: {"workflow", "external_id", "input", ...} or a list."""
+    setup_logging()
+    raw_items = read_submissions(file)
+    # Validate everything first: one bad entry enqueues nothing.
+    for i, raw in enumerate(raw_items):
+        try:
+            intake.parse_submission(raw)
+        except InputError as exc:
+            where = f" (entry {i + 1})" if len(raw_items) > 1 else ""
+            raise InputError(f"{file}{where}: {exc}") from exc
+    settings = get_settings()
+    if settings.api_url and settings.api_key:
+        results = [
+            submit_via_api(settings.api_url, settings.api_key.get_secret_value(), raw)
+            for raw in raw_items
+        ]
+    else:
+        prepare_services()
+        actor = cli_actor()
+        results = []
+        for raw in raw_items:
+            job_id, created = intake.submit(raw, submitted_by=actor)
+            results.append({"job_id": job_id, "created": created})
+    if as_json:
+        emit_json(results)
+        return
+    for r in results:
+        click.echo(
+            f"{r['job_id']}  {'queued' if r['created'] else 'duplicate (already submitted)'}"
+        )
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """List and inspect jobs."""
+
+
+@jobs_group.command("list")
+@click.option("--status", help="Only jobs in this status.")
+@click.option("--workflow", help="Only jobs of this workflow.")
+@click.option("--source", help="Only jobs from this source.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def jobs_list(
+    status: str | None, workflow: str | None, source: str | None, limit: int, as_json: bool
+) -> None:
+    """List the newest jobs."""
+    setup_logging()
+    prepare_database()
+    with session_scope() as session:
+        query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+        for column, value in ((Job.status, status), (Job.workflow, workflow), (Job.source, source)):
+            if value:
+                query = query.where(column == value)
+        rows = [job_summary(j, latest_escalation(session, j.id)) for j in session.scalars(query)]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("id", "workflow", "source", "external id", "status", "reason")
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["workflow"],
+            r["source"],
+            r["external_id"],
+            r["status"],
+            r["escalation_reason"] or "",
+        )
+    Console().print(table)
+
+
+@jobs_group.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def jobs_show(job_id: str, as_json: bool) -> None:
+    """Show a job: status, plan steps, events and escalation."""
+    setup_logging()
+    prepare_database()
+    with session_scope() as session:
+        job = find_job(session, job_id)
+        if job is None:
+            raise InputError(f"no job {job_id!r}")
+        detail = job_detail(session, job)
+    if as_json:
+        emit_json(detail)
+        return
+    _print_detail(detail)
+
+
+def _print_detail(d: dict[str, Any]) -> None:
+    console = Console()
+    console.print(f"[bold]{d['id']}[/]  {d['workflow']}  [bold]{d['status']}[/]")
+    console.print(
+        f"source {d['source']}:{d['external_id']}  requester {d['requester']}  "
+        f"submitted by {d['submitted_by']}"
+    )
+    if d["plan"]["summary"]:
+        console.print(
+            f"plan ({d['plan']['tier']}, confidence {d['plan']['confidence']}): "
+            f"{d['plan']['summary']}"
+        )
+    steps = Table("step", "tool", "status", "attempts", "idempotency key", "result")
+    for s in d["steps"]:
+        steps.add_row(
+            s["step_id"],
+            s["tool"],
+            s["status"],
+            str(s["attempts"]),
+            s["idempotency_key"],
+            s["result_id"] or "",
+        )
+    if d["steps"]:
+        console.print(steps)
+    events = Table("at", "from", "to", "actor", "reason")
+    for e in d["events"]:
+        events.add_row(e["at"], e["from"] or "", e["to"], e["actor"], e["reason"] or "")
+    console.print(events)
+    if d["escalation"]:
+        esc = d["escalation"]
+        console.print(f"[bold]escalation[/] {esc['reason']}: {esc['detail']}")
+        console.print(json.dumps(esc["evidence"], indent=2, default=str))
+
+
+def _operate(job_id: str, action: str, reason: str) -> None:
+    settings = get_settings()
+    if settings.api_url and settings.api_key:
+        try:
+            resp = httpx.post(
+                f"{settings.api_url.rstrip('/')}/v1/jobs/{job_id}/{action}",
+                json={"reason": reason},
+                timeout=30,
+                headers={"Authorization": f"Bearer {settings.api_key.get_secret_value()}"},
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(
+                f"opsgate API unreachable at {settings.api_url}: {exc}"
+            ) from exc
+        if resp.status_code >= 400:
+            raise InputError(f"the API refused ({resp.status_code}): {resp.json().get('detail')}")
+        click.echo(f"{job_id}  {resp.json()['status']}")
+        return
+    from app import outbox
+    from app.api.jobs import perform
+
+    prepare_services()
+    with session_scope() as session:
+        job = find_job(session, job_id)
+        if job is None:
+            raise InputError(f"no job {job_id!r}")
+        status = perform(session, job, action, actor=cli_actor(), reason=reason)
+        session.commit()
+        full_id = job.id
+    outbox.publish_for_job(full_id)
+    click.echo(f"{full_id}  {status}")
+
+
+@jobs_group.command("cancel")
+@click.argument("job_id")
+@click.option("--reason", required=True, help="Why the job is stopped (recorded).")
+def jobs_cancel(job_id: str, reason: str) -> None:
+    """Cancel a job that has not finished; nothing more is written for it."""
+    setup_logging()
+    _operate(job_id, "cancel", reason)
+
+
+@jobs_group.command("retry")
+@click.argument("job_id")
+def jobs_retry(job_id: str) -> None:
+    """Run a failed job (or one escalated for a transient reason) again where it stopped."""
+    setup_logging()
+    _operate(job_id, "retry", "")
+
+
+@jobs_group.command("resume")
+@click.argument("job_id")
+def jobs_resume(job_id: str) -> None:
+    """Send a paused job back to its stage now."""
+    setup_logging()
+    _operate(job_id, "resume", "")
+
+
+@click.group("escalations")
+def escalations_group() -> None:
+    """The human queue."""
+
+
+@escalations_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include decided escalations.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def escalations_list(show_all: bool, as_json: bool) -> None:
+    """List open escalations, oldest first."""
+    setup_logging()
+    prepare_database()
+    with session_scope() as session:
+        query = select(Escalation).order_by(Escalation.id)
+        if not show_all:
+            query = query.where(Escalation.status == "open")
+        rows = [escalation_view(e) for e in session.scalars(query)]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("id", "job", "reason", "detail", "status")
+    for r in rows:
+        table.add_row(str(r["id"]), r["job_id"], r["reason"], r["detail"], r["status"])
+    Console().print(table)
+
+
+def register(cli: click.Group) -> None:
+    """Add these commands to the CLI."""
+    for cmd in (submit, jobs_group, escalations_group):
+        cli.add_command(cmd)

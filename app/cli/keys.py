@@ -1,0 +1,75 @@
+"""`opsgate keys`: the API key store (only hashes are kept)."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from app import apikeys
+from app.cli.common import emit_json, prepare_database, setup_logging
+from app.db import session_scope
+from app.settings import cli_actor
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Create, list and revoke API keys for calling systems."""
+
+
+@keys_group.command("create")
+@click.argument("name")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(apikeys.ROLES),
+    help="requester: submit jobs; reviewer: work the human queue; admin: both.",
+)
+def keys_create(name: str, role: str) -> None:
+    """Create a key for NAME and print it once (it cannot be shown again)."""
+    setup_logging()
+    prepare_database()
+    with session_scope() as session:
+        key = apikeys.create(session, name, role, created_by=cli_actor())
+        session.commit()
+    click.echo(key)
+    click.echo(f"created key {name!r} ({role}); store it now, it is not kept", err=True)
+
+
+@keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def keys_list(as_json: bool) -> None:
+    """List stored keys (names, roles, prefixes; never the keys)."""
+    setup_logging()
+    prepare_database()
+    with session_scope() as session:
+        rows = apikeys.listing(session)
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("name", "role", "prefix", "created by", "created", "revoked")
+    for r in rows:
+        table.add_row(
+            *(
+                str(r[k] or "")
+                for k in ("name", "role", "prefix", "created_by", "created_at", "revoked_at")
+            )
+        )
+    Console().print(table)
+
+
+@keys_group.command("revoke")
+@click.argument("name")
+def keys_revoke(name: str) -> None:
+    """Revoke the key named NAME; requests with it are refused from now on."""
+    setup_logging()
+    prepare_database()
+    with session_scope() as session:
+        apikeys.revoke(session, name)
+        session.commit()
+    click.echo(f"revoked key {name!r}")
+
+
+def register(cli: click.Group) -> None:
+    """Add the command group to the CLI."""
+    cli.add_command(keys_group)

@@ -1,0 +1,154 @@
+"""Long-running services: api, worker, beat, sandbox; and `db upgrade`."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli.common import prepare_services, setup_logging
+from app.jobs import QUEUES
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
+def api(host: str, port: int) -> None:
+    """Run the HTTP API (intake, jobs, metrics, health)."""
+    import uvicorn
+
+    setup_logging("INFO")
+    prepare_services()
+    uvicorn.run(
+        "app.api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@click.command()
+@click.option(
+    "--queues",
+    "-Q",
+    default=",".join(QUEUES),
+    show_default=True,
+    help="Comma-separated queues to consume.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    default=8,
+    show_default=True,
+    type=int,
+    help="Worker threads (or processes with --pool prefork).",
+)
+@click.option(
+    "--pool",
+    default="threads",
+    show_default=True,
+    type=click.Choice(["threads", "prefork", "solo"]),
+    help="Execution pool; stages are I/O-bound, so threads by default.",
+)
+@click.option("--beat", "with_beat", is_flag=True, help="Also run the periodic reaper in-process.")
+@click.option("--hostname", "-n", default=None, help="Worker node name (default: celery's).")
+def worker(queues: str, concurrency: int, pool: str, with_beat: bool, hostname: str | None) -> None:
+    """Run a Celery worker for the pipeline's queues."""
+    setup_logging("INFO")
+    prepare_services()
+    from app.celery_app import celery_app
+
+    unknown = set(queues.split(",")) - set(QUEUES)
+    if unknown:
+        raise click.BadParameter(
+            f"unknown queue(s) {', '.join(sorted(unknown))}; known: {', '.join(QUEUES)}",
+            param_hint="--queues",
+        )
+    if pool != "prefork":
+        # Only the prefork pool can cancel a running task; with threads Celery cannot
+        # (no kill_job) and its reconnect path then crashes the worker (celery#9250).
+        # Re-running a task is safe here anyway: step claims and idempotency keys.
+        celery_app.conf.worker_cancel_long_running_tasks_on_connection_loss = False
+    argv = [
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "-P",
+        pool,
+        "--loglevel",
+        "INFO",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    if with_beat:
+        argv += ["-B", "-s", str(_beat_schedule_path())]
+    if hostname:
+        argv += ["-n", hostname]
+    celery_app.worker_main(argv)
+
+
+def _beat_schedule_path() -> object:
+    from app.settings import get_settings
+
+    path = get_settings().var_dir
+    path.mkdir(parents=True, exist_ok=True)
+    return path / "celerybeat-schedule"
+
+
+@click.command()
+def beat() -> None:
+    """Run the scheduler (outbox relay and stale-job reaper)."""
+    setup_logging("INFO")
+    prepare_services()
+    from app.celery_app import celery_app
+
+    celery_app.start(["beat", "--loglevel", "INFO", "-s", str(_beat_schedule_path())])
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8765, show_default=True, type=int, help="Port to bind.")
+@click.option(
+    "--db",
+    "db_path",
+    default=None,
+    help="SQLite file for the sandbox's state (default: ./var/sandbox.db).",
+)
+@click.option("--reset", is_flag=True, help="Wipe and reseed the sandbox's state at start.")
+def sandbox(host: str, port: int, db_path: str | None, reset: bool) -> None:
+    """Run the local sandbox that emulates Stripe, Zendesk, Salesforce and Okta."""
+    from app.settings import get_settings
+    from tools.sandbox import server
+
+    settings = get_settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    path = db_path or str(settings.var_dir / "sandbox.db")
+    if reset:
+        from tools.sandbox import seed, store
+
+        seed.reset(store.Store(path))
+    click.echo(f"sandbox listening on http://{host}:{port} (state in {path})", err=True)
+    server.run(host, port, path)
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema commands."""
+
+
+@db_group.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    from app import db
+
+    setup_logging()
+    db.upgrade()
+    click.echo("database schema is up to date")
+
+
+def register(cli: click.Group) -> None:
+    """Add these commands to the CLI."""
+    for cmd in (api, worker, beat, sandbox, db_group):
+        cli.add_command(cmd)

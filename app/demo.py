@@ -1,0 +1,231 @@
+"""The main job on one machine: sandbox, worker and broker in the background, the sample inbox
+through the pipeline, and a table of outcomes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from app import broker, db, intake, jobs
+from app.db import session_scope
+from app.errors import ServiceUnavailable
+from app.models import Job
+from app.settings import PROJECT_ROOT, Settings, cli_actor
+from app.views import latest_escalation
+
+SETTLED = jobs.TERMINAL | {jobs.ESCALATED, jobs.PAUSED}
+
+
+@dataclass
+class Row:
+    """One submission of the inbox and what became of it."""
+
+    file: str
+    external_id: str
+    job_id: str
+    duplicate: bool
+    status: str = "queued"
+    reason: str = ""
+    detail: str = ""
+
+
+@dataclass
+class DemoResult:
+    """The demo's outcome table plus the sandbox's count of applied writes."""
+
+    run_id: str
+    rows: list[Row] = field(default_factory=list)
+    applied_writes: dict[str, int] = field(default_factory=dict)
+    timed_out: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return {
+            "run_id": self.run_id,
+            "timed_out": self.timed_out,
+            "applied_writes": self.applied_writes,
+            "rows": [r.__dict__ for r in self.rows],
+        }
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=os.getcwd(),
+        start_new_session=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown: finish the current tasks
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def _wait_http(
+    url: str, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 30.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceUnavailable(f"{what} exited at start; see {log}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise ServiceUnavailable(f"{what} did not answer at {url}; see {log}")
+
+
+def load_inbox(folder: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The sample submissions, in file-name order."""
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise ServiceUnavailable(f"no sample submissions in {folder}")
+    return [(f.name, json.loads(f.read_text())) for f in files]
+
+
+@contextlib.contextmanager
+def background(settings: Settings, run_id: str) -> Iterator[str]:
+    """Embedded or configured Redis, a fresh sandbox and a worker; yields the sandbox URL."""
+    var = settings.var_dir
+    var.mkdir(parents=True, exist_ok=True)
+    started_redis = broker.ensure_redis(settings)
+    sandbox_port = free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    env = dict(
+        os.environ,
+        OPSGATE_HOME=str(settings.home.resolve()),
+        OPSGATE_DATABASE_URL=settings.database_url or settings.resolved_database_url(),
+        OPSGATE_REDIS_URL=broker.redis_url(settings),
+        OPSGATE_STRIPE_API_BASE=sandbox_url,
+        OPSGATE_ZENDESK_API_BASE=sandbox_url,
+        OPSGATE_SALESFORCE_API_BASE=sandbox_url,
+        OPSGATE_OKTA_API_BASE=sandbox_url,
+        OPSGATE_AGENT_IDENTITY=f"opsgate-demo/{run_id}",
+    )
+    sandbox_log, worker_log = var / "demo-sandbox.log", var / "demo-worker.log"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        sandbox = _spawn(
+            [
+                "sandbox",
+                "--port",
+                str(sandbox_port),
+                "--reset",
+                "--db",
+                str(var / f"demo-sandbox-{run_id}.db"),
+            ],
+            env,
+            sandbox_log,
+        )
+        procs.append(sandbox)
+        _wait_http(f"{sandbox_url}/_sandbox/health", sandbox, "the sandbox", sandbox_log)
+        worker = _spawn(
+            ["worker", "--beat", "--concurrency", "4", "--hostname", f"demo-{run_id}@%h"],
+            env,
+            worker_log,
+        )
+        procs.append(worker)
+        yield sandbox_url
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        with contextlib.suppress(FileNotFoundError):
+            (var / f"demo-sandbox-{run_id}.db").unlink()
+        if started_redis:
+            from app import redis_server
+
+            redis_server.stop(settings)
+
+
+def submit_inbox(inbox: list[tuple[str, dict[str, Any]]], run_id: str) -> list[Row]:
+    """Submit every sample under this run's delivery ids (so a second run is new work)."""
+    rows = []
+    actor = cli_actor()
+    for name, raw in inbox:
+        raw = dict(raw, delivery_id=f"{run_id}:{raw.get('delivery_id') or raw['external_id']}")
+        job_id, created = intake.submit(raw, submitted_by=actor)
+        rows.append(Row(name, str(raw["external_id"]), job_id, duplicate=not created))
+    return rows
+
+
+def poll(rows: list[Row]) -> int:
+    """Refresh each row's status; returns how many jobs have settled."""
+    with session_scope() as session:
+        found = {
+            j.id: j
+            for j in session.scalars(select(Job).where(Job.id.in_({r.job_id for r in rows})))
+        }
+        for row in rows:
+            job = found[row.job_id]
+            row.status = job.status
+            esc = latest_escalation(session, job.id) if job.status == jobs.ESCALATED else None
+            row.reason = esc.reason if esc else ""
+            row.detail = esc.detail if esc else (job.status_reason or "")
+    return sum(1 for job_id in {r.job_id for r in rows} if found[job_id].status in SETTLED)
+
+
+def run(
+    settings: Settings, *, timeout: float, progress: Callable[[int, int], None] | None = None
+) -> DemoResult:
+    """Run the demo end to end and return its outcome table."""
+    run_id = uuid.uuid4().hex[:8]
+    if settings.database_url is None:
+        db.upgrade()
+    else:
+        db.check_database()
+    result = DemoResult(run_id)
+    inbox = load_inbox(PROJECT_ROOT / "examples" / "inbox")
+    with background(settings, run_id) as sandbox_url:
+        result.rows = submit_inbox(inbox, run_id)
+        total = len({r.job_id for r in result.rows})
+        deadline = time.monotonic() + timeout
+        while True:
+            settled = poll(result.rows)
+            if progress:
+                progress(settled, total)
+            if settled >= total:
+                break
+            if time.monotonic() > deadline:
+                result.timed_out = True
+                break
+            time.sleep(0.25)
+        ledger = httpx.get(
+            f"{sandbox_url}/_sandbox/ledger", params={"outcome": "applied"}, timeout=10
+        ).json()["writes"]
+        for write in ledger:
+            result.applied_writes[write["system"]] = (
+                result.applied_writes.get(write["system"], 0) + 1
+            )
+    return result

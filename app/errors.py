@@ -1,0 +1,77 @@
+"""The one error hierarchy: tasks map these to retry, fail or escalate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OpsgateError(Exception):
+    """Raised when opsgate itself detects a problem (root of every domain error)."""
+
+
+class RetryableError(OpsgateError):
+    """Raised when a transient failure (timeout, 429, 5xx, lost connection) may pass on retry."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(OpsgateError):
+    """Raised when retrying cannot help (bad arguments, unknown tool, a 4xx validation error)."""
+
+
+class EscalationRequired(OpsgateError):
+    """Raised when a stage decides a human must look at the job before anything else happens."""
+
+    def __init__(self, reason: str, detail: str, evidence: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.evidence = evidence or {}
+
+
+class IllegalTransition(OpsgateError):
+    """Raised when a job is asked to move between two states the state machine does not link."""
+
+
+class StaleJob(OpsgateError):
+    """Raised when another worker advanced the job first (its version or status changed)."""
+
+
+class ConflictError(OpsgateError):
+    """Raised when an idempotency key is reused with different arguments."""
+
+
+class ServiceUnavailable(OpsgateError):
+    """Raised when the database or Redis cannot be reached; the message names which."""
+
+
+class InputError(OpsgateError):
+    """Raised when a submission is malformed or does not match its workflow's input schema."""
+
+
+class Unauthorized(OpsgateError):
+    """Raised when a request carries no valid credential or signature (HTTP 401)."""
+
+
+class Forbidden(OpsgateError):
+    """Raised when an authenticated or identified caller may not do this (HTTP 403)."""
+
+
+class MalformedBody(InputError):
+    """Raised when a request body cannot be parsed at all (not JSON, not well-formed XML)."""
+
+
+class CircuitOpen(OpsgateError):
+    """Raised when a downstream system's breaker refuses calls; the job parks until retry_at."""
+
+    def __init__(self, system: str, retry_at: float, why: str = "circuit open") -> None:
+        super().__init__(f"{system}: {why}")
+        self.system = system
+        self.retry_at = retry_at
+        self.why = why
+
+
+class RateLimited(CircuitOpen):
+    """Raised when a tool's fleet-wide rate limit is spent; the job parks until retry_at."""

@@ -1,0 +1,72 @@
+"""Handing a job to the human queue, with its reason and evidence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app import audit, jobs
+from app.models import Escalation, Job, utcnow
+from tools.base import Risk
+from tools.catalog import get_tool
+
+# Stages after which an already-written step makes any stop a partial plan.
+_WRITE_STAGES = {"execute", "verify_outcome"}
+
+
+def completed_writes(job: Job) -> list[dict[str, Any]]:
+    """The plan's steps that already changed a downstream system."""
+    return [
+        {"step": s.step_id, "tool": s.tool, "result_id": (s.result or {}).get("id")}
+        for s in job.steps
+        if s.status == "succeeded" and get_tool(s.tool).risk is not Risk.READ
+    ]
+
+
+def escalate(
+    session: Session,
+    job: Job,
+    *,
+    reason: str,
+    detail: str,
+    evidence: dict[str, Any],
+    stage: str,
+    actor: str,
+) -> Escalation:
+    """Open an escalation and move the job to the human queue (the caller commits).
+
+    Partial plans are never rolled back silently: when earlier steps already wrote, the
+    escalation says `partial` and lists them, keeping the original reason in the evidence.
+    """
+    done = completed_writes(job) if stage in _WRITE_STAGES else []
+    if done:
+        evidence = dict(evidence, original_reason=reason, completed_steps=done)
+        reason = "partial"
+    esc = Escalation(job_id=job.id, reason=reason, detail=detail, evidence=evidence, stage=stage)
+    session.add(esc)
+    jobs.transition(session, job, jobs.ESCALATED, actor=actor, reason=f"{reason}: {detail}")
+    audit.append(
+        session,
+        job.id,
+        "escalation",
+        actor,
+        {"reason": reason, "detail": detail, "stage": stage, "evidence_keys": sorted(evidence)},
+    )
+    return esc
+
+
+def mark_notified(session: Session, job_id: str) -> list[Escalation]:
+    """Stamp the job's open, un-notified escalations as delivered to the human queue."""
+    found = (
+        session.query(Escalation)
+        .filter(
+            Escalation.job_id == job_id,
+            Escalation.status == "open",
+            Escalation.notified_at.is_(None),
+        )
+        .all()
+    )
+    for esc in found:
+        esc.notified_at = utcnow()
+    return found

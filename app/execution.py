@@ -1,0 +1,167 @@
+"""The execute stage: claim the step's key, re-check policy, call the tool exactly once."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import CursorResult, or_, update
+from sqlalchemy.orm import Session
+
+from app import audit, jobs, policy
+from app.calls import CallRecorder
+from app.errors import ConflictError, EscalationRequired, RetryableError, StaleJob
+from app.models import Job, PlanStep, utcnow
+from app.runner import JobView, agent_actor
+from app.settings import get_settings
+from tools.catalog import get_tool
+
+
+def downstream_key(step_key: str) -> str:
+    """The key sent downstream (Stripe's Idempotency-Key), derived from the step's key."""
+    return "opsgate-" + step_key.replace(":", "-")
+
+
+def claim_lease() -> timedelta:
+    """How long a claim protects a step in flight before another delivery may take it over."""
+    return timedelta(seconds=get_settings().claim_lease)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The step this delivery holds, as plain data."""
+
+    step_pk: int
+    step_id: str
+    tool: str
+    args: dict[str, Any]
+    args_hash: str
+    key: str
+    token: str
+    attempt: int
+    stored_result: dict[str, Any] | None
+
+
+def claim_step(session: Session, job: Job) -> Claim:
+    """Claim the current step in the database before any side effect.
+
+    Only one delivery holds a step at a time: the UPDATE matches a pending step, or one whose
+    earlier claim outlived its lease (that worker died). A live claim elsewhere means retry.
+    """
+    step = job.steps[job.current_step]
+
+    def held(token: str, attempt: int, result: dict[str, Any] | None) -> Claim:
+        return Claim(
+            step.id,
+            step.step_id,
+            step.tool,
+            dict(step.args),
+            step.args_hash,
+            step.idempotency_key,
+            token,
+            attempt,
+            result,
+        )
+
+    if step.status == "succeeded":
+        return held("", step.attempts, step.result)
+    now, attempts = utcnow(), step.attempts
+    token = uuid.uuid4().hex
+    outcome: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(PlanStep)
+        .where(
+            PlanStep.id == step.id,
+            or_(
+                PlanStep.status == "pending",
+                PlanStep.status == "failed",
+                (PlanStep.status == "claimed") & (PlanStep.claimed_at < now - claim_lease()),
+            ),
+        )
+        .values(status="claimed", claimed_at=now, attempts=PlanStep.attempts + 1, claim_token=token)
+        .execution_options(synchronize_session=False)
+    )
+    if not outcome.rowcount:
+        raise RetryableError(
+            f"step {step.step_id} of job {job.id} is in flight elsewhere",
+            retry_after=claim_lease().total_seconds() / 3,
+        )
+    return held(token, attempts + 1, None)
+
+
+class ExecuteStage:
+    """Stage `execute`: ready -> executed."""
+
+    name = "execute"
+    status = jobs.READY
+
+    def prepare(self, session: Session, job: Job) -> Claim:
+        return claim_step(session, job)
+
+    def work(self, job: JobView, claim: Claim, rec: CallRecorder) -> dict[str, Any]:
+        if claim.stored_result is not None:
+            return claim.stored_result  # replay: the effect already happened
+        decision = policy.decide(job.workflow, claim.tool, claim.args)
+        if decision.outcome != "allow":
+            reason = "policy_blocked" if decision.outcome == "block" else "approval_required"
+            raise EscalationRequired(
+                reason,
+                decision.detail,
+                {
+                    "tool": claim.tool,
+                    "rule": decision.rule,
+                    "policy_version": decision.policy_version,
+                },
+            )
+        get_tool(claim.tool)  # unknown tools fail before any call
+        try:
+            return rec.tool(claim.tool, claim.args, key=downstream_key(claim.key))
+        except ConflictError as exc:
+            raise EscalationRequired(
+                "idempotency_conflict", str(exc), {"tool": claim.tool, "key": claim.key}
+            ) from exc
+
+    def abandon(self, session: Session, claim: Claim) -> None:
+        """Give the claim back so the retry (same key) may take the step at once."""
+        if claim.token:
+            session.execute(
+                update(PlanStep)
+                .where(
+                    PlanStep.id == claim.step_pk,
+                    PlanStep.claim_token == claim.token,
+                    PlanStep.status == "claimed",
+                )
+                .values(status="failed")
+            )
+
+    def apply(self, session: Session, job: Job, claim: Claim, result: dict[str, Any]) -> None:
+        step = session.get(PlanStep, claim.step_pk)
+        assert step is not None
+        if step.status != "succeeded":
+            if step.claim_token != claim.token:
+                raise StaleJob(f"step {claim.step_id} was claimed by another delivery")
+            step.status, step.result, step.error = "succeeded", result, None
+            step.completed_at = utcnow()
+        audit.append(
+            session,
+            job.id,
+            "tool_call",
+            agent_actor(),
+            {
+                "step": claim.step_id,
+                "tool": claim.tool,
+                "args_hash": claim.args_hash,
+                "idempotency_key": claim.key,
+                "service_identity": get_tool(claim.tool).service_identity,
+                "result_id": result.get("id") or (result.get("audit") or {}).get("id"),
+                "attempt": claim.attempt,
+            },
+        )
+        jobs.transition(
+            session,
+            job,
+            jobs.EXECUTED,
+            actor=agent_actor(),
+            reason=f"{claim.step_id} {claim.tool} done",
+        )

@@ -1,0 +1,1 @@
+"""Planners: the deterministic rules tier now; model tiers plug in beside it."""

@@ -1,0 +1,178 @@
+"""Policy as code: load config/policy.yaml and decide, rule by rule, whether a call may run."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.audit import canonical_json, sha256_hex
+from app.errors import PermanentError
+from app.settings import get_settings
+from tools.base import Risk
+from tools.catalog import get_tool
+
+
+class Autonomy(BaseModel):
+    """An explicit grant to run an irreversible tool without approval, within caps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_amount: dict[str, int] = Field(default_factory=dict)
+
+
+class ToolPolicy(BaseModel):
+    """Per-tool policy inside a workflow."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    autonomy: Autonomy | None = None
+    allowed_reasons: list[str] | None = None
+    public_requires_approval: bool = False
+
+
+class WorkflowPolicy(BaseModel):
+    """Everything the policy says about one workflow."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Literal["shadow", "canary", "live"] = "shadow"
+    requester_roles: list[str] = Field(default_factory=lambda: ["requester", "admin"])
+    allowed_tools: list[str]
+    tools: dict[str, ToolPolicy] = Field(default_factory=dict)
+
+
+class RateLimit(BaseModel):
+    """A fleet-wide limit on calls to one tool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_second: int = Field(gt=0)
+
+
+class PolicyFile(BaseModel):
+    """The policy file's top level."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflows: dict[str, WorkflowPolicy]
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+
+
+def rate_limit(tool: str) -> int | None:
+    """Calls per second the whole fleet may make to a tool (None: no limit)."""
+    limit = current_policy().rate_limits.get(tool)
+    return limit.per_second if limit else None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict on one tool call, with the rule that decided it."""
+
+    outcome: Literal["allow", "approval_required", "block"]
+    rule: str
+    detail: str
+    policy_version: str
+    grant: dict[str, Any] | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def load_policy(path: Path) -> PolicyFile:
+    """Parse and validate a policy file; errors name the file and the key that is wrong."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise PermanentError(f"policy file {path}: {exc}") from exc
+    try:
+        return PolicyFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise PermanentError(f"policy file {path}: {problems}") from exc
+
+
+@functools.cache
+def _policy_at(path: str, mtime: float) -> PolicyFile:
+    return load_policy(Path(path))
+
+
+def current_policy() -> PolicyFile:
+    """The policy in force; re-read when the file changes, so edits need no restart."""
+    path = get_settings().config_dir / "policy.yaml"
+    try:
+        mtime = path.stat().st_mtime
+    except OSError as exc:
+        raise PermanentError(f"policy file {path}: {exc.strerror}") from exc
+    return _policy_at(str(path), mtime)
+
+
+def workflow_policy(workflow: str) -> tuple[WorkflowPolicy, str]:
+    """The workflow's policy and its version (hash of that section only)."""
+    policy = current_policy().workflows.get(workflow)
+    if policy is None:
+        raise PermanentError(f"no policy for workflow {workflow!r}")
+    return policy, sha256_hex(canonical_json(policy.model_dump()))[:16]
+
+
+def decide(workflow: str, tool: str, args: dict[str, Any]) -> Decision:
+    """Evaluate the rules in order; the first that does not allow decides."""
+    policy, version = workflow_policy(workflow)
+    spec = get_tool(tool)
+    tool_policy = policy.tools.get(tool, ToolPolicy())
+
+    def verdict(outcome: Any, rule: str, detail: str, **kw: Any) -> Decision:
+        return Decision(outcome, rule, detail, version, **kw)
+
+    if tool not in policy.allowed_tools:
+        return verdict("block", "allowed_tools", f"{tool} is not allowed in {workflow}")
+    reason = args.get("reason")
+    if tool_policy.allowed_reasons is not None and reason not in tool_policy.allowed_reasons:
+        return verdict(
+            "block",
+            "allowed_reasons",
+            f"reason {reason!r} is not on the allowlist",
+            evidence={"reason": reason, "allowed": tool_policy.allowed_reasons},
+        )
+    if tool_policy.public_requires_approval and args.get("public"):
+        return verdict(
+            "approval_required",
+            "public_requires_approval",
+            "customer-facing comments need a human approval",
+        )
+    if spec.risk is Risk.IRREVERSIBLE:
+        return _autonomy(verdict, tool, tool_policy, args)
+    return verdict("allow", "risk_class", f"{spec.risk.value} tool allowed in {workflow}")
+
+
+def _autonomy(verdict: Any, tool: str, tool_policy: ToolPolicy, args: dict[str, Any]) -> Decision:
+    grant = tool_policy.autonomy
+    currency = str(args.get("currency", "")).lower()
+    amount = args.get("amount")
+    cap = grant.max_amount.get(currency) if grant else None
+    evidence = {"amount": amount, "currency": currency, "cap": cap}
+    if cap is None:
+        return verdict(
+            "approval_required",
+            "irreversible_needs_approval",
+            f"{tool} is irreversible and no autonomy is granted for {currency or 'it'}",
+            evidence=evidence,
+        )
+    if not isinstance(amount, int) or amount > cap:
+        return verdict(
+            "approval_required",
+            "autonomy_cap",
+            f"{tool} of {amount} {currency} is over the autonomy cap of {cap}",
+            evidence=evidence,
+        )
+    return verdict(
+        "allow",
+        "autonomy_grant",
+        f"{tool} within the autonomy cap of {cap} {currency}",
+        grant={"tool": tool, "max_amount": cap, "currency": currency},
+        evidence=evidence,
+    )

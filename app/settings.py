@@ -1,0 +1,225 @@
+"""One Settings object read from the environment; everything configurable lives here."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Placeholder values that must never reach a production deployment.
+_PLACEHOLDER_SECRETS = {"", "changeme", "sk_test_sandbox", "sandbox-token", "dev-signing-key"}
+
+
+# Roles an API key can have: submit work, review the human queue, or both.
+ROLES = ("requester", "reviewer", "admin")
+
+
+_SANDBOX = "http://127.0.0.1:8765"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; names follow the environment contract in DESIGN.md."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    environment: Literal["development", "production"] = Field(
+        "development", validation_alias=_env("OPSGATE_ENV")
+    )
+    home: Path = Field(Path("."), validation_alias=_env("OPSGATE_HOME"))
+    config_dir: Path = Field(PROJECT_ROOT / "config", validation_alias=_env("OPSGATE_CONFIG_DIR"))
+    database_url: str | None = Field(None, validation_alias=_env("OPSGATE_DATABASE_URL"))
+    redis_url: str | None = Field(None, validation_alias=_env("OPSGATE_REDIS_URL"))
+
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+
+    zendesk_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("OPSGATE_ZENDESK_WEBHOOK_SECRET")
+    )
+    salesforce_org_id: str | None = Field(None, validation_alias=_env("OPSGATE_SALESFORCE_ORG_ID"))
+    api_keys: SecretStr | None = Field(None, validation_alias=_env("OPSGATE_API_KEYS"))
+    api_url: str | None = Field(None, validation_alias=_env("OPSGATE_API_URL"))
+    api_key: SecretStr | None = Field(None, validation_alias=_env("OPSGATE_API_KEY"))
+
+    # Downstream systems; the defaults point at a locally running `opsgate sandbox`.
+    stripe_api_base: str = Field(
+        "http://127.0.0.1:8765", validation_alias=_env("OPSGATE_STRIPE_API_BASE")
+    )
+    zendesk_api_base: str = Field(
+        "http://127.0.0.1:8765", validation_alias=_env("OPSGATE_ZENDESK_API_BASE")
+    )
+    salesforce_api_base: str = Field(
+        "http://127.0.0.1:8765", validation_alias=_env("OPSGATE_SALESFORCE_API_BASE")
+    )
+    okta_api_base: str = Field(
+        "http://127.0.0.1:8765", validation_alias=_env("OPSGATE_OKTA_API_BASE")
+    )
+    # Each tool speaks under its own service identity (no shared high-privilege key).
+    stripe_api_key: SecretStr = Field(
+        SecretStr("sk_test_sandbox"), validation_alias=_env("OPSGATE_STRIPE_API_KEY")
+    )
+    zendesk_email: str = Field(
+        "agent@opsgate.example", validation_alias=_env("OPSGATE_ZENDESK_EMAIL")
+    )
+    zendesk_api_token: SecretStr = Field(
+        SecretStr("sandbox-token"), validation_alias=_env("OPSGATE_ZENDESK_API_TOKEN")
+    )
+    salesforce_api_version: str = Field(
+        "v60.0", pattern=r"^v\d+\.\d$", validation_alias=_env("OPSGATE_SALESFORCE_API_VERSION")
+    )
+    salesforce_access_token: SecretStr = Field(
+        SecretStr("sandbox-token"), validation_alias=_env("OPSGATE_SALESFORCE_ACCESS_TOKEN")
+    )
+    okta_api_token: SecretStr = Field(
+        SecretStr("sandbox-token"), validation_alias=_env("OPSGATE_OKTA_API_TOKEN")
+    )
+    # Connections per process; keep it at or above a worker's thread count.
+    db_pool_size: int = Field(20, ge=1, validation_alias=_env("OPSGATE_DB_POOL_SIZE"))
+    http_timeout_seconds: float = Field(10.0, validation_alias=_env("OPSGATE_HTTP_TIMEOUT"))
+
+    # Intake.
+    max_body_bytes: int = Field(1_048_576, validation_alias=_env("OPSGATE_MAX_BODY_BYTES"))
+    zendesk_tags: str = Field("refund", validation_alias=_env("OPSGATE_ZENDESK_TAGS"))
+    salesforce_allowed_ips: str = Field("", validation_alias=_env("OPSGATE_SALESFORCE_ALLOWED_IPS"))
+
+    sentry_dsn: SecretStr | None = Field(None, validation_alias=_env("SENTRY_DSN"))
+    otel_endpoint: str | None = Field(None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+    agent_identity: str = Field(
+        "opsgate-agent/local", validation_alias=_env("OPSGATE_AGENT_IDENTITY")
+    )
+    log_level: str = Field("INFO", validation_alias=_env("OPSGATE_LOG_LEVEL"))
+    log_format: Literal["json", "console"] = Field(
+        "json", validation_alias=_env("OPSGATE_LOG_FORMAT")
+    )
+
+    # Fleet reliability knobs.
+    visibility_timeout: int = Field(3600, validation_alias=_env("OPSGATE_VISIBILITY_TIMEOUT"))
+    max_deliveries: int = Field(10, validation_alias=_env("OPSGATE_MAX_DELIVERIES"))
+    reaper_interval: float = Field(10.0, validation_alias=_env("OPSGATE_REAPER_INTERVAL"))
+    stale_after: float = Field(120.0, validation_alias=_env("OPSGATE_STALE_AFTER"))
+    outbox_grace: float = Field(3.0, validation_alias=_env("OPSGATE_OUTBOX_GRACE"))
+    retry_max: int = Field(4, validation_alias=_env("OPSGATE_RETRY_MAX"))
+    # Circuit breaker per downstream system (shared through Redis).
+    breaker_window: float = Field(30.0, validation_alias=_env("OPSGATE_BREAKER_WINDOW"))
+    breaker_min_calls: int = Field(10, validation_alias=_env("OPSGATE_BREAKER_MIN_CALLS"))
+    breaker_failure_rate: float = Field(
+        0.5, gt=0, le=1, validation_alias=_env("OPSGATE_BREAKER_FAILURE_RATE")
+    )
+    breaker_open_seconds: float = Field(30.0, validation_alias=_env("OPSGATE_BREAKER_OPEN_SECONDS"))
+    breaker_probes: int = Field(2, ge=1, validation_alias=_env("OPSGATE_BREAKER_PROBES"))
+    # A job parked behind an open breaker longer than this escalates as circuit_open.
+    breaker_max_wait: float = Field(900.0, validation_alias=_env("OPSGATE_BREAKER_MAX_WAIT"))
+    # Transient-error retries a job may spend in total, over all its stages.
+    retry_budget: int = Field(12, validation_alias=_env("OPSGATE_RETRY_BUDGET"))
+    # How long a claimed step is protected from other deliveries; must outlast one tool call.
+    claim_lease: float = Field(60.0, validation_alias=_env("OPSGATE_CLAIM_LEASE"))
+
+    @field_validator(
+        "database_url",
+        "redis_url",
+        "openai_base_url",
+        "api_url",
+        "otel_endpoint",
+        "salesforce_org_id",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose files pass `VAR=` for optional settings; an empty value means "not set".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_in_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        problems = []
+        checked = {
+            "stripe_api_key": self.stripe_api_base,
+            "zendesk_api_token": self.zendesk_api_base,
+            "salesforce_access_token": self.salesforce_api_base,
+            "okta_api_token": self.okta_api_base,
+        }
+        for name, base in checked.items():
+            # A system still pointed at the local sandbox address is not in use.
+            in_use = name in ("stripe_api_key", "zendesk_api_token") or base != _SANDBOX
+            if in_use and getattr(self, name).get_secret_value() in _PLACEHOLDER_SECRETS:
+                problems.append(name)
+        if self.database_url is None:
+            problems.append("database_url (SQLite is for one machine only)")
+        if self.redis_url is None:
+            problems.append("redis_url (the embedded redis-server is for one machine only)")
+        if problems:
+            raise ValueError("production settings need real values for: " + ", ".join(problems))
+        return self
+
+    @property
+    def var_dir(self) -> Path:
+        """Where the embedded defaults keep their files (SQLite, redis socket, pidfiles)."""
+        return (self.home / "var").resolve()
+
+    @property
+    def model_configured(self) -> bool:
+        """Whether any model endpoint is configured (otherwise only the rules tier runs)."""
+        return self.openai_api_key is not None or self.openai_base_url is not None
+
+    def zendesk_secrets(self) -> list[str]:
+        """The webhook signing secrets in force (two during a rotation)."""
+        raw = self.zendesk_webhook_secret.get_secret_value() if self.zendesk_webhook_secret else ""
+        return [s.strip() for s in raw.split(",") if s.strip()]
+
+    def zendesk_tag_set(self) -> frozenset[str]:
+        """Ticket tags that make a Zendesk event start a refund job (empty: every ticket)."""
+        return frozenset(t.strip().lower() for t in self.zendesk_tags.split(",") if t.strip())
+
+    def env_api_keys(self) -> list[tuple[str, str, str]]:
+        """`name:role:key` triples from OPSGATE_API_KEYS."""
+        raw = self.api_keys.get_secret_value() if self.api_keys else ""
+        triples = []
+        for item in filter(None, (part.strip() for part in raw.split(","))):
+            name, _, rest = item.partition(":")
+            role, _, key = rest.partition(":")
+            if not (name and role and key):
+                raise ValueError("OPSGATE_API_KEYS entries must be name:role:key")
+            if role not in ROLES:
+                raise ValueError(
+                    f"OPSGATE_API_KEYS: role {role!r} of {name!r} is not one of {', '.join(ROLES)}"
+                )
+            triples.append((name, role, key))
+        return triples
+
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL, with the embedded SQLite default and the psycopg 3 driver."""
+        url = self.database_url
+        if not url:
+            return f"sqlite:///{self.var_dir / 'opsgate.db'}"
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings (read once; tests call `get_settings.cache_clear()`)."""
+    return Settings()
+
+
+def cli_actor() -> str:
+    """The actor recorded for commands run directly on the database: cli:<user>@<host>."""
+    try:
+        user = getpass.getuser()
+    except OSError:
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"

@@ -1,0 +1,1 @@
+"""Parsing and authenticating inbound deliveries (pure functions; the API wires them up)."""

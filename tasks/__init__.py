@@ -1,0 +1,1 @@
+"""Thin Celery tasks, one module per stage: ids in, one call into app/, errors mapped."""

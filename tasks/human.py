@@ -1,0 +1,28 @@
+"""Task on the `human` queue: deliver an escalation to the reviewers."""
+
+from __future__ import annotations
+
+import structlog
+
+from app.celery_app import celery_app
+from app.db import session_scope
+from app.escalation import mark_notified
+
+log = structlog.get_logger(__name__)
+
+
+@celery_app.task(name="opsgate.notify_human")
+def notify_human(job_id: str) -> int:
+    """Stamp the job's new escalations as delivered and announce them to the reviewers."""
+    with session_scope() as session:
+        delivered = mark_notified(session, job_id)
+        for esc in delivered:
+            log.warning(
+                "escalation.opened",
+                job_id=job_id,
+                escalation_id=esc.id,
+                reason=esc.reason,
+                detail=esc.detail,
+            )
+        session.commit()
+    return len(delivered)

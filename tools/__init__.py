@@ -1,0 +1,1 @@
+"""Tool catalog, downstream adapters and the local sandbox."""

@@ -1,0 +1,109 @@
+"""What every downstream adapter shares: risk classes, per-process clients, error mapping."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import httpx
+
+from app.errors import PermanentError, RetryableError
+
+T = TypeVar("T")
+
+
+class Risk(StrEnum):
+    """How much a tool call can change the world."""
+
+    READ = "read"
+    WRITE = "write"
+    IRREVERSIBLE = "irreversible"
+
+
+_clients: dict[tuple[str, int], Any] = {}
+# Re-entrant: a client's factory may itself ask for another per-process client.
+_clients_lock = threading.RLock()
+
+
+def per_process(name: str, factory: Callable[[], T]) -> T:
+    """One client per process and name, built lazily so prefork children never share one."""
+    key = (name, os.getpid())
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = factory()
+        return _clients[key]
+
+
+def reset_clients() -> None:
+    """Forget every client (tests change the downstream URLs between runs)."""
+    with _clients_lock:
+        for client in _clients.values():
+            close = getattr(client, "close", None)
+            if callable(close):
+                close()
+        _clients.clear()
+
+
+def retry_after_seconds(headers: httpx.Headers | dict[str, str] | None) -> float | None:
+    """Seconds to wait from Retry-After (seconds form) or Okta's X-Rate-Limit-Reset (epoch)."""
+    if not headers:
+        return None
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        if value is not None:
+            return max(0.0, float(value))
+        reset = headers.get("X-Rate-Limit-Reset") or headers.get("x-rate-limit-reset")
+        return max(0.0, float(reset) - time.time()) if reset is not None else None
+    except ValueError:
+        return None
+
+
+def error_detail(response: httpx.Response) -> str:
+    """The system's own words for an error, from each API's error shape.
+
+    Stripe: {"error": {"code", "message"}}; Zendesk: {"error", "description"};
+    Salesforce: [{"errorCode", "message"}]; Okta: {"errorCode", "errorSummary"}.
+    """
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        return "; ".join(f"{e.get('errorCode')}: {e.get('message')}" for e in body[:3])
+    if isinstance(body, dict):
+        if isinstance(body.get("error"), dict):
+            err = body["error"]
+            return f"{err.get('code') or err.get('type')}: {err.get('message')}"
+        if "errorCode" in body:
+            return f"{body['errorCode']}: {body.get('errorSummary')}"
+        if "error" in body:
+            return f"{body['error']}: {body.get('description') or body.get('details') or ''}"
+    return response.text[:300]
+
+
+# Status codes that say "try again later" rather than "this request is wrong".
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def raise_for_http(system: str, response: httpx.Response) -> None:
+    """Map an HTTP error answer to RetryableError (429, 5xx, ...) or PermanentError (4xx)."""
+    if response.status_code < 400:
+        return
+    detail = f"{system} answered {response.status_code}: {error_detail(response)}"
+    if response.status_code in RETRYABLE_STATUS or response.status_code >= 500:
+        raise RetryableError(detail, retry_after=retry_after_seconds(response.headers))
+    raise PermanentError(detail)
+
+
+def call_http(system: str, send: Callable[[], httpx.Response]) -> httpx.Response:
+    """Send one request, mapping transport failures and error statuses to opsgate errors."""
+    try:
+        response = send()
+    except (httpx.TimeoutException, httpx.TransportError) as exc:
+        raise RetryableError(f"{system} unreachable: {exc.__class__.__name__}: {exc}") from exc
+    raise_for_http(system, response)
+    return response

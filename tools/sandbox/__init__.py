@@ -1,0 +1,1 @@
+"""Local sandbox emulating the APIs opsgate writes to: Stripe, Zendesk, Salesforce, Okta."""

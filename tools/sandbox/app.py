@@ -1,0 +1,136 @@
+"""The sandbox FastAPI app: Stripe, Zendesk, Salesforce and Okta emulations, the ledger,
+fault injection and the control endpoints."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tools.sandbox import (
+    bulk,
+    faults,
+    okta_routes,
+    salesforce_model,
+    salesforce_routes,
+    stripe_routes,
+    zendesk_routes,
+)
+from tools.sandbox.seed import reset, seed_missing
+from tools.sandbox.store import Store, list_writes
+from tools.sandbox.stripe_wire import StripeError, error_response
+
+control = APIRouter(prefix="/_sandbox", tags=["sandbox"])
+
+
+def _store(request: Request) -> Store:
+    """The app's Store."""
+    store: Store = request.app.state.store
+    return store
+
+
+@control.get("/health")
+def health() -> dict[str, bool]:
+    """Liveness probe; tests poll it to know the server is up."""
+    return {"ok": True}
+
+
+@control.get("/ledger")
+def ledger(
+    request: Request,
+    system: str | None = None,
+    outcome: Literal["applied", "replayed", "rejected", "noop"] | None = None,
+) -> dict[str, Any]:
+    """Every write the sandbox received, oldest first."""
+    with _store(request).connect() as conn:
+        return {"writes": list_writes(conn, system=system, outcome=outcome)}
+
+
+@control.post("/reset")
+def reset_state(request: Request) -> dict[str, bool]:
+    """Wipe all state, ledger included, and reseed the demo data (faults stay as they are)."""
+    reset(_store(request))
+    return {"ok": True}
+
+
+@control.post("/refund_cases")
+def refund_cases(request: Request, count: int = 10, start: int = 0) -> dict[str, Any]:
+    """Add `count` refundable tickets (with users, customers and charges) numbered from `start`."""
+    if not 1 <= count <= 10_000 or start < 0:
+        raise StarletteHTTPException(422, "count must be 1..10000 and start >= 0")
+    return {"cases": bulk.as_json(bulk.add_refund_cases(_store(request), count, start))}
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """Unknown routes answer in the error shape of the system whose path they are under."""
+    assert isinstance(exc, StarletteHTTPException)
+    path, status = request.url.path, exc.status_code
+    if status not in (404, 405):
+        return await http_exception_handler(request, exc)
+    if path.startswith("/v1/"):
+        # stripe-python expects Stripe's shape.
+        message = (
+            f"Unrecognized request URL ({request.method}: {path}). Please see "
+            "https://stripe.com/docs or we can help at https://support.stripe.com/."
+        )
+        return error_response(StripeError(404, message, saved=False))
+    if path.startswith("/services/data/"):
+        error = salesforce_model.not_found()
+        if status == 405:
+            allowed = "GET,PATCH" if "/sobjects/" in path else "GET"
+            message = f"HTTP Method '{request.method}' not allowed. Allowed are {allowed}"
+            error = salesforce_model.SalesforceError(405, "METHOD_NOT_ALLOWED", message)
+        return JSONResponse(error.body, status_code=error.status_code)
+    if path.startswith("/api/v1/"):
+        okta = okta_routes.OktaError(404, "E0000007", f"Not found: Resource not found: {path}")
+        if status == 405:
+            summary = "The endpoint does not support the provided HTTP method"
+            okta = okta_routes.OktaError(405, "E0000022", summary)
+        return JSONResponse(okta.body, status_code=okta.status_code)
+    return await http_exception_handler(request, exc)
+
+
+class SandboxApp(FastAPI):
+    """FastAPI with the fault layer outermost, so a fault can withhold the whole response."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await self.state.faults.handle(scope, receive, send, super().__call__)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+def create_app(db_path: str, *, seed_if_empty: bool = True) -> FastAPI:
+    """Build the sandbox over the SQLite file at `db_path`, seeding whatever is empty.
+
+    Faults in OPSGATE_SANDBOX_FAULTS (a fault spec or a list of them) are active from the start.
+    """
+    specs = faults.parse_env(os.environ.get(faults.ENV_VAR))
+    store = Store(db_path)
+    if seed_if_empty:
+        # Under the write lock: two processes may start on one file.
+        with store.transaction() as conn:
+            seed_missing(conn)
+    app = SandboxApp(
+        title="opsgate sandbox", docs_url="/_sandbox/docs", openapi_url="/_sandbox/openapi.json"
+    )
+    app.state.store = store
+    app.state.faults = faults.Faults(store, specs)
+    app.include_router(stripe_routes.router)
+    app.include_router(zendesk_routes.router)
+    app.include_router(salesforce_routes.router)
+    app.include_router(okta_routes.router)
+    app.include_router(control)
+    app.include_router(faults.router)
+    app.add_exception_handler(StripeError, stripe_routes.stripe_error_handler)
+    app.add_exception_handler(zendesk_routes.ZendeskError, zendesk_routes.zendesk_error_handler)
+    app.add_exception_handler(
+        salesforce_model.SalesforceError, salesforce_routes.salesforce_error_handler
+    )
+    app.add_exception_handler(okta_routes.OktaError, okta_routes.okta_error_handler)
+    app.add_exception_handler(StarletteHTTPException, _not_found)
+    return app

@@ -1,0 +1,1 @@
+"""Verifiers: deterministic rule chains before a write, read-back checks after it."""

@@ -1,0 +1,57 @@
+"""The shared shape of every verifier rule: one class, one check, one verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A rule's answer: pass or fail, why, the values it compared, and how sure it is."""
+
+    ok: bool
+    rule: str
+    detail: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    confidence: float = 1.0
+
+
+@dataclass
+class Facts:
+    """What the verify stage read from the systems before judging a step."""
+
+    tool: str
+    args: dict[str, Any]
+    job_input: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Rule:
+    """One verification rule; subclasses implement `check` and set `name`."""
+
+    name = "rule"
+
+    def check(self, facts: Facts) -> Verdict:
+        """Judge the facts."""
+        raise NotImplementedError
+
+    def passed(self, detail: str, **evidence: Any) -> Verdict:
+        """A passing verdict from this rule."""
+        return Verdict(True, self.name, detail, evidence)
+
+    def failed(self, detail: str, **evidence: Any) -> Verdict:
+        """A failing verdict from this rule."""
+        return Verdict(False, self.name, detail, evidence)
+
+
+def run_chain(rules: Sequence[Rule], facts: Facts) -> tuple[Verdict | None, list[Verdict]]:
+    """Run rules in order; stop at the first failure, which is returned with all verdicts."""
+    verdicts: list[Verdict] = []
+    for rule in rules:
+        verdict = rule.check(facts)
+        verdicts.append(verdict)
+        if not verdict.ok:
+            return verdict, verdicts
+    return None, verdicts

@@ -1,0 +1,30 @@
+"""Which facts to read and which rules to run for each write tool, before and after."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.calls import CallRecorder
+from verifiers import refund, tickets
+from verifiers.base import Facts, Rule, Verdict
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A tool's verification: facts to gather, proposal rules, and the read-back."""
+
+    gather: Callable[[CallRecorder, Facts], None]
+    rules: list[Rule]
+    read_back: Callable[[CallRecorder, dict[str, Any], dict[str, Any], str], Verdict]
+
+
+CHAINS: dict[str, Chain] = {
+    "stripe.refund": Chain(
+        refund.gather,
+        refund.RULES,
+        lambda rec, args, result, _key: refund.read_back(rec, args, result),
+    ),
+    "zendesk.add_comment": Chain(tickets.gather, tickets.RULES, tickets.read_back),
+}

@@ -1,0 +1,153 @@
+"""Rules for stripe.refund, checked against Stripe's state (not only opsgate's database)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.calls import CallRecorder
+from app.errors import PermanentError
+from tools import stripe_api
+from verifiers.base import Facts, Rule, Verdict
+from verifiers.tickets import requester_of
+
+
+def gather(rec: CallRecorder, facts: Facts) -> None:
+    """Read the charge and the ticket's requester."""
+    charge_id = facts.args["charge_id"]
+    try:
+        facts.data["charge"] = rec.tool("stripe.get_charge", {"charge_id": charge_id})["charge"]
+    except PermanentError as exc:
+        if "resource_missing" not in str(exc):
+            raise
+        facts.data["charge"] = None
+    requester_of(rec, facts)
+
+
+def _charge(facts: Facts) -> dict[str, Any]:
+    charge: dict[str, Any] = facts.data["charge"]
+    return charge
+
+
+class ChargeExists(Rule):
+    """The charge to refund exists in Stripe."""
+
+    name = "charge_exists"
+
+    def check(self, facts: Facts) -> Verdict:
+        if facts.data.get("charge") is None:
+            return self.failed(
+                f"charge {facts.args['charge_id']} does not exist in Stripe",
+                charge_id=facts.args["charge_id"],
+            )
+        return self.passed("charge found", charge_id=facts.args["charge_id"])
+
+
+class CurrencyMatches(Rule):
+    """The refund's currency is the charge's currency."""
+
+    name = "currency_matches"
+
+    def check(self, facts: Facts) -> Verdict:
+        asked, actual = facts.args["currency"], _charge(facts)["currency"].lower()
+        if asked != actual:
+            return self.failed(
+                f"refund currency {asked.upper()} differs from the charge's {actual.upper()}",
+                refund_currency=asked,
+                charge_currency=actual,
+            )
+        return self.passed("currency matches", currency=actual)
+
+
+class NotAlreadyRefunded(Rule):
+    """The charge is not already fully refunded, per Stripe."""
+
+    name = "not_already_refunded"
+
+    def check(self, facts: Facts) -> Verdict:
+        charge = _charge(facts)
+        if charge.get("refunded") or charge["amount_refunded"] >= charge["amount"]:
+            return self.failed(
+                f"charge {charge['id']} is already fully refunded",
+                amount=charge["amount"],
+                amount_refunded=charge["amount_refunded"],
+            )
+        return self.passed(
+            "charge has refundable balance", amount_refunded=charge["amount_refunded"]
+        )
+
+
+class AmountWithinRefundable(Rule):
+    """The amount is a positive integer no larger than what remains refundable."""
+
+    name = "amount_within_refundable"
+
+    def check(self, facts: Facts) -> Verdict:
+        charge, amount = _charge(facts), facts.args["amount"]
+        remaining = charge["amount"] - charge["amount_refunded"]
+        if not isinstance(amount, int) or amount <= 0 or amount > remaining:
+            return self.failed(
+                f"amount {amount} is not within the refundable {remaining}",
+                amount=amount,
+                remaining=remaining,
+            )
+        return self.passed("amount within refundable balance", amount=amount, remaining=remaining)
+
+
+class ChargeBelongsToRequester(Rule):
+    """The charge was paid by the ticket's requester, never another customer."""
+
+    name = "charge_belongs_to_requester"
+
+    def check(self, facts: Facts) -> Verdict:
+        charge = _charge(facts)
+        requester = (facts.data.get("requester") or {}).get("email", "").lower()
+        payer = {
+            e.lower()
+            for e in (
+                charge.get("receipt_email"),
+                (charge.get("billing_details") or {}).get("email"),
+            )
+            if e
+        }
+        if not requester or requester not in payer:
+            return self.failed(
+                "the charge was not paid by the ticket's requester",
+                charge_customer=charge.get("customer"),
+                requester_ref=facts.data.get("requester_ref"),
+            )
+        return self.passed(
+            "charge belongs to the requester", charge_customer=charge.get("customer")
+        )
+
+
+RULES: list[Rule] = [
+    ChargeExists(),
+    CurrencyMatches(),
+    NotAlreadyRefunded(),
+    AmountWithinRefundable(),
+    ChargeBelongsToRequester(),
+]
+
+
+def read_back(rec: CallRecorder, args: dict[str, Any], result: dict[str, Any]) -> Verdict:
+    """After the write: the refund exists on the charge with the amount, and succeeded."""
+    refund_id = result.get("id")
+    refunds = rec.run(
+        "stripe.list_refunds",
+        "stripe",
+        stripe_api.SERVICE_IDENTITY,
+        {"charge": args["charge_id"]},
+        lambda: stripe_api.list_refunds(args["charge_id"]),
+    )
+    match = next((r for r in refunds if r.get("id") == refund_id), None)
+    evidence = {"refund_id": refund_id, "charge_id": args["charge_id"], "amount": args["amount"]}
+    if match is None:
+        return Verdict(False, "refund_exists", "the refund is not on the charge", evidence)
+    if match.get("amount") != args["amount"] or match.get("status") != "succeeded":
+        return Verdict(
+            False,
+            "refund_matches",
+            "the refund's amount or status differs",
+            dict(evidence, found_amount=match.get("amount"), status=match.get("status")),
+        )
+    return Verdict(True, "refund_confirmed", "refund found on the charge with the amount", evidence)
