@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
+import time
+from typing import Any
+
 import click
+from celery import signals
+from celery.platforms import EX_FAILURE
 
 from app.cli.common import prepare_services, setup_logging
 from app.jobs import QUEUES
@@ -53,9 +61,20 @@ def api(host: str, port: int) -> None:
 @click.option("--beat", "with_beat", is_flag=True, help="Also run the periodic reaper in-process.")
 @click.option("--hostname", "-n", default=None, help="Worker node name (default: celery's).")
 def worker(queues: str, concurrency: int, pool: str, with_beat: bool, hostname: str | None) -> None:
-    """Run a Celery worker for the pipeline's queues."""
+    """Run a Celery worker for the pipeline's queues.
+
+    If Celery stops on an "Unrecoverable error" (not a requested shutdown), the process
+    starts itself again after a backoff, so one broker hiccup does not take a worker out
+    of the fleet until someone notices.
+    """
     setup_logging("INFO")
-    prepare_services()
+    owns_redis = prepare_services() or os.environ.get(_OWNS_REDIS) == "1"
+    if os.environ.get(_OWNS_REDIS) == "1":
+        # A re-executed worker stops the embedded server its first life started.
+        from app import redis_server
+        from app.settings import get_settings
+
+        atexit.register(redis_server.stop, get_settings())
     from app.celery_app import celery_app
 
     unknown = set(queues.split(",")) - set(QUEUES)
@@ -86,7 +105,48 @@ def worker(queues: str, concurrency: int, pool: str, with_beat: bool, hostname: 
         argv += ["-B", "-s", str(_beat_schedule_path())]
     if hostname:
         argv += ["-n", hostname]
-    celery_app.worker_main(argv)
+    started = time.monotonic()
+    # Celery's app.start and worker_main both drop the worker's exit code; read it off
+    # the WorkController itself.
+    lives: list[Any] = []
+    signals.worker_init.connect(lambda sender, **_: lives.append(sender), weak=False)
+    celery_app.start(argv)
+    code = lives[-1].exitcode if lives else None
+    if code == EX_FAILURE:
+        _restart_after_failure(time.monotonic() - started, owns_redis)
+    sys.exit(code or 0)
+
+
+# Celery ends the worker process on an "Unrecoverable error" from its consumer; one such is
+# a race in kombu's Redis channel close while the broker restarts (the transport is
+# collected, then the channel closed again: AttributeError on `conninfo.hostname`), seen
+# under load in the chaos suite. Celery has no option to restart the consumer in that
+# case, and a container restart policy is not there for a bare `opsgate worker`, so the
+# worker re-executes itself: same pid, same node name, a fresh interpreter. Unacked
+# messages come back through the visibility timeout and stalled jobs through the reaper.
+_RESTARTS = "OPSGATE_WORKER_RESTARTS"
+_OWNS_REDIS = "OPSGATE_WORKER_OWNS_REDIS"
+_MAX_QUICK_RESTARTS = 10
+_HEALTHY_RUN_SECONDS = 60.0
+
+
+def _restart_after_failure(ran_for: float, owns_redis: bool) -> None:
+    """Re-exec this worker after a backoff, unless it keeps failing right after start."""
+    import structlog
+
+    restarts = 0 if ran_for >= _HEALTHY_RUN_SECONDS else int(os.environ.get(_RESTARTS, "0"))
+    log = structlog.get_logger("opsgate.worker")
+    if restarts >= _MAX_QUICK_RESTARTS:
+        log.critical("worker.giving_up", restarts=restarts)
+        return
+    delay = min(30.0, 0.5 * 2**restarts)
+    log.error("worker.restarting", after_seconds=delay, restarts=restarts + 1)
+    time.sleep(delay)
+    os.environ[_RESTARTS] = str(restarts + 1)
+    os.environ[_OWNS_REDIS] = "1" if owns_redis else "0"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, sys.orig_argv)
 
 
 def _beat_schedule_path() -> object:
