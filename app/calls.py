@@ -1,17 +1,20 @@
-"""Every downstream call goes through a recorder, so each one lands in tool_calls."""
+"""Every downstream and model call goes through a recorder, so each one lands in tool_calls
+or model_calls (and model calls in the audit chain)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from app import breaker, policy, ratelimit
+from app import audit, breaker, policy, ratelimit
 from app.errors import PermanentError, RetryableError
-from app.models import ToolCall
+from app.models import ModelCall, ToolCall
+from app.settings import get_settings
 from tools.base import Risk
 from tools.catalog import get_tool
 
@@ -32,11 +35,31 @@ class RecordedCall:
 
 
 @dataclass
+class RecordedModelCall:
+    """One model call (or cache hit), kept in memory until the stage's transaction."""
+
+    tier: str
+    model: str
+    prompt_version: str
+    passages: list[str]
+    router: list[str]
+    request: dict[str, Any]
+    response: dict[str, Any]
+    outcome: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: float = 0.0
+    cache_hit: bool = False
+
+
+@dataclass
 class CallRecorder:
     """Runs downstream calls outside any transaction and remembers them for the audit."""
 
     stage: str
     calls: list[RecordedCall] = field(default_factory=list)
+    model_calls: list[RecordedModelCall] = field(default_factory=list)
 
     def run(
         self,
@@ -126,3 +149,35 @@ class CallRecorder:
                 )
             )
         self.calls.clear()
+        self._write_model_calls(session, job_id, attempt)
+
+    def _write_model_calls(self, session: Session, job_id: str, attempt: int) -> None:
+        # The audit chain holds references and hashes; the redacted texts stay in
+        # model_calls, whose retention can differ from the chain's.
+        actor = f"agent:{get_settings().agent_identity}"
+        for m in self.model_calls:
+            row = ModelCall(job_id=job_id, stage=self.stage, attempt=attempt, **asdict(m))
+            row.latency_ms = round(m.latency_ms, 2)
+            session.add(row)
+            session.flush()
+            audit.append(
+                session,
+                job_id,
+                "model_call",
+                actor,
+                {
+                    "model_call_id": row.id,
+                    "tier": m.tier,
+                    "model": m.model,
+                    "prompt_version": m.prompt_version,
+                    "passages": m.passages,
+                    "request_sha256": audit.sha256_hex(audit.canonical_json(m.request)),
+                    "response_sha256": audit.sha256_hex(audit.canonical_json(m.response)),
+                    "input_tokens": m.input_tokens,
+                    "output_tokens": m.output_tokens,
+                    "cost_usd": str(m.cost_usd),
+                    "cache_hit": m.cache_hit,
+                    "outcome": m.outcome,
+                },
+            )
+        self.model_calls.clear()

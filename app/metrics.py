@@ -10,7 +10,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from app.db import session_scope
-from app.models import Escalation, Job, OutboxMessage, ToolCall
+from app.models import Escalation, Job, ModelCall, OutboxMessage, ToolCall
 
 
 class FleetCollector(Collector):
@@ -31,7 +31,48 @@ class FleetCollector(Collector):
             "opsgate_dead_letters",
             "Jobs failed because a stage message kept coming back (alert on > 0)",
         )
+        model_calls = GaugeMetricFamily(
+            "opsgate_model_calls",
+            "Model calls by tier, model and outcome (cache hits counted apart)",
+            labels=["tier", "model", "outcome", "cache_hit"],
+        )
+        model_cost = GaugeMetricFamily(
+            "opsgate_model_cost_usd", "Model spend so far by workflow, USD", labels=["workflow"]
+        )
+        per_task = GaugeMetricFamily(
+            "opsgate_cost_per_completed_task_usd",
+            "Model spend of completed jobs divided by their number, by workflow",
+            labels=["workflow"],
+        )
         with session_scope() as s:
+            for tier, model, outcome, hit, n in s.execute(
+                select(
+                    ModelCall.tier,
+                    ModelCall.model,
+                    ModelCall.outcome,
+                    ModelCall.cache_hit,
+                    func.count(),
+                ).group_by(ModelCall.tier, ModelCall.model, ModelCall.outcome, ModelCall.cache_hit)
+            ):
+                model_calls.add_metric([tier, model, outcome, str(bool(hit)).lower()], n)
+            for wf, cost in s.execute(
+                select(Job.workflow, func.sum(ModelCall.cost_usd))
+                .join(ModelCall, ModelCall.job_id == Job.id)
+                .group_by(Job.workflow)
+            ):
+                model_cost.add_metric([wf], float(cost or 0))
+            spend = (
+                select(ModelCall.job_id, func.sum(ModelCall.cost_usd).label("cost"))
+                .group_by(ModelCall.job_id)
+                .subquery()
+            )
+            for wf, total, n in s.execute(
+                select(Job.workflow, func.sum(func.coalesce(spend.c.cost, 0)), func.count(Job.id))
+                .outerjoin(spend, spend.c.job_id == Job.id)
+                .where(Job.status == "completed")
+                .group_by(Job.workflow)
+            ):
+                per_task.add_metric([wf], float(total or 0) / n if n else 0.0)
             for wf, st, n in s.execute(
                 select(Job.workflow, Job.status, func.count()).group_by(Job.workflow, Job.status)
             ):
@@ -60,4 +101,4 @@ class FleetCollector(Collector):
                 )
                 or 0,
             )
-        yield from (jobs, escs, calls, pending, dead)
+        yield from (jobs, escs, calls, pending, dead, model_calls, model_cost, per_task)

@@ -1,18 +1,24 @@
-"""SQLAlchemy 2 models: jobs, plan steps, events, audit, tool calls, escalations, outbox."""
+"""SQLAlchemy 2 models: jobs, plan steps, events, audit, tool and model calls, escalations,
+outbox."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -184,6 +190,46 @@ class ToolCall(Base):
     latency_ms: Mapped[float]
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelCall(Base):
+    """One call to a model (or a cache hit standing for one): what was asked, what came
+    back (both redacted), tokens, cost, latency, and why the router chose that model."""
+
+    __tablename__ = "model_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    tier: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(128))
+    prompt_version: Mapped[str] = mapped_column(String(64))
+    passages: Mapped[list[str]] = mapped_column(JSONType)
+    router: Mapped[list[str]] = mapped_column(JSONType)
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    response: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    outcome: Mapped[str] = mapped_column(String(24))
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0))
+    latency_ms: Mapped[float]
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelSpend(Base):
+    """Model spend per budget scope (a workflow) and UTC day, in millionths of a USD.
+
+    Reserved before a call at its worst case and settled to the real cost after, with
+    conditional UPDATEs, so two workers cannot both spend the last of a budget.
+    """
+
+    __tablename__ = "model_spend"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    micros: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Escalation(Base):

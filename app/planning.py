@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import audit, jobs
+from app import audit, jobs, policy
 from app.calls import CallRecorder
 from app.errors import EscalationRequired, PermanentError
-from app.models import Job, PlanStep
+from app.llm import planner as model_planner
+from app.models import Escalation, Job, JobEvent, PlanStep
 from app.plan import Plan
 from app.planner import rules
 from app.runner import JobView, agent_actor
@@ -44,27 +46,64 @@ def validate_plan(plan: Plan, workflow: str) -> None:
             raise EscalationRequired("schema_invalid", str(exc), {"tool": step.tool}) from exc
 
 
+def work_journal(session: Session, job_id: str) -> list[str]:
+    """What has happened to the job so far, as lines for the planner's prompt.
+
+    No ids or times: two jobs for the same request get the same journal, so the model
+    response cache can answer the second.
+    """
+    lines = [
+        f"{e.from_status or 'new'} -> {e.to_status}: {e.reason or ''}".strip()
+        for e in session.scalars(
+            select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+        )
+    ]
+    for esc in session.scalars(
+        select(Escalation).where(Escalation.job_id == job_id).order_by(Escalation.id)
+    ):
+        decided = f", decided {esc.decision}: {esc.note or ''}" if esc.decision else ""
+        lines.append(f"escalated ({esc.reason}): {esc.detail}{decided}")
+    return lines
+
+
+def count_attachments(context: dict[str, Any]) -> int:
+    """Attachments on the ticket and its comments (the router sends those to `large`)."""
+    ticket = context.get("ticket") or {}
+    found = len(ticket.get("attachments") or [])
+    for comment in ticket.get("comments") or []:
+        found += len(comment.get("attachments") or []) if isinstance(comment, dict) else 0
+    return found
+
+
 class PlanStage:
     """Stage `plan`: queued -> planned."""
 
     name = "plan"
     status = jobs.QUEUED
 
-    def prepare(self, session: Session, job: Job) -> None:
-        return None
+    def prepare(self, session: Session, job: Job) -> list[str]:
+        return work_journal(session, job.id)
 
-    def work(self, job: JobView, ctx: None, rec: CallRecorder) -> tuple[Plan, str]:
+    def work(self, job: JobView, ctx: list[str], rec: CallRecorder) -> tuple[Plan, str]:
         context = gather_context(job, rec)
-        plan = rules.plan(job.workflow, context)
+        plan, tier = rules.plan(job.workflow, context), "rules"
         if plan is None:
-            if get_settings().model_configured:
-                detail = "the rules tier does not recognize this request; model tiers come later"
-            else:
-                detail = (
+            if not get_settings().model_configured:
+                raise EscalationRequired(
+                    "no_model",
                     "the rules tier does not recognize this request and no model endpoint "
-                    "is configured (OPENAI_API_KEY / OPENAI_BASE_URL)"
+                    "is configured (OPENAI_API_KEY / OPENAI_BASE_URL)",
+                    {"workflow": job.workflow},
                 )
-            raise EscalationRequired("no_model", detail, {"workflow": job.workflow})
+            workflow, _ = policy.workflow_policy(job.workflow)
+            request = model_planner.PlanRequest(
+                workflow=job.workflow,
+                allowed_tools=list(workflow.allowed_tools),
+                untrusted={"input": job.input, **context},
+                journal=ctx,
+                attachments=count_attachments(context),
+            )
+            plan, tier = model_planner.plan(request, rec, validate_plan)
         if plan.escalate is not None:
             raise EscalationRequired(
                 "planner_escalated", plan.escalate.reason, {"summary": plan.summary}
@@ -74,9 +113,9 @@ class PlanStage:
                 "empty_plan", "the planner proposed no action", {"summary": plan.summary}
             )
         validate_plan(plan, job.workflow)
-        return plan, "rules"
+        return plan, tier
 
-    def apply(self, session: Session, job: Job, ctx: None, result: tuple[Plan, str]) -> None:
+    def apply(self, session: Session, job: Job, ctx: list[str], result: tuple[Plan, str]) -> None:
         plan, tier = result
         store_plan(session, job, plan, tier)
         jobs.transition(session, job, jobs.PLANNED, actor=agent_actor(), reason=plan.summary)

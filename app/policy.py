@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from app import configfile
 from app.audit import canonical_json, sha256_hex
 from app.errors import PermanentError
-from app.settings import get_settings
 from tools.base import Risk
 from tools.catalog import get_tool
 
@@ -83,32 +81,12 @@ class Decision:
 
 def load_policy(path: Path) -> PolicyFile:
     """Parse and validate a policy file; errors name the file and the key that is wrong."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PermanentError(f"policy file {path}: {exc}") from exc
-    try:
-        return PolicyFile.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise PermanentError(f"policy file {path}: {problems}") from exc
-
-
-@functools.cache
-def _policy_at(path: str, mtime: float) -> PolicyFile:
-    return load_policy(Path(path))
+    return configfile.load_yaml(path, PolicyFile)
 
 
 def current_policy() -> PolicyFile:
     """The policy in force; re-read when the file changes, so edits need no restart."""
-    path = get_settings().config_dir / "policy.yaml"
-    try:
-        mtime = path.stat().st_mtime
-    except OSError as exc:
-        raise PermanentError(f"policy file {path}: {exc.strerror}") from exc
-    return _policy_at(str(path), mtime)
+    return configfile.current("policy.yaml", PolicyFile)
 
 
 def workflow_policy(workflow: str) -> tuple[WorkflowPolicy, str]:

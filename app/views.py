@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Escalation, Job, JobEvent, ToolCall
+from app.models import Escalation, Job, JobEvent, ModelCall, ToolCall
 
 
 def _iso(value: Any) -> str | None:
@@ -65,6 +66,9 @@ def job_detail(session: Session, job: Job) -> dict[str, Any]:
     calls = session.scalars(
         select(ToolCall).where(ToolCall.job_id == job.id).order_by(ToolCall.id)
     ).all()
+    model_calls = session.scalars(
+        select(ModelCall).where(ModelCall.job_id == job.id).order_by(ModelCall.id)
+    ).all()
     return {
         **job_summary(job, esc),
         "requester": job.requester,
@@ -108,6 +112,23 @@ def job_detail(session: Session, job: Job) -> dict[str, Any]:
             }
             for c in calls
         ],
+        "model_calls": [
+            {
+                "tier": m.tier,
+                "model": m.model,
+                "prompt_version": m.prompt_version,
+                "outcome": m.outcome,
+                "cache_hit": m.cache_hit,
+                "input_tokens": m.input_tokens,
+                "output_tokens": m.output_tokens,
+                "cost_usd": str(m.cost_usd),
+                "latency_ms": m.latency_ms,
+                "passages": m.passages,
+                "router": m.router,
+            }
+            for m in model_calls
+        ],
+        "cost_usd": str(sum((m.cost_usd for m in model_calls), Decimal(0))),
         "escalation": escalation_view(esc) if esc else None,
     }
 

@@ -341,3 +341,69 @@ def start_api(tmp_path: Path) -> Iterator[Callable[..., str]]:
     yield start
     for proc in procs:
         proc.stop()
+
+
+class ModelServer:
+    """The local OpenAI-compatible server (tools/sandbox/model_routes) and its controls."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.root = url.removesuffix("/v1")
+
+    def script(self, *entries: dict[str, Any]) -> None:
+        """Queue scripted answers."""
+        resp = httpx.post(f"{self.root}/_models/script", json={"responses": list(entries)})
+        resp.raise_for_status()
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The chat completion requests received so far."""
+        resp = httpx.get(f"{self.root}/_models/requests", timeout=10)
+        resp.raise_for_status()
+        return list(resp.json()["requests"])
+
+    def reset(self) -> None:
+        """No scripted answers, no recorded requests."""
+        httpx.delete(f"{self.root}/_models/script", timeout=10).raise_for_status()
+        httpx.delete(f"{self.root}/_models/requests", timeout=10).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def _model_server_process() -> Iterator[ModelServer]:
+    from tools.sandbox.model_routes import serve_in_thread
+
+    url, stop = serve_in_thread()
+    yield ModelServer(url)
+    stop()
+
+
+@pytest.fixture
+def model_server(
+    clean_env: Path, _model_server_process: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ModelServer]:
+    """The model server, emptied, with OPENAI_BASE_URL pointing at it (model tiers on)."""
+    server = _model_server_process
+    server.reset()
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    reset_process_state()
+    yield server
+    server.reset()
+
+
+def models_config_dir(tmp_path: Path, **tiers: dict[str, Any]) -> Path:
+    """A copy of config/ whose models.yaml has `tiers` merged in (e.g. short timeouts)."""
+    import shutil
+
+    import yaml
+
+    target = tmp_path / "config"
+    shutil.copytree(ROOT / "config", target)
+    path = target / "models.yaml"
+    data = yaml.safe_load(path.read_text())
+    for name, changes in tiers.items():
+        if name in ("budgets", "router", "cache"):
+            data[name] = {**data.get(name, {}), **changes}
+        else:
+            data["tiers"][name].update(changes)
+    path.write_text(yaml.safe_dump(data))
+    return target

@@ -177,6 +177,20 @@ def _print_detail(d: dict[str, Any]) -> None:
         )
     if d["steps"]:
         console.print(steps)
+    if d["model_calls"]:
+        models = Table("tier", "model", "prompt", "outcome", "cache", "tokens in/out", "cost USD")
+        for m in d["model_calls"]:
+            models.add_row(
+                m["tier"],
+                m["model"],
+                m["prompt_version"],
+                m["outcome"],
+                "hit" if m["cache_hit"] else "",
+                f"{m['input_tokens']}/{m['output_tokens']}",
+                m["cost_usd"],
+            )
+        console.print(models)
+    console.print(f"model cost: {d['cost_usd']} USD")
     events = Table("at", "from", "to", "actor", "reason")
     for e in d["events"]:
         events.add_row(e["at"], e["from"] or "", e["to"], e["actor"], e["reason"] or "")

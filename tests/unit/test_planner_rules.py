@@ -71,6 +71,7 @@ SEEDED_PLANS: dict[int, tuple[str, int, str] | None] = {
     4827: ("ch_1006", 2000, "eur"),
     4828: ("ch_1007", 1999, "usd"),
     4829: ("ch_1001", 500, "usd"),
+    4830: None,  # no amount stated: left to a model tier
 }
 
 

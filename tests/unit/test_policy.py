@@ -221,7 +221,7 @@ def test_invalid_policy_file_names_the_file_and_the_key(
 def test_unparseable_policy_file_names_the_file(config_dir: Callable[..., Path]) -> None:
     folder = config_dir(text="workflows: [unclosed\n")
 
-    with pytest.raises(PermanentError, match="policy file") as caught:
+    with pytest.raises(PermanentError, match="config file") as caught:
         policy.workflow_policy("support_refund")
     assert str(folder / "policy.yaml") in str(caught.value)
 

@@ -1,5 +1,5 @@
-"""The sandbox FastAPI app: Stripe, Zendesk, Salesforce and Okta emulations, the ledger,
-fault injection and the control endpoints."""
+"""The sandbox FastAPI app: Stripe, Zendesk, Salesforce and Okta emulations, the scripted
+OpenAI model server, the ledger, fault injection and the control endpoints."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tools.sandbox import (
     bulk,
     faults,
+    model_routes,
     okta_routes,
     salesforce_model,
     salesforce_routes,
@@ -71,6 +72,9 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     path, status = request.url.path, exc.status_code
     if status not in (404, 405):
         return await http_exception_handler(request, exc)
+    if model_routes.owns(path):
+        # The openai SDK expects OpenAI's shape (e.g. GET on /v1/chat/completions).
+        return await model_routes.not_found(request, exc)
     if path.startswith("/v1/"):
         # stripe-python expects Stripe's shape.
         message = (
@@ -95,10 +99,14 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 class SandboxApp(FastAPI):
-    """FastAPI with the fault layer outermost, so a fault can withhold the whole response."""
+    """FastAPI with the fault layer outermost, so a fault can withhold the whole response.
+
+    The model server's paths bypass it: they share Stripe's /v1/ prefix, but a Stripe (or "*")
+    fault is not meant to break the planner's LLM calls, whose failures are scripted instead.
+    """
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and not model_routes.owns(scope["path"]):
             await self.state.faults.handle(scope, receive, send, super().__call__)
         else:
             await super().__call__(scope, receive, send)
@@ -124,6 +132,7 @@ def create_app(db_path: str, *, seed_if_empty: bool = True) -> FastAPI:
     app.include_router(zendesk_routes.router)
     app.include_router(salesforce_routes.router)
     app.include_router(okta_routes.router)
+    model_routes.install(app)
     app.include_router(control)
     app.include_router(faults.router)
     app.add_exception_handler(StripeError, stripe_routes.stripe_error_handler)

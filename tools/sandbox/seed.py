@@ -117,6 +117,15 @@ TICKETS = (
         _REFUND,
     ),
     Ticket(4829, 101, "Old refund", "Please refund $5.00 for charge ch_1001.", "closed", _REFUND),
+    # No amount stated: the rules tier cannot plan it; a model tier can.
+    Ticket(
+        4830,
+        105,
+        "Money back",
+        "I cancelled within the hour but was still charged (ch_1005). I want my money back.",
+        "open",
+        _REFUND,
+    ),
 )
 
 

@@ -1,0 +1,108 @@
+"""config/models.yaml: the model tiers with their prices, the router's rules, budgets."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app import configfile
+
+TIER_ORDER = ("rules", "small", "large")
+ModelTier = Literal["small", "large"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelPrice(_Strict):
+    """One model of a tier and what it costs, USD per million tokens."""
+
+    name: str = Field(min_length=1)
+    input_per_million: Decimal = Field(ge=0)
+    output_per_million: Decimal = Field(ge=0)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
+        """The price of one call, in USD."""
+        total = input_tokens * self.input_per_million + output_tokens * self.output_per_million
+        return total / Decimal(1_000_000)
+
+
+class Tier(_Strict):
+    """A model tier: its models in fallback order, a timeout and an output cap."""
+
+    timeout_seconds: float = Field(gt=0, le=600)
+    max_output_tokens: int = Field(gt=0, le=100_000)
+    models: list[ModelPrice] = Field(min_length=1)
+
+
+class LargeWhen(_Strict):
+    """Features of a job that send it straight to the large tier."""
+
+    input_chars_over: int = 6000
+    non_latin_share_over: float = Field(0.3, ge=0, le=1)
+    attachments: bool = True
+    keywords: list[str] = Field(default_factory=list)
+    risk: list[Literal["read", "write", "irreversible"]] = Field(default_factory=list)
+
+
+class Router(_Strict):
+    """How the router picks and changes tiers."""
+
+    start: dict[str, ModelTier] = Field(default_factory=dict)
+    large_when: LargeWhen = LargeWhen()
+    action_words: dict[str, list[str]] = Field(default_factory=dict)
+    retry_up_below_confidence: float = Field(0.6, ge=0, le=1)
+    repair_attempts: int = Field(2, ge=0, le=5)
+
+
+class Cache(_Strict):
+    """The response cache."""
+
+    ttl_seconds: int = Field(86400, ge=0)
+
+
+class Budgets(_Strict):
+    """Spend per UTC day per workflow, USD (`default` for the workflows not named)."""
+
+    daily_usd: dict[str, Decimal] = Field(default_factory=dict)
+
+    def daily(self, workflow: str) -> Decimal | None:
+        """The workflow's daily budget, or None when there is none."""
+        return self.daily_usd.get(workflow, self.daily_usd.get("default"))
+
+
+class ModelsConfig(_Strict):
+    """The whole of config/models.yaml."""
+
+    tiers: dict[ModelTier, Tier]
+    router: Router = Router()
+    cache: Cache = Cache()
+    budgets: Budgets = Budgets()
+
+    @model_validator(mode="after")
+    def _start_tiers_exist(self) -> ModelsConfig:
+        for workflow, tier in self.router.start.items():
+            if tier not in self.tiers:
+                raise ValueError(f"router.start.{workflow}: no tier {tier!r} in tiers")
+        return self
+
+    def tiers_from(self, tier: str) -> list[ModelTier]:
+        """The configured model tiers from `tier` upwards, cheapest first."""
+        index = TIER_ORDER.index(tier)
+        return [t for t in TIER_ORDER[index:] if t in self.tiers]  # type: ignore[misc]
+
+    def price(self, model: str) -> ModelPrice | None:
+        """The price entry of a model name, wherever it is configured."""
+        for tier in self.tiers.values():
+            for entry in tier.models:
+                if entry.name == model:
+                    return entry
+        return None
+
+
+def models_config() -> ModelsConfig:
+    """config/models.yaml as it is now."""
+    return configfile.current("models.yaml", ModelsConfig)

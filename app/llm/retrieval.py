@@ -1,0 +1,71 @@
+"""Policy passages for the planner's prompt: BM25 over the documents in config/policies/.
+
+Each document is split at its `##` headings; a passage's id is `policy:<file>#<heading>`
+(`policy:refunds#eligibility`), which plans cite as evidence and the audit records.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from rank_bm25 import BM25Okapi
+
+from app.settings import get_settings
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One section of a policy document."""
+
+    id: str
+    title: str
+    text: str
+
+
+def _slug(title: str) -> str:
+    return "-".join(_WORD.findall(title.lower())) or "section"
+
+
+def _tokens(text: str) -> list[str]:
+    # A light stemmer: "refunds"/"refunded"/"refunding" all count as "refund".
+    return [
+        re.sub(r"(ing|ed|es|s)$", "", w) if len(w) > 4 else w for w in _WORD.findall(text.lower())
+    ]
+
+
+def split_passages(name: str, text: str) -> list[Passage]:
+    """The `##` sections of one markdown document (the text before the first is skipped)."""
+    passages = []
+    for block in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+        title, _, body = block.partition("\n")
+        passages.append(Passage(f"policy:{name}#{_slug(title)}", title.strip(), body.strip()))
+    return passages
+
+
+@functools.cache
+def _index(folder: str, stamp: tuple[tuple[str, float], ...]) -> tuple[list[Passage], BM25Okapi]:
+    passages: list[Passage] = []
+    for name, _ in stamp:
+        path = Path(folder) / name
+        passages += split_passages(path.stem, path.read_text())
+    corpus = [_tokens(f"{p.title} {p.text}") for p in passages] or [[""]]
+    return passages, BM25Okapi(corpus)
+
+
+def retrieve(query: str, limit: int = 3) -> list[Passage]:
+    """The passages most relevant to `query` (none when nothing scores above zero)."""
+    folder = get_settings().config_dir / "policies"
+    if not folder.is_dir():
+        return []
+    stamp = tuple(sorted((p.name, p.stat().st_mtime) for p in folder.glob("*.md")))
+    passages, index = _index(str(folder), stamp)
+    if not passages:
+        return []
+    scores = index.get_scores(_tokens(query))
+    ranked = sorted(range(len(passages)), key=lambda i: scores[i], reverse=True)
+    return [passages[i] for i in ranked[:limit] if scores[i] > 0]
