@@ -51,6 +51,8 @@ class RecordedModelCall:
     cost_usd: Decimal = Decimal(0)
     latency_ms: float = 0.0
     cache_hit: bool = False
+    # (reservation, actual cost): the budget settlement made with the record's write.
+    settle: tuple[Any, Decimal] | None = None
 
 
 @dataclass
@@ -155,8 +157,13 @@ class CallRecorder:
         # The audit chain holds references and hashes; the redacted texts stay in
         # model_calls, whose retention can differ from the chain's.
         actor = f"agent:{get_settings().agent_identity}"
+        from app.llm import budget
+
         for m in self.model_calls:
-            row = ModelCall(job_id=job_id, stage=self.stage, attempt=attempt, **asdict(m))
+            fields = {k: v for k, v in asdict(m).items() if k != "settle"}
+            row = ModelCall(job_id=job_id, stage=self.stage, attempt=attempt, **fields)
+            if m.settle is not None:
+                budget.settle_in(session, *m.settle)
             row.latency_ms = round(m.latency_ms, 2)
             session.add(row)
             session.flush()

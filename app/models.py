@@ -219,11 +219,8 @@ class ModelCall(Base):
 
 
 class ModelSpend(Base):
-    """Model spend per budget scope (a workflow) and UTC day, in millionths of a USD.
-
-    Reserved before a call at its worst case and settled to the real cost after, with
-    conditional UPDATEs, so two workers cannot both spend the last of a budget.
-    """
+    """Committed model spend per budget scope (a workflow) and UTC day, in millionths of a
+    USD: the durable ledger behind the fleet's Redis budget counter (app/llm/budget.py)."""
 
     __tablename__ = "model_spend"
 

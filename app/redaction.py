@@ -31,9 +31,7 @@ _PATTERNS = [
     # US social security and UK national insurance numbers.
     (
         "national_id",
-        re.compile(
-            r"\b\d{3}-\d{2}-\d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
-        ),
+        re.compile(r"\b\d{3}-\d{2}-\d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"),
     ),
 ]
 
@@ -68,7 +66,11 @@ class Placeholders:
     def redact(self, text: str) -> str:
         """The text with every piece of PII replaced by its placeholder."""
         for kind, pattern in _PATTERNS:
-            text = pattern.sub(lambda m, k=kind: self._placeholder(k, m.group(0)), text)
+
+            def named(match: re.Match[str], kind: str = kind) -> str:
+                return self._placeholder(kind, match.group(0))
+
+            text = pattern.sub(named, text)
 
         def card(match: re.Match[str]) -> str:
             digits = re.sub(r"[ -]", "", match.group(0))

@@ -36,7 +36,7 @@ def get(cache_key: str) -> dict[str, Any] | None:
         return None
     if raw is None:
         return None
-    value: dict[str, Any] = json.loads(raw)  # type: ignore[arg-type]
+    value: dict[str, Any] = json.loads(raw)
     return value
 
 

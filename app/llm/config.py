@@ -92,7 +92,7 @@ class ModelsConfig(_Strict):
     def tiers_from(self, tier: str) -> list[ModelTier]:
         """The configured model tiers from `tier` upwards, cheapest first."""
         index = TIER_ORDER.index(tier)
-        return [t for t in TIER_ORDER[index:] if t in self.tiers]  # type: ignore[misc]
+        return [t for t in TIER_ORDER[index:] if t in self.tiers]
 
     def price(self, model: str) -> ModelPrice | None:
         """The price entry of a model name, wherever it is configured."""

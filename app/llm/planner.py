@@ -7,6 +7,7 @@ model_calls and the audit chain whatever the outcome.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -170,6 +171,7 @@ def _estimate_tokens(messages: list[dict[str, Any]], schema_chars: int) -> int:
     return math.ceil(chars / 4) + 16 * len(messages)
 
 
+@functools.cache
 def _schema_chars() -> int:
     return len(json.dumps(to_strict_json_schema(plan_model())))
 
@@ -274,7 +276,7 @@ def _answer(
             temperature=0,
         )
     except UNAVAILABLE as exc:
-        budget.settle(held, Decimal(0))
+        record.settle = (held, Decimal(0))
         breaker.record(system, ok=False)
         record.latency_ms = (time.perf_counter() - started) * 1000
         record.outcome, record.response = "unavailable", {"error": _describe(exc)}
@@ -285,7 +287,7 @@ def _answer(
         raise _Unavailable from exc
     except openai.APIStatusError as exc:
         # 4xx: this model will not take this request (bad key, unknown model, schema).
-        budget.settle(held, Decimal(0))
+        record.settle = (held, Decimal(0))
         breaker.record(system, ok=True)
         record.latency_ms = (time.perf_counter() - started) * 1000
         record.outcome, record.response = "error", {"error": _describe(exc)}
@@ -297,7 +299,9 @@ def _answer(
     record.input_tokens = int(usage.get("prompt_tokens") or 0)
     record.output_tokens = int(usage.get("completion_tokens") or 0)
     record.cost_usd = model.cost(record.input_tokens, record.output_tokens)
-    budget.settle(held, record.cost_usd)
+    # The unused part of the reservation goes back in the stage's own commit, with the
+    # call's record: no second transaction on the hot path.
+    record.settle = (held, record.cost_usd)
     message = ((body.get("choices") or [{}])[0] or {}).get("message") or {}
     content, refusal = message.get("content"), message.get("refusal")
     record.response = {"content": content, "refusal": refusal}
@@ -305,12 +309,12 @@ def _answer(
         record.outcome = "refused"
         return _Answer(record, key, content, None, None, refusal=call.placeholders.redact(refusal))
     try:
-        parsed = raw.parse().choices[0].message.parsed
+        answer_model: pydantic.BaseModel | None = raw.parse().choices[0].message.parsed
     except pydantic.ValidationError as exc:
         return _Answer(record, key, content, None, _errors(exc))
     except (openai.OpenAIError, ValueError) as exc:
         return _Answer(record, key, content, None, _describe(exc))
-    return _Answer(record, key, content, parsed, None)
+    return _Answer(record, key, content, answer_model, None)
 
 
 def _validated(call: _Call, answer: _Answer) -> Plan:

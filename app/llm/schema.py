@@ -11,6 +11,7 @@ the catalog's own models, which hold the real rules.
 from __future__ import annotations
 
 import functools
+import json
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -88,7 +89,7 @@ def step_model(tool: str) -> type[BaseModel]:
         if not info.is_required():
             annotation = _nullable(annotation)
         fields[name] = (annotation, Field(..., description=info.description))
-    args = create_model(  # type: ignore[call-overload]
+    args = create_model(
         f"{args_model.__name__}ForModel",
         __base__=_ModelFacing,
         __doc__=args_model.__doc__,
@@ -98,12 +99,15 @@ def step_model(tool: str) -> type[BaseModel]:
     model: type[BaseModel] = create_model(
         f"{slug}Step",
         __base__=_ModelFacing,
-        tool=(Literal[tool], ...),  # type: ignore[valid-type]
+        tool=(Literal[tool], ...),  # type: ignore[arg-type]
         args=(args, ...),
         rationale=(str, ...),
         evidence=(list[str], ...),
     )
     return model
+
+
+_schemas: dict[str, str] = {}
 
 
 class EscalationForModel(_ModelFacing):
@@ -132,7 +136,12 @@ def plan_model(tools: tuple[str, ...] = tuple(CATALOG)) -> type[BaseModel]:
 
         @classmethod
         def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
-            schema: dict[str, Any] = strictify(super().model_json_schema(*args, **kwargs))
+            # Generating this schema takes pydantic ~30 ms and the SDK asks for it on every
+            # call; hand out a fresh copy of the one made first (the SDK edits what it gets).
+            key = json.dumps([args, sorted(kwargs.items())], default=str)
+            if key not in _schemas:
+                _schemas[key] = json.dumps(strictify(super().model_json_schema(*args, **kwargs)))
+            schema: dict[str, Any] = json.loads(_schemas[key])
             return schema
 
     return PlanForModel

@@ -78,18 +78,38 @@ def describe_unsettled(job_ids: list[str]) -> str:
     """What each job that has not settled is doing: the failure message of a chaos test."""
     with session_scope() as s:
         rows = s.execute(
-            select(Job.id, Job.status, Job.status_reason, Job.resume_status, Job.resume_at,
-                   Job.updated_at, Job.retries)
-            .where(Job.id.in_(job_ids), Job.status.not_in(SETTLED - {jobs.PAUSED}))
+            select(
+                Job.id,
+                Job.status,
+                Job.status_reason,
+                Job.resume_status,
+                Job.resume_at,
+                Job.updated_at,
+                Job.retries,
+            ).where(Job.id.in_(job_ids), Job.status.not_in(SETTLED - {jobs.PAUSED}))
         ).all()
         steps = s.execute(
-            select(PlanStep.job_id, PlanStep.tool, PlanStep.status)
-            .where(PlanStep.job_id.in_([r.id for r in rows]))
+            select(PlanStep.job_id, PlanStep.tool, PlanStep.status).where(
+                PlanStep.job_id.in_([r.id for r in rows])
+            )
         ).all()
     by_job = collections.defaultdict(list)
     for st in steps:
         by_job[st.job_id].append(f"{st.tool}={st.status}")
     return "\n".join(f"{tuple(r)} steps={by_job[r.id]}" for r in rows)
+
+
+def wait_all_finished(job_ids: list[str]) -> None:
+    """Wait until every job settled with none parked; fail with what each straggler does."""
+    try:
+        wait_for(
+            lambda: all_settled(job_ids) and statuses(job_ids)[jobs.PAUSED] == 0,
+            timeout=240,
+            interval=0.5,
+            what="every job to finish",
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; unsettled:\n{describe_unsettled(job_ids)}") from None
 
 
 def all_settled(job_ids: list[str]) -> bool:
@@ -141,8 +161,12 @@ def test_sigkill_of_the_executor_inside_tool_calls_never_doubles_a_write(
                     )
                 )
 
-        wait_for(in_flight, timeout=30, interval=0.02,
-                 what=f"a step in flight after {kills} kills ({dict(statuses(job_ids))})")
+        wait_for(
+            in_flight,
+            timeout=30,
+            interval=0.02,
+            what=f"a step in flight after {kills} kills ({dict(statuses(job_ids))})",
+        )
         # The sandbox holds each write 200-300 ms: a kill now lands inside the call, before
         # or after the sandbox commits it.
         if rng.random() < 0.5:
@@ -187,15 +211,7 @@ def test_redis_restart_under_load_completes_every_job_once(
         own_redis.start()
     # Then every job completes (a write that met Redis down parked, failing closed, and
     # resumed), and no refund or note was written twice
-    try:
-        wait_for(
-            lambda: all_settled(job_ids) and statuses(job_ids)[jobs.PAUSED] == 0,
-            timeout=240,
-            interval=0.5,
-            what="every job to finish",
-        )
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; unsettled:\n{describe_unsettled(job_ids)}") from None
+    wait_all_finished(job_ids)
     assert statuses(job_ids)[jobs.COMPLETED] == len(job_ids), statuses(job_ids)
     assert_no_double_effects(sandbox, job_ids)
     assert len(sandbox.applied("stripe")) == len(job_ids)
@@ -245,15 +261,7 @@ def test_a_5xx_storm_opens_the_breaker_for_the_fleet_and_jobs_finish_after(
         )
     # When the storm ends, the next probe closes the breaker and parked jobs resume
     clear_faults(sandbox)
-    try:
-        wait_for(
-            lambda: all_settled(job_ids) and statuses(job_ids)[jobs.PAUSED] == 0,
-            timeout=240,
-            interval=0.5,
-            what="every job to finish",
-        )
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; unsettled:\n{describe_unsettled(job_ids)}") from None
+    wait_all_finished(job_ids)
     assert statuses(job_ids)[jobs.COMPLETED] == len(job_ids), statuses(job_ids)
     assert_no_double_effects(sandbox, job_ids)
     # Without a breaker each job would spend its whole retry budget against Stripe

@@ -48,8 +48,8 @@ def refund_plan(confidence: float = 0.9, **overrides: Any) -> dict[str, Any]:
             {
                 "tool": "stripe.refund",
                 "args": {
-                    "charge_id": "ch_1005",
-                    "amount": 1500,
+                    "charge_id": "ch_1003",
+                    "amount": 3000,
                     "currency": "usd",
                     "reason": "requested_by_customer",
                 },
@@ -74,7 +74,7 @@ def refund_plan(confidence: float = 0.9, **overrides: Any) -> dict[str, Any]:
 
 
 def request(
-    description: str = "I cancelled but was charged (ch_1005). Money back please.",
+    description: str = "I cancelled but was charged (ch_1003). Money back please.",
 ) -> planner.PlanRequest:
     return planner.PlanRequest(
         workflow="support_refund",
@@ -171,7 +171,7 @@ def test_malformed_json_is_repaired_with_the_error_fed_back(models: ModelServer)
                 {
                     "tool": "stripe.refund",
                     "args": {
-                        "charge_id": "ch_1005",
+                        "charge_id": "ch_1003",
                         "amount": -5,
                         "currency": "usd",
                         "reason": None,
@@ -323,7 +323,11 @@ def test_untrusted_text_cannot_close_its_fence(models: ModelServer) -> None:
     assert user.count("</untrusted_input>") == 1 and user.endswith("</untrusted_input>")
 
 
-def test_model_spend_is_summed_per_day(models: ModelServer) -> None:
+def test_spend_holds_the_worst_case_until_the_call_is_recorded_then_the_real_cost(
+    models: ModelServer,
+) -> None:
+    from app import intake
+    from app.db import session_scope
     from app.llm import budget
 
     models.script(
@@ -333,6 +337,23 @@ def test_model_spend_is_summed_per_day(models: ModelServer) -> None:
             "usage": {"prompt_tokens": 1000, "completion_tokens": 1000},
         }
     )
-    run()
+    job_id, _ = intake.submit(
+        {
+            "workflow": "support_refund",
+            "source": "test",
+            "external_id": "4830",
+            "requester": "zendesk-user:103",
+            "input": {"ticket_id": 4830},
+        },
+        submitted_by="test",
+    )
+    _, _, rec = run()
     price = models_config().tiers["small"].models[0]
-    assert budget.spent("support_refund") == price.cost(1000, 1000).quantize(Decimal("0.000001"))
+    actual = price.cost(1000, 1000).quantize(Decimal("0.000001"))
+    # Reserved at the worst case (the prompt and the tier's whole output cap) during the call
+    assert budget.held("support_refund") > actual and budget.spent("support_refund") == 0
+    with session_scope() as s:
+        rec.write(s, job_id)
+        s.commit()
+    # Settled with the record's commit: the ledger has the real cost, the counter too
+    assert budget.spent("support_refund") == budget.held("support_refund") == actual

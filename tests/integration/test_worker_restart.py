@@ -50,11 +50,16 @@ def test_an_unrecoverable_consumer_error_restarts_the_worker_in_place(pg_env, tm
     control = Celery(broker=pg_env["OPSGATE_REDIS_URL"])
     try:
         # Then the worker answers pings again, in the same process, after one restart
-        wait_for(
-            lambda: control.control.ping(destination=[node], timeout=0.5),
-            timeout=60,
-            what=f"the worker to answer after its restart ({log.read_text(errors='replace')[-2000:]})",
-        )
+        try:
+            wait_for(
+                lambda: control.control.ping(destination=[node], timeout=0.5),
+                timeout=60,
+                what="the worker to answer after its restart",
+            )
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; its log:\n{log.read_text(errors='replace')[-3000:]}"
+            ) from None
         out = log.read_text(errors="replace")
         assert "injected consumer failure" in out
         assert '"worker.restarting"' in out

@@ -12,8 +12,9 @@ from tests.conftest import reset_process_state
 
 
 def _job() -> str:
-    sub = intake.parse_submission({"workflow": "support_refund", "external_id": "4821",
-                                   "input": {"ticket_id": 4821}})
+    sub = intake.parse_submission(
+        {"workflow": "support_refund", "external_id": "4821", "input": {"ticket_id": 4821}}
+    )
     with session_scope() as s:
         job, _ = intake.accept(s, sub, submitted_by="test")
         s.commit()

@@ -490,7 +490,7 @@ def test_seed_data(client: TestClient) -> None:
         4827: (106, "open", ["refund"]),
         4828: (102, "open", ["refund"]),
         4829: (101, "closed", ["refund"]),
-        4830: (105, "open", ["refund"]),
+        4830: (103, "open", ["refund"]),
     }
     for ticket_id, (requester, status, tags) in expected_tickets.items():
         ticket = client.get(f"/api/v2/tickets/{ticket_id}.json", headers=ZD_AUTH).json()["ticket"]

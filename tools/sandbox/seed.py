@@ -120,9 +120,10 @@ TICKETS = (
     # No amount stated: the rules tier cannot plan it; a model tier can.
     Ticket(
         4830,
-        105,
+        103,
         "Money back",
-        "I cancelled within the hour but was still charged (ch_1005). I want my money back.",
+        "I cancelled one of my two seats within the hour but was still charged for both "
+        "(ch_1003). I want my money back for the cancelled seat.",
         "open",
         _REFUND,
     ),

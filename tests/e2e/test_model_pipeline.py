@@ -1,0 +1,158 @@
+"""Model-planned jobs end to end: real worker processes, PostgreSQL, Redis, the sandbox and
+the scripted OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app import audit, breaker, intake, jobs
+from app.db import session_scope
+from app.models import AuditEvent, Escalation, Job, ModelCall, ToolCall
+from tests.conftest import ROOT, ModelServer, Sandbox, wait_for
+
+pytestmark = pytest.mark.e2e
+
+SETTLED = jobs.TERMINAL | {jobs.ESCALATED}
+
+
+def submit(ticket: int, requester: int, delivery: str) -> str:
+    job_id, _ = intake.submit(
+        {
+            "workflow": "support_refund",
+            "source": "zendesk",
+            "external_id": str(ticket),
+            "delivery_id": delivery,
+            "requester": f"zendesk-user:{requester}",
+            "input": {"ticket_id": ticket},
+        },
+        submitted_by="test",
+    )
+    return job_id
+
+
+def settled(job_id: str) -> str:
+    def status() -> str | None:
+        with session_scope() as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+            return job.status if job.status in SETTLED else None
+
+    return str(wait_for(status, timeout=90, what=f"job {job_id} to settle"))
+
+
+def plan_for(tool: str, args: dict[str, Any], ticket: int) -> dict[str, Any]:
+    return {
+        "workflow": "support_refund",
+        "summary": f"{tool} for ticket {ticket}",
+        "confidence": 0.93,
+        "steps": [
+            {
+                "tool": tool,
+                "args": args,
+                "rationale": "as the ticket asks",
+                "evidence": [f"ticket:{ticket}", "policy:refunds#eligibility"],
+            }
+        ],
+        "escalate": None,
+    }
+
+
+@pytest.fixture
+def fleet(pg_env, model_server: ModelServer, sandbox: Sandbox, start_worker) -> ModelServer:
+    for model in ("gpt-4o-mini", "gpt-4o"):
+        breaker.reset(f"model:{model}")
+    start_worker()
+    return model_server
+
+
+def test_a_ticket_the_rules_cannot_plan_is_planned_by_the_model_and_done(
+    fleet: ModelServer, sandbox: Sandbox
+) -> None:
+    # Given a ticket with no stated amount (the rules tier passes) and a model that plans it
+    fleet.script(
+        {
+            "match": "ch_1003",
+            "content": plan_for(
+                "stripe.refund",
+                {
+                    "charge_id": "ch_1003",
+                    "amount": 3000,
+                    "currency": "usd",
+                    "reason": "requested_by_customer",
+                },
+                4830,
+            ),
+            "usage": {"prompt_tokens": 2100, "completion_tokens": 180},
+        }
+    )
+    job_id = submit(4830, 103, "model-1")
+    # Then the job completes with the model's plan, and the refund happened once
+    assert settled(job_id) == jobs.COMPLETED
+    assert [(w["body"]["charge"], int(w["body"]["amount"])) for w in sandbox.applied("stripe")] == [
+        ("ch_1003", 3000)
+    ]
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.planner_tier == "small"
+        [call] = s.scalars(select(ModelCall).where(ModelCall.job_id == job_id)).all()
+        assert (call.model, call.outcome, call.input_tokens, call.output_tokens) == (
+            "gpt-4o-mini",
+            "ok",
+            2100,
+            180,
+        )
+        assert call.cost_usd > 0
+        # The model call is in the job's audit chain, which verifies
+        kinds = s.scalars(select(AuditEvent.kind).where(AuditEvent.job_id == job_id)).all()
+        assert "model_call" in kinds
+        assert audit.verify_job(s, job_id) is None
+    # And `opsgate jobs show` reports the cost of the task
+    shown = subprocess.run(
+        [sys.executable, "-m", "app", "jobs", "show", job_id, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    detail = json.loads(shown.stdout)
+    assert detail["cost_usd"] == str(call.cost_usd)
+    assert detail["model_calls"][0]["prompt_version"].startswith("planner@")
+
+
+def test_a_prompt_injected_plan_never_reaches_a_tool(fleet: ModelServer, sandbox: Sandbox) -> None:
+    # Given a model talked into proposing a tool the workflow may not use
+    fleet.script(
+        {
+            "content": plan_for("okta.suspend_user", {"user_id": "00u1234567890abcdefg"}, 4826),
+            "times": -1,
+        }
+    )
+    job_id = submit(4826, 106, "inject-1")
+    # Then policy stops it before any call: escalated as policy_blocked, nothing written
+    assert settled(job_id) == jobs.ESCALATED
+    with session_scope() as s:
+        esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
+        assert esc.reason == "policy_blocked"
+        assert "okta.suspend_user" in esc.detail
+        tools = s.scalars(select(ToolCall.tool).where(ToolCall.job_id == job_id)).all()
+        assert all(not t.startswith("okta.") for t in tools)
+    assert sandbox.applied("okta") == []
+    assert sandbox.applied() == []
+
+
+def test_without_a_model_endpoint_the_rules_tier_escalates_no_model(
+    pg_env, sandbox: Sandbox, start_worker
+) -> None:
+    start_worker()
+    job_id = submit(4830, 103, "nomodel-1")
+    assert settled(job_id) == jobs.ESCALATED
+    with session_scope() as s:
+        esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
+        assert esc.reason == "no_model"
+        assert s.scalars(select(ModelCall).where(ModelCall.job_id == job_id)).all() == []
