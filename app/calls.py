@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from app import audit, breaker, policy, ratelimit
+from app import audit, breaker, killswitch, policy, ratelimit
 from app.errors import PermanentError, RetryableError
 from app.models import ModelCall, ToolCall
 from app.settings import get_settings
@@ -60,6 +60,7 @@ class CallRecorder:
     """Runs downstream calls outside any transaction and remembers them for the audit."""
 
     stage: str
+    workflow: str = ""
     calls: list[RecordedCall] = field(default_factory=list)
     model_calls: list[RecordedModelCall] = field(default_factory=list)
 
@@ -119,6 +120,8 @@ class CallRecorder:
         """Call a catalog tool with validated arguments."""
         spec = get_tool(name)
         parsed = spec.parse_args(args)
+        # The kill switch first: a stopped fleet neither spends rate limit nor probes breakers.
+        killswitch.check(self.workflow, name, write=spec.risk is not Risk.READ)
         ratelimit.acquire(name, policy.rate_limit(name), write=spec.risk is not Risk.READ)
         request = {"args": parsed.model_dump(mode="json"), "idempotency_key": key}
         return self.run(

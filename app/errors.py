@@ -75,3 +75,11 @@ class CircuitOpen(OpsgateError):
 
 class RateLimited(CircuitOpen):
     """Raised when a tool's fleet-wide rate limit is spent; the job parks until retry_at."""
+
+
+class KillSwitchEngaged(CircuitOpen):
+    """Raised when a kill switch covers a tool call; the job parks until it is released."""
+
+    def __init__(self, scope: str, why: str) -> None:
+        super().__init__(scope, 0.0, why)
+        self.scope = scope

@@ -229,6 +229,19 @@ class ModelSpend(Base):
     micros: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class KillSwitchEvent(Base):
+    """Who engaged or released a kill switch, when and why."""
+
+    __tablename__ = "kill_switch_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(160))
+    engaged: Mapped[bool] = mapped_column(Boolean)
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Escalation(Base):
     """A job handed to the human queue: why, with what evidence, and what was decided."""
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import redis
 import structlog
 from sqlalchemy import select, update
 
-from app import jobs, outbox
+from app import jobs, killswitch, outbox
 from app.db import session_scope
 from app.errors import StaleJob
 from app.models import Job, OutboxMessage, utcnow
@@ -66,10 +67,24 @@ def resume_due() -> int:
     return resumed
 
 
+def resume_released() -> int:
+    """Send jobs parked by a kill switch back to work once their switch is released."""
+    try:
+        with session_scope() as session:
+            resumed = killswitch.resume_released(session, actor="system:reaper")
+            session.commit()
+    except (redis.RedisError, OSError) as exc:
+        log.warning("reaper.killswitch_unreadable", error=str(exc))
+        return 0
+    for job_id in resumed:
+        outbox.publish_for_job(job_id)
+    return len(resumed)
+
+
 def reap() -> dict[str, int]:
     """One pass of the reaper."""
     settings = get_settings()
-    resumed = resume_due()
+    resumed = resume_due() + resume_released()
     nudged = nudge_stale(settings.stale_after)
     relayed = outbox.relay(settings.outbox_grace if not (nudged or resumed) else 0.0)
     return {"resumed": resumed, "nudged": nudged, "relayed": relayed}

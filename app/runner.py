@@ -20,12 +20,13 @@ import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app import escalation, jobs, outbox
+from app import escalation, jobs, killswitch, outbox
 from app.calls import CallRecorder
 from app.db import session_scope
 from app.errors import (
     CircuitOpen,
     EscalationRequired,
+    KillSwitchEngaged,
     PermanentError,
     RateLimited,
     RetryableError,
@@ -114,7 +115,7 @@ def run_stage(stage: StageWork, job_id: str) -> str:
         )
         session.commit()
 
-    rec = CallRecorder(stage=stage.name)
+    rec = CallRecorder(stage=stage.name, workflow=view.workflow)
     try:
         result = stage.work(view, ctx, rec)
     except EscalationRequired as exc:
@@ -168,6 +169,17 @@ def _parker(stage: str, exc: CircuitOpen) -> Any:
     """Park the job until the breaker lets calls through, or escalate if it waited too long."""
 
     def apply(session: Session, job: Job) -> None:
+        if isinstance(exc, KillSwitchEngaged):
+            # Parking is not an escalation: the job waits, however long, for the release
+            # (app.killswitch.resume_released), with no resume_at to poll.
+            jobs.transition(
+                session,
+                job,
+                jobs.PAUSED,
+                actor=agent_actor(),
+                reason=f"{killswitch.REASON_PREFIX}{exc.scope} {exc.why}",
+            )
+            return
         now = utcnow()
         since = as_utc(job.parked_since) or now
         waited = (now - since).total_seconds()

@@ -43,12 +43,13 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from app.cli import demo, jobs, keys, services
+    from app.cli import demo, jobs, keys, killswitch, services
 
     services.register(cli)
     keys.register(cli)
     jobs.register(cli)
     demo.register(cli)
+    killswitch.register(cli)
 
 
 _register()
