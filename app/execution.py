@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.orm import Session
 
-from app import audit, jobs, policy
+from app import approvals, audit, jobs, policy
 from app.calls import CallRecorder
 from app.errors import ConflictError, EscalationRequired, RetryableError, StaleJob
 from app.models import Job, PlanStep, utcnow
+from app.proposal import approved
 from app.runner import JobView, agent_actor
 from app.settings import get_settings
 from tools.catalog import get_tool
@@ -35,6 +36,7 @@ class Claim:
 
     step_pk: int
     step_id: str
+    revision: int
     tool: str
     args: dict[str, Any]
     args_hash: str
@@ -42,6 +44,7 @@ class Claim:
     token: str
     attempt: int
     stored_result: dict[str, Any] | None
+    approval: dict[str, Any] | None = None
 
 
 def claim_step(session: Session, job: Job) -> Claim:
@@ -56,6 +59,7 @@ def claim_step(session: Session, job: Job) -> Claim:
         return Claim(
             step.id,
             step.step_id,
+            step.revision,
             step.tool,
             dict(step.args),
             step.args_hash,
@@ -63,6 +67,7 @@ def claim_step(session: Session, job: Job) -> Claim:
             token,
             attempt,
             result,
+            approvals.latest_token(session, step.id),
         )
 
     if step.status == "succeeded":
@@ -103,17 +108,28 @@ class ExecuteStage:
         if claim.stored_result is not None:
             return claim.stored_result  # replay: the effect already happened
         decision = policy.decide(job.workflow, claim.tool, claim.args)
-        if decision.outcome != "allow":
-            reason = "policy_blocked" if decision.outcome == "block" else "approval_required"
+        if decision.outcome == "block":
             raise EscalationRequired(
-                reason,
+                "policy_blocked",
                 decision.detail,
                 {
                     "tool": claim.tool,
+                    "step_id": claim.step_id,
                     "rule": decision.rule,
                     "policy_version": decision.policy_version,
                 },
             )
+        if decision.outcome == "approval_required":
+            # Re-checked right before the call: a token for other arguments, another step or
+            # an older policy version is refused here, and the refusal is the evidence.
+            step = {
+                "step_id": claim.step_id,
+                "revision": claim.revision,
+                "tool": claim.tool,
+                "args": claim.args,
+                "approval": claim.approval,
+            }
+            approved(job.id, step, decision)
         get_tool(claim.tool)  # unknown tools fail before any call
         try:
             return rec.tool(claim.tool, claim.args, key=downstream_key(claim.key))
@@ -156,8 +172,11 @@ class ExecuteStage:
                 "service_identity": get_tool(claim.tool).service_identity,
                 "result_id": result.get("id") or (result.get("audit") or {}).get("id"),
                 "attempt": claim.attempt,
+                "approval_id": (claim.approval or {}).get("id"),
             },
         )
+        if claim.approval is not None:
+            approvals.mark_used(session, claim.approval["id"])
         jobs.transition(
             session,
             job,

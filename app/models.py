@@ -229,6 +229,24 @@ class ModelSpend(Base):
     micros: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class Approval(Base):
+    """A reviewer's approval of one exact action, and the signed token that carries it."""
+
+    __tablename__ = "approvals"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id"))
+    step_pk: Mapped[int] = mapped_column(ForeignKey("plan_steps.id"))
+    action_hash: Mapped[str] = mapped_column(String(64))
+    approvers: Mapped[list[str]] = mapped_column(JSONType)
+    key_id: Mapped[str] = mapped_column(String(32))
+    token: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class KillSwitchEvent(Base):
     """Who engaged or released a kill switch, when and why."""
 
@@ -257,6 +275,8 @@ class Escalation(Base):
     notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decision: Mapped[str | None] = mapped_column(String(16))
     decided_by: Mapped[str | None] = mapped_column(String(255))
+    # Reviewers who approved so far (two are needed above the two-person threshold).
+    approved_by: Mapped[list[str] | None] = mapped_column(JSONType)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

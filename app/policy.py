@@ -31,6 +31,8 @@ class ToolPolicy(BaseModel):
     autonomy: Autonomy | None = None
     allowed_reasons: list[str] | None = None
     public_requires_approval: bool = False
+    # Above these amounts (minor units per currency) two different reviewers must approve.
+    two_person_above: dict[str, int] = Field(default_factory=dict)
 
 
 class WorkflowPolicy(BaseModel):

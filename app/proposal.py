@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app import audit, jobs, policy
+from app import approvals, audit, jobs, policy
 from app.calls import CallRecorder
 from app.errors import EscalationRequired
 from app.models import Job
@@ -16,13 +16,42 @@ from verifiers.base import Facts, Verdict, run_chain
 from verifiers.chains import CHAINS
 
 
-def check_policy(workflow: str, steps: list[dict[str, Any]]) -> list[policy.Decision]:
-    """Decide every step; the first block or approval need escalates with its rule."""
+def approved(job_id: str, step: dict[str, Any], decision: policy.Decision) -> policy.Decision:
+    """The decision for a step that needs approval: allowed if its token holds for this exact
+    action under the policy in force now, else EscalationRequired("approval_required")."""
+    evidence = {
+        "tool": step["tool"],
+        "step_id": step["step_id"],
+        "revision": step["revision"],
+        "rule": decision.rule,
+        "policy_version": decision.policy_version,
+        **decision.evidence,
+    }
+    try:
+        ok = approvals.authorize(
+            step.get("approval"), approvals.action_hash(job_id, step, decision.policy_version)
+        )
+    except approvals.TokenRefused as exc:
+        if step.get("approval") is not None:
+            evidence["token_refused"] = str(exc)
+        raise EscalationRequired("approval_required", decision.detail, evidence) from exc
+    return replace(
+        decision,
+        outcome="allow",
+        rule="approved",
+        detail=f"approved by {', '.join(ok.approvers)} ({decision.detail})",
+        grant={"approval_id": ok.approval_id, "approvers": ok.approvers, "key_id": ok.key_id},
+    )
+
+
+def check_policy(job_id: str, workflow: str, steps: list[dict[str, Any]]) -> list[policy.Decision]:
+    """Decide every step; the first block or unapproved approval need escalates with its rule."""
     decisions = []
     for step in steps:
         decision = policy.decide(workflow, step["tool"], step["args"])
         evidence = {
             "tool": step["tool"],
+            "step_id": step.get("step_id"),
             "rule": decision.rule,
             "policy_version": decision.policy_version,
             **decision.evidence,
@@ -30,7 +59,7 @@ def check_policy(workflow: str, steps: list[dict[str, Any]]) -> list[policy.Deci
         if decision.outcome == "block":
             raise EscalationRequired("policy_blocked", decision.detail, evidence)
         if decision.outcome == "approval_required":
-            raise EscalationRequired("approval_required", decision.detail, evidence)
+            decision = approved(job_id, step, decision)
         decisions.append(decision)
     return decisions
 
@@ -62,12 +91,21 @@ class VerifyProposalStage:
     status = jobs.PLANNED
 
     def prepare(self, session: Session, job: Job) -> list[dict[str, Any]]:
-        return [{"tool": s.tool, "args": dict(s.args)} for s in job.steps]
+        return [
+            {
+                "step_id": s.step_id,
+                "revision": s.revision,
+                "tool": s.tool,
+                "args": dict(s.args),
+                "approval": approvals.latest_token(session, s.id),
+            }
+            for s in job.steps
+        ]
 
     def work(
         self, job: JobView, steps: list[dict[str, Any]], rec: CallRecorder
     ) -> tuple[list[policy.Decision], list[Verdict]]:
-        decisions = check_policy(job.workflow, steps)
+        decisions = check_policy(job.id, job.workflow, steps)
         return decisions, check_facts(job, steps, rec)
 
     def apply(

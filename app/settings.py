@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     salesforce_org_id: str | None = Field(None, validation_alias=_env("OPSGATE_SALESFORCE_ORG_ID"))
     api_keys: SecretStr | None = Field(None, validation_alias=_env("OPSGATE_API_KEYS"))
     api_url: str | None = Field(None, validation_alias=_env("OPSGATE_API_URL"))
+    # Approval token signing keys, `kid:secret` pairs; the first signs, all verify (rotation).
+    approval_keys: SecretStr = Field(
+        SecretStr("dev:dev-signing-key"), validation_alias=_env("OPSGATE_APPROVAL_KEYS")
+    )
+    approval_ttl: float = Field(86400.0, gt=0, validation_alias=_env("OPSGATE_APPROVAL_TTL"))
     api_key: SecretStr | None = Field(None, validation_alias=_env("OPSGATE_API_KEY"))
 
     # Downstream systems; the defaults point at a locally running `opsgate sandbox`.
@@ -156,6 +161,10 @@ class Settings(BaseSettings):
             in_use = name in ("stripe_api_key", "zendesk_api_token") or base != _SANDBOX
             if in_use and getattr(self, name).get_secret_value() in _PLACEHOLDER_SECRETS:
                 problems.append(name)
+        if any(
+            secret in _PLACEHOLDER_SECRETS or len(secret) < 16 for _, secret in self.signing_keys()
+        ):
+            problems.append("approval_keys (kid:secret pairs, secrets of 16+ characters)")
         if self.database_url is None:
             problems.append("database_url (SQLite is for one machine only)")
         if self.redis_url is None:
@@ -163,6 +172,16 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("production settings need real values for: " + ", ".join(problems))
         return self
+
+    def signing_keys(self) -> list[tuple[str, str]]:
+        """The approval signing keys as (key id, secret), the signing one first."""
+        pairs = []
+        for item in self.approval_keys.get_secret_value().split(","):
+            kid, sep, secret = item.strip().partition(":")
+            if not sep or not kid or not secret:
+                raise ValueError("OPSGATE_APPROVAL_KEYS must be kid:secret pairs, comma-separated")
+            pairs.append((kid, secret))
+        return pairs
 
     @property
     def var_dir(self) -> Path:

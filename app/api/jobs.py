@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app import intake, jobs, operations, outbox
+from app import decisions, intake, jobs, operations, outbox
 from app.api import webhooks
 from app.api.body import JSON_TYPES, media_type, parse_json, read_body
 from app.api.deps import PrincipalDep, SessionDep
@@ -122,6 +122,21 @@ def list_escalations(
     if status != "all":
         query = query.where(Escalation.status == status)
     return [escalation_view(e) for e in session.scalars(query)]
+
+
+@router.post("/escalations/{escalation_id}/decision")
+def decide_escalation(
+    escalation_id: int, body: decisions.Decision, session: SessionDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """approve | reject one escalation; the reviewer is the authenticated key."""
+    principal.require("reviewer", "admin")
+    esc = session.get(Escalation, escalation_id)
+    if esc is None:
+        raise HTTPProblem(404, f"no escalation {escalation_id}")
+    result = decisions.decide(session, esc, body, principal.actor)
+    session.commit()
+    background_publish(esc.job_id)
+    return result
 
 
 class OperatorAction(BaseModel):

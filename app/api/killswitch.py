@@ -27,7 +27,7 @@ class SwitchChange(BaseModel):
 @router.get("/killswitch")
 def show(principal: PrincipalDep) -> dict[str, Any]:
     """Every engaged switch (config and runtime), with who engaged it and why."""
-    principal.require("reviewer")
+    principal.require("reviewer", "admin")
     return {"engaged": killswitch.status()}
 
 

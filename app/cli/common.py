@@ -37,3 +37,28 @@ def prepare_services(*, redis: bool = True) -> bool:
 def emit_json(value: Any) -> None:
     """Print a JSON document for --json."""
     click.echo(json.dumps(value, indent=2, default=str))
+
+
+def through_api(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """POST to the opsgate API when OPSGATE_API_URL and OPSGATE_API_KEY are set (the key is
+    the actor); None when they are not, and the command acts directly."""
+    import httpx
+
+    from app.errors import InputError, ServiceUnavailable
+
+    settings = get_settings()
+    if not (settings.api_url and settings.api_key):
+        return None
+    try:
+        resp = httpx.post(
+            f"{settings.api_url.rstrip('/')}{path}",
+            json=body,
+            timeout=30,
+            headers={"Authorization": f"Bearer {settings.api_key.get_secret_value()}"},
+        )
+    except httpx.HTTPError as exc:
+        raise ServiceUnavailable(f"opsgate API unreachable at {settings.api_url}: {exc}") from exc
+    if resp.status_code >= 400:
+        raise InputError(f"the API refused ({resp.status_code}): {resp.json().get('detail')}")
+    result: dict[str, Any] = resp.json()
+    return result

@@ -13,7 +13,13 @@ from rich.table import Table
 from sqlalchemy import select
 
 from app import intake
-from app.cli.common import emit_json, prepare_database, prepare_services, setup_logging
+from app.cli.common import (
+    emit_json,
+    prepare_database,
+    prepare_services,
+    setup_logging,
+    through_api,
+)
 from app.db import session_scope
 from app.errors import InputError, ServiceUnavailable
 from app.models import Escalation, Job
@@ -202,22 +208,9 @@ def _print_detail(d: dict[str, Any]) -> None:
 
 
 def _operate(job_id: str, action: str, reason: str) -> None:
-    settings = get_settings()
-    if settings.api_url and settings.api_key:
-        try:
-            resp = httpx.post(
-                f"{settings.api_url.rstrip('/')}/v1/jobs/{job_id}/{action}",
-                json={"reason": reason},
-                timeout=30,
-                headers={"Authorization": f"Bearer {settings.api_key.get_secret_value()}"},
-            )
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable(
-                f"opsgate API unreachable at {settings.api_url}: {exc}"
-            ) from exc
-        if resp.status_code >= 400:
-            raise InputError(f"the API refused ({resp.status_code}): {resp.json().get('detail')}")
-        click.echo(f"{job_id}  {resp.json()['status']}")
+    remote = through_api(f"/v1/jobs/{job_id}/{action}", {"reason": reason})
+    if remote is not None:
+        click.echo(f"{job_id}  {remote['status']}")
         return
     from app import outbox
     from app.api.jobs import perform
@@ -285,7 +278,66 @@ def escalations_list(show_all: bool, as_json: bool) -> None:
     Console().print(table)
 
 
+def _decide(escalation_id: int, body: dict[str, Any]) -> None:
+    from app import decisions
+
+    result = through_api(f"/v1/escalations/{escalation_id}/decision", body)
+    if result is None:
+        from app import outbox
+
+        prepare_services()
+        with session_scope() as session:
+            esc = session.get(Escalation, escalation_id)
+            if esc is None:
+                raise InputError(f"no escalation {escalation_id}")
+            result = decisions.decide(session, esc, decisions.Decision(**body), cli_actor())
+            session.commit()
+            job_id = esc.job_id
+        outbox.publish_for_job(job_id)
+    if result.get("awaiting"):
+        click.echo(f"escalation {escalation_id}: approval recorded; a second reviewer must approve")
+    else:
+        click.echo(
+            f"escalation {escalation_id}: {result['decision']} -> job {result['job_status']}"
+        )
+
+
+@click.command("approve")
+@click.argument("escalation_id", type=int)
+@click.option("--note", default="", help="Recorded with the decision.")
+def approve(escalation_id: int, note: str) -> None:
+    """Approve an approval_required escalation: the exact action gets a signed token."""
+    setup_logging()
+    _decide(escalation_id, {"decision": "approve", "note": note})
+
+
+@click.command("reject")
+@click.argument("escalation_id", type=int)
+@click.option(
+    "--reason",
+    "reason_code",
+    required=True,
+    type=click.Choice(
+        [
+            "wrong_action",
+            "wrong_amount",
+            "wrong_customer",
+            "policy_violation",
+            "duplicate",
+            "fraud_suspected",
+            "other",
+        ]
+    ),
+    help="Why (recorded).",
+)
+@click.option("--note", default="", help="Free text recorded with the reason.")
+def reject(escalation_id: int, reason_code: str, note: str) -> None:
+    """Reject an escalation: the job ends `rejected`, nothing more is written."""
+    setup_logging()
+    _decide(escalation_id, {"decision": "reject", "reason_code": reason_code, "note": note})
+
+
 def register(cli: click.Group) -> None:
     """Add these commands to the CLI."""
-    for cmd in (submit, jobs_group, escalations_group):
+    for cmd in (submit, jobs_group, escalations_group, approve, reject):
         cli.add_command(cmd)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import click
-import httpx
 from rich.console import Console
 from rich.table import Table
 
-from app.cli.common import emit_json, prepare_services
+from app.cli.common import emit_json, prepare_services, through_api
 from app.db import session_scope
-from app.errors import InputError, ServiceUnavailable
-from app.settings import cli_actor, get_settings
+from app.settings import cli_actor
 
 _scope_options = [
     click.option("--workflow", default=None, help="Only this workflow's tool calls."),
@@ -33,23 +31,8 @@ def _change(engaged: bool, workflow: str | None, tool: str | None, reason: str) 
     from app.api.killswitch import SwitchChange, apply_change
 
     body = SwitchChange(engaged=engaged, workflow=workflow, tool=tool, reason=reason)
-    settings = get_settings()
-    if settings.api_url and settings.api_key:
-        try:
-            resp = httpx.post(
-                f"{settings.api_url.rstrip('/')}/v1/killswitch",
-                json=body.model_dump(),
-                timeout=30,
-                headers={"Authorization": f"Bearer {settings.api_key.get_secret_value()}"},
-            )
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable(
-                f"opsgate API unreachable at {settings.api_url}: {exc}"
-            ) from exc
-        if resp.status_code >= 400:
-            raise InputError(f"the API refused ({resp.status_code}): {resp.json().get('detail')}")
-        result = resp.json()
-    else:
+    result = through_api("/v1/killswitch", body.model_dump())
+    if result is None:
         prepare_services()
         with session_scope() as session:
             result = apply_change(session, body, cli_actor())

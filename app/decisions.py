@@ -1,0 +1,150 @@
+"""Reviewers deciding escalations: approve (with a signed token for the exact action) or
+reject with a reason code. Exactly one decision per escalation; the approver is never the
+requester; above the tool's two-person threshold two different reviewers must approve."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app import approvals, audit, jobs, policy
+from app.errors import ConflictError, Forbidden, InputError
+from app.models import Escalation, Job, PlanStep, utcnow
+
+REJECT_REASONS = (
+    "wrong_action",
+    "wrong_amount",
+    "wrong_customer",
+    "policy_violation",
+    "duplicate",
+    "fraud_suspected",
+    "other",
+)
+
+
+class Decision(BaseModel):
+    """A reviewer's decision (the reviewer is the authenticated caller, never the body)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    reason_code: Literal[REJECT_REASONS] | None = None  # type: ignore[valid-type]
+    note: str = Field("", max_length=4000)
+
+
+def _step(session: Session, esc: Escalation) -> PlanStep:
+    step_id = esc.evidence.get("step_id")
+    step = session.scalar(
+        select(PlanStep)
+        .where(PlanStep.job_id == esc.job_id, PlanStep.step_id == step_id)
+        .order_by(PlanStep.revision.desc())
+    )
+    if step is None:
+        raise InputError(f"escalation {esc.id} names no step of its job; it cannot be approved")
+    return step
+
+
+def _two_person_threshold(job: Job, step: PlanStep) -> int | None:
+    tool_policy = policy.workflow_policy(job.workflow)[0].tools.get(step.tool)
+    if tool_policy is None:
+        return None
+    return tool_policy.two_person_above.get(str(step.args.get("currency", "")).lower())
+
+
+def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dict[str, Any]:
+    """Apply one reviewer's decision; returns what happened (the caller commits)."""
+    job = session.get(Job, esc.job_id)
+    assert job is not None
+    if esc.status != "open" or job.status != jobs.ESCALATED:
+        raise ConflictError(f"escalation {esc.id} is already {esc.decision or esc.status}")
+    if actor == job.requester:
+        raise Forbidden("separation of duties: the requester cannot decide their own job")
+    if body.decision == "reject":
+        if body.reason_code is None:
+            raise InputError(f"a rejection needs reason_code, one of {', '.join(REJECT_REASONS)}")
+        _close(session, esc, "reject", actor, f"{body.reason_code}: {body.note}".strip(": "))
+        jobs.transition(
+            session, job, jobs.REJECTED, actor=actor, reason=f"rejected: {body.reason_code}"
+        )
+        audit.append(
+            session,
+            job.id,
+            "decision",
+            actor,
+            {"escalation": esc.id, "decision": "reject", "reason_code": body.reason_code},
+        )
+        return {"escalation_id": esc.id, "decision": "reject", "job_status": jobs.REJECTED}
+    if esc.reason != "approval_required":
+        raise InputError(
+            f"escalation {esc.id} is {esc.reason}: only approval_required can be approved "
+            "(retry, resume or reject the others)"
+        )
+    step = _step(session, esc)
+    approvers = [a for a in (esc.approved_by or []) if a != actor] + [actor]
+    threshold = _two_person_threshold(job, step)
+    amount = step.args.get("amount")
+    needs_two = threshold is not None and isinstance(amount, int) and amount > threshold
+    if needs_two and len(approvers) < 2:
+        esc.approved_by = approvers
+        audit.append(
+            session,
+            job.id,
+            "decision",
+            actor,
+            {"escalation": esc.id, "decision": "approve", "awaiting": "second reviewer"},
+        )
+        return {"escalation_id": esc.id, "decision": "approve", "awaiting": "second_reviewer"}
+    _, version = policy.workflow_policy(job.workflow)
+    approval = approvals.create(
+        session,
+        job_id=job.id,
+        escalation_id=esc.id,
+        step=step,
+        policy_version=version,
+        approvers=approvers,
+    )
+    esc.approved_by = approvers
+    _close(session, esc, "approve", actor, body.note)
+    target = job.resume_status if job.resume_status in jobs.ACTIVE else jobs.PLANNED
+    jobs.transition(session, job, target, actor=actor, reason=f"approved by {', '.join(approvers)}")
+    audit.append(
+        session,
+        job.id,
+        "approval",
+        actor,
+        {
+            "escalation": esc.id,
+            "approval_id": approval.id,
+            "approvers": approvers,
+            "step": step.step_id,
+            "revision": step.revision,
+            "action_hash": approval.action_hash,
+            "key_id": approval.key_id,
+            "policy_version": version,
+        },
+    )
+    return {
+        "escalation_id": esc.id,
+        "decision": "approve",
+        "job_status": target,
+        "approval_id": approval.id,
+        "approvers": approvers,
+    }
+
+
+def _close(session: Session, esc: Escalation, decision: str, actor: str, note: str) -> None:
+    # Conditional: of two reviewers deciding at once, one wins and the other gets a conflict.
+    won = session.execute(
+        update(Escalation)
+        .where(Escalation.id == esc.id, Escalation.status == "open")
+        .values(
+            status="closed", decision=decision, decided_by=actor, decided_at=utcnow(), note=note
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if not won:
+        raise ConflictError(f"escalation {esc.id} was decided by someone else")
+    session.refresh(esc)
