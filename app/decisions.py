@@ -25,6 +25,11 @@ REJECT_REASONS = (
 )
 
 
+# What a reviewer can approve: actions that need a human's yes, and shadow-mode proposals
+# (approving one executes it, with the reviewer as approver).
+APPROVABLE = frozenset({"approval_required", "shadow_proposal"})
+
+
 class Decision(BaseModel):
     """A reviewer's decision (the reviewer is the authenticated caller, never the body)."""
 
@@ -77,10 +82,10 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
             {"escalation": esc.id, "decision": "reject", "reason_code": body.reason_code},
         )
         return {"escalation_id": esc.id, "decision": "reject", "job_status": jobs.REJECTED}
-    if esc.reason != "approval_required":
+    if esc.reason not in APPROVABLE:
         raise InputError(
-            f"escalation {esc.id} is {esc.reason}: only approval_required can be approved "
-            "(retry, resume or reject the others)"
+            f"escalation {esc.id} is {esc.reason}: only approval_required and shadow_proposal "
+            "can be approved (retry, resume or reject the others)"
         )
     step = _step(session, esc)
     approvers = [a for a in (esc.approved_by or []) if a != actor] + [actor]

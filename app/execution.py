@@ -107,7 +107,7 @@ class ExecuteStage:
     def work(self, job: JobView, claim: Claim, rec: CallRecorder) -> dict[str, Any]:
         if claim.stored_result is not None:
             return claim.stored_result  # replay: the effect already happened
-        decision = policy.decide(job.workflow, claim.tool, claim.args)
+        decision = policy.decide(job.workflow, claim.tool, claim.args, job.id)
         if decision.outcome == "block":
             raise EscalationRequired(
                 "policy_blocked",

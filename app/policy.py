@@ -41,6 +41,8 @@ class WorkflowPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stage: Literal["shadow", "canary", "live"] = "shadow"
+    # In `canary`, this share of jobs (stable by job id) runs live; the rest in shadow.
+    canary_percent: int = Field(0, ge=0, le=100)
     requester_roles: list[str] = Field(default_factory=lambda: ["requester", "admin"])
     allowed_tools: list[str]
     tools: dict[str, ToolPolicy] = Field(default_factory=dict)
@@ -99,7 +101,20 @@ def workflow_policy(workflow: str) -> tuple[WorkflowPolicy, str]:
     return policy, sha256_hex(canonical_json(policy.model_dump()))[:16]
 
 
-def decide(workflow: str, tool: str, args: dict[str, Any]) -> Decision:
+SHADOW_RULE = "rollout_shadow"
+
+
+def rollout_arm(policy: WorkflowPolicy, job_id: str | None) -> str:
+    """`live` or `shadow` for one job: canary jobs are chosen by a stable hash of the job id."""
+    if policy.stage != "canary":
+        return policy.stage
+    if job_id is None:
+        return "shadow"
+    bucket = int(sha256_hex(job_id)[:8], 16) % 100
+    return "live" if bucket < policy.canary_percent else "shadow"
+
+
+def decide(workflow: str, tool: str, args: dict[str, Any], job_id: str | None = None) -> Decision:
     """Evaluate the rules in order; the first that does not allow decides."""
     policy, version = workflow_policy(workflow)
     spec = get_tool(tool)
@@ -117,6 +132,16 @@ def decide(workflow: str, tool: str, args: dict[str, Any]) -> Decision:
             "allowed_reasons",
             f"reason {reason!r} is not on the allowlist",
             evidence={"reason": reason, "allowed": tool_policy.allowed_reasons},
+        )
+    if spec.risk is not Risk.READ and rollout_arm(policy, job_id) == "shadow":
+        # Shadow: the agent proposes, a reviewer executes (the approval flow) or rejects;
+        # every decision is an agreement or a disagreement for `opsgate report`.
+        return verdict(
+            "approval_required",
+            SHADOW_RULE,
+            f"{workflow} runs in shadow ({policy.stage}): a reviewer executes or rejects "
+            f"the proposed {tool}",
+            evidence={"rollout": policy.stage},
         )
     if tool_policy.public_requires_approval and args.get("public"):
         return verdict(

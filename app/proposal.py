@@ -34,7 +34,8 @@ def approved(job_id: str, step: dict[str, Any], decision: policy.Decision) -> po
     except approvals.TokenRefused as exc:
         if step.get("approval") is not None:
             evidence["token_refused"] = str(exc)
-        raise EscalationRequired("approval_required", decision.detail, evidence) from exc
+        reason = "shadow_proposal" if decision.rule == policy.SHADOW_RULE else "approval_required"
+        raise EscalationRequired(reason, decision.detail, evidence) from exc
     return replace(
         decision,
         outcome="allow",
@@ -48,7 +49,7 @@ def check_policy(job_id: str, workflow: str, steps: list[dict[str, Any]]) -> lis
     """Decide every step; the first block or unapproved approval need escalates with its rule."""
     decisions = []
     for step in steps:
-        decision = policy.decide(workflow, step["tool"], step["args"])
+        decision = policy.decide(workflow, step["tool"], step["args"], job_id)
         evidence = {
             "tool": step["tool"],
             "step_id": step.get("step_id"),

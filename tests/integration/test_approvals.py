@@ -83,20 +83,24 @@ def fleet(
     return str(start_api())
 
 
-def submit(delivery: str, requester: str = "zendesk-user:103") -> str:
-    # Ticket 4823 asks for 90.00 USD: over the 50.00 autonomy cap, so it needs an approval.
+def submit_ticket(ticket: int, user: int, delivery: str, requester: str | None = None) -> str:
     job_id, _ = intake.submit(
         {
             "workflow": "support_refund",
             "source": "zendesk",
-            "external_id": "4823",
+            "external_id": str(ticket),
             "delivery_id": delivery,
-            "requester": requester,
-            "input": {"ticket_id": 4823},
+            "requester": requester or f"zendesk-user:{user}",
+            "input": {"ticket_id": ticket},
         },
         submitted_by="test",
     )
     return job_id
+
+
+def submit(delivery: str, requester: str = "zendesk-user:103") -> str:
+    # Ticket 4823 asks for 90.00 USD: over the 50.00 autonomy cap, so it needs an approval.
+    return submit_ticket(4823, 103, delivery, requester)
 
 
 def settled(job_id: str) -> Job:
@@ -164,6 +168,26 @@ def test_the_requester_cannot_approve_their_own_job(fleet: str) -> None:
     assert decide(fleet, esc.id, {"decision": "approve"}, REV2).status_code == 200
 
 
+def policy_dir(tmp_path: Any, monkeypatch: Any, change: Any = None) -> Any:
+    """A copy of config/ with `change(policy_dict)` applied, used by this process from now
+    on and by the workers started after this call."""
+    import shutil
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config)
+    if change is not None:
+        policy = yaml.safe_load((config / "policy.yaml").read_text())
+        change(policy)
+        (config / "policy.yaml").write_text(yaml.safe_dump(policy))
+    monkeypatch.setenv("OPSGATE_CONFIG_DIR", str(config))
+    reset_process_state()
+    return config
+
+
 def decide_here(esc_id: int, actor: str, **body: Any) -> dict[str, Any]:
     """Decide in this process, committing without publishing the job's next stage yet."""
     from app import decisions
@@ -208,23 +232,14 @@ def test_a_token_for_other_arguments_is_refused_and_says_why(fleet: str, sandbox
 def test_above_the_two_person_threshold_two_different_reviewers_must_approve(
     pg_env: Any, sandbox: Sandbox, start_worker: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:
-    import shutil
-
-    import yaml
-
     from app import outbox
-    from tests.conftest import ROOT
 
-    config = tmp_path / "config"
-    shutil.copytree(ROOT / "config", config)
-    policy = yaml.safe_load((config / "policy.yaml").read_text())
-    policy["workflows"]["support_refund"]["tools"]["stripe.refund"]["two_person_above"] = {
-        "usd": 5000
-    }
-    (config / "policy.yaml").write_text(yaml.safe_dump(policy))
+    def threshold(policy: dict[str, Any]) -> None:
+        refund = policy["workflows"]["support_refund"]["tools"]["stripe.refund"]
+        refund["two_person_above"] = {"usd": 5000}
+
     # The whole fleet (this process and the worker) runs under the policy with the threshold
-    monkeypatch.setenv("OPSGATE_CONFIG_DIR", str(config))
-    reset_process_state()
+    policy_dir(tmp_path, monkeypatch, threshold)
     start_worker()
     job_id = submit("two-1")
     esc = (settled(job_id), open_escalation(job_id))[1]
@@ -241,18 +256,13 @@ def test_above_the_two_person_threshold_two_different_reviewers_must_approve(
 def test_a_policy_change_after_the_approval_voids_it(
     pg_env: Any, sandbox: Sandbox, start_worker: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:
-    import shutil
     import time
 
     import yaml
 
     from app import outbox
-    from tests.conftest import ROOT
 
-    config = tmp_path / "config"
-    shutil.copytree(ROOT / "config", config)
-    monkeypatch.setenv("OPSGATE_CONFIG_DIR", str(config))
-    reset_process_state()
+    config = policy_dir(tmp_path, monkeypatch)
     start_worker()
     job_id = submit("policy-1")
     esc = (settled(job_id), open_escalation(job_id))[1]
@@ -274,3 +284,101 @@ def test_a_policy_change_after_the_approval_voids_it(
     refused = wait_for(refusal, timeout=60, what="the token to be refused")
     assert refused.evidence["policy_version"] != esc.evidence["policy_version"]
     assert sandbox.applied("stripe") == []
+
+
+# --- rollout: shadow and canary ----------------------------------------------------------------
+
+
+def test_canary_arms_are_stable_by_job_id_and_proportional() -> None:
+    import uuid
+
+    from app.policy import WorkflowPolicy, rollout_arm
+
+    ids = [str(uuid.UUID(int=i * 7919 + 13)) for i in range(2000)]
+    canary = WorkflowPolicy(stage="canary", canary_percent=30, allowed_tools=[])
+    arms = [rollout_arm(canary, i) for i in ids]
+    assert arms == [rollout_arm(canary, i) for i in ids]  # stable
+    assert 0.25 < arms.count("live") / len(ids) < 0.35
+    for stage, percent, expected in (
+        ("canary", 0, "shadow"),
+        ("canary", 100, "live"),
+        ("live", 0, "live"),
+        ("shadow", 100, "shadow"),
+    ):
+        wf = WorkflowPolicy(stage=stage, canary_percent=percent, allowed_tools=[])
+        assert {rollout_arm(wf, i) for i in ids[:50]} == {expected}
+
+
+def _stage(stage: str, percent: int = 0) -> Any:
+    def change(policy: dict[str, Any]) -> None:
+        policy["workflows"]["support_refund"]["stage"] = stage
+        policy["workflows"]["support_refund"]["canary_percent"] = percent
+
+    return change
+
+
+def test_shadow_mode_writes_nothing_until_a_reviewer_executes_and_records_agreement(
+    pg_env: Any, sandbox: Sandbox, start_worker: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    from app import outbox, report
+
+    policy_dir(tmp_path, monkeypatch, _stage("shadow"))
+    start_worker()
+    # Given two refund jobs in a workflow running in shadow
+    agreed, disagreed = submit_ticket(4821, 101, "shadow-1"), submit_ticket(4822, 102, "shadow-2")
+    for job_id in (agreed, disagreed):
+        assert settled(job_id).status == jobs.ESCALATED
+        esc = open_escalation(job_id)
+        assert (esc.reason, esc.evidence["tool"]) == ("shadow_proposal", "stripe.refund")
+    # Then nothing was written downstream
+    assert sandbox.applied() == []
+    # When a reviewer executes one (each write is proposed in turn) and rejects the other
+    for _ in range(2):
+        decide_here(open_escalation(agreed).id, "key:rev", decision="approve")
+        outbox.publish_for_job(agreed)
+        wait_for(lambda: settled(agreed).status != jobs.PLANNED, timeout=60)
+    assert settled(agreed).status == jobs.COMPLETED
+    decide_here(
+        open_escalation(disagreed).id, "key:rev", decision="reject", reason_code="wrong_amount"
+    )
+    # Then only the executed proposal wrote, under the reviewer's approval
+    assert [w["body"]["charge"] for w in sandbox.applied("stripe")] == ["ch_1001"]
+    assert len(sandbox.applied("zendesk")) == 1
+    with session_scope() as s:
+        approvers = s.scalars(select(Approval.approvers).where(Approval.job_id == agreed)).all()
+        assert approvers == [["key:rev"], ["key:rev"]]
+        # And the agreement ledger has both outcomes
+        rows = {(r["tool"]): r for r in report.shadow_agreement(s)}
+    assert (rows["stripe.refund"]["approved"], rows["stripe.refund"]["rejected"]) == (1, 1)
+    assert rows["stripe.refund"]["agreement_rate"] == 0.5
+    assert rows["stripe.refund"]["rejection_reasons"] == {"wrong_amount": 1}
+    assert rows["zendesk.add_comment"]["approved"] == 1
+
+
+def test_a_full_canary_runs_live(
+    pg_env: Any, sandbox: Sandbox, start_worker: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    policy_dir(tmp_path, monkeypatch, _stage("canary", 100))
+    start_worker()
+    job_id = submit_ticket(4821, 101, "canary-1")
+    assert settled(job_id).status == jobs.COMPLETED
+    assert len(sandbox.applied("stripe")) == 1
+
+
+def test_opsgate_report_prints_the_promotion_evidence(pg_env: Any) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "report", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data = json.loads(done.stdout)
+    assert data["rollout"]["support_refund"]["stage"] == "live"
+    assert data["shadow"] == [] and data["volumes"] == []
