@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from app import approvals, audit, jobs, policy
 from app.errors import ConflictError, Forbidden, InputError
-from app.models import Escalation, Job, PlanStep, utcnow
+from app.escalation import APPROVABLE
+from app.models import Escalation, Job, PlanStep, as_utc, utcnow
 
 REJECT_REASONS = (
     "wrong_action",
@@ -23,11 +24,6 @@ REJECT_REASONS = (
     "fraud_suspected",
     "other",
 )
-
-
-# What a reviewer can approve: actions that need a human's yes, and shadow-mode proposals
-# (approving one executes it, with the reviewer as approver).
-APPROVABLE = frozenset({"approval_required", "shadow_proposal"})
 
 
 class Decision(BaseModel):
@@ -67,6 +63,12 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
         raise ConflictError(f"escalation {esc.id} is already {esc.decision or esc.status}")
     if actor == job.requester:
         raise Forbidden("separation of duties: the requester cannot decide their own job")
+    now = utcnow()
+    claimed_until = as_utc(esc.claimed_until)
+    if esc.claimed_by and esc.claimed_by != actor and claimed_until and claimed_until > now:
+        raise ConflictError(
+            f"escalation {esc.id} is claimed by {esc.claimed_by} until {claimed_until.isoformat()}"
+        )
     if body.decision == "reject":
         if body.reason_code is None:
             raise InputError(f"a rejection needs reason_code, one of {', '.join(REJECT_REASONS)}")
@@ -153,3 +155,65 @@ def _close(session: Session, esc: Escalation, decision: str, actor: str, note: s
     if not won:
         raise ConflictError(f"escalation {esc.id} was decided by someone else")
     session.refresh(esc)
+
+
+def claim(session: Session, esc: Escalation, actor: str) -> dict[str, Any]:
+    """Take an open escalation for `review_claim` seconds, so two people do not work it at
+    once (the same reviewer may renew; a claim that ran out can be taken by anyone)."""
+    from datetime import timedelta
+
+    from app.settings import get_settings
+
+    now = utcnow()
+    until = now + timedelta(seconds=get_settings().review_claim)
+    won = session.execute(
+        update(Escalation)
+        .where(
+            Escalation.id == esc.id,
+            Escalation.status == "open",
+            (Escalation.claimed_by.is_(None))
+            | (Escalation.claimed_by == actor)
+            | (Escalation.claimed_until < now),
+        )
+        .values(claimed_by=actor, claimed_until=until)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    session.refresh(esc)
+    if not won:
+        if esc.status != "open":
+            raise ConflictError(f"escalation {esc.id} is already {esc.decision or esc.status}")
+        raise ConflictError(f"escalation {esc.id} is claimed by {esc.claimed_by}")
+    return {"escalation_id": esc.id, "claimed_by": actor, "claimed_until": until.isoformat()}
+
+
+def expire_overdue(session: Session) -> list[str]:
+    """Close approvable escalations past their deadline; their jobs end `rejected` and the
+    action is not taken. Returns the job ids (the caller commits, then publishes)."""
+    overdue = session.scalars(
+        select(Escalation).where(Escalation.status == "open", Escalation.deadline < utcnow())
+    ).all()
+    expired: list[str] = []
+    for esc in overdue:
+        job = session.get(Job, esc.job_id)
+        if job is None or job.status != jobs.ESCALATED:
+            continue
+        try:
+            _close(session, esc, "expire", "system:reaper", "not decided before the deadline")
+        except ConflictError:
+            continue
+        jobs.transition(
+            session,
+            job,
+            jobs.REJECTED,
+            actor="system:reaper",
+            reason=f"expired: {esc.reason} not decided before {as_utc(esc.deadline)}",
+        )
+        audit.append(
+            session,
+            job.id,
+            "decision",
+            "system:reaper",
+            {"escalation": esc.id, "decision": "expire"},
+        )
+        expired.append(job.id)
+    return expired

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app import audit, jobs
 from app.models import Escalation, Job, utcnow
+from app.settings import get_settings
 from tools.base import Risk
 from tools.catalog import get_tool
+
+# Escalations a reviewer approves (an action that needs a yes, a shadow-mode proposal):
+# they carry a decision deadline, after which they expire and the action is not taken.
+APPROVABLE = frozenset({"approval_required", "shadow_proposal"})
 
 # Stages after which an already-written step makes any stop a partial plan.
 _WRITE_STAGES = {"execute", "verify_outcome"}
@@ -44,6 +50,8 @@ def escalate(
         evidence = dict(evidence, original_reason=reason, completed_steps=done)
         reason = "partial"
     esc = Escalation(job_id=job.id, reason=reason, detail=detail, evidence=evidence, stage=stage)
+    if reason in APPROVABLE:
+        esc.deadline = utcnow() + timedelta(seconds=get_settings().decision_deadline)
     session.add(esc)
     jobs.transition(session, job, jobs.ESCALATED, actor=actor, reason=f"{reason}: {detail}")
     audit.append(

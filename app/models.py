@@ -277,6 +277,11 @@ class Escalation(Base):
     decided_by: Mapped[str | None] = mapped_column(String(255))
     # Reviewers who approved so far (two are needed above the two-person threshold).
     approved_by: Mapped[list[str] | None] = mapped_column(JSONType)
+    # A reviewer working it (others cannot decide until the claim runs out).
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # An approvable escalation not decided by then expires: the action is not taken.
+    deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -81,9 +81,24 @@ def resume_released() -> int:
     return len(resumed)
 
 
+def expire_escalations() -> int:
+    """Approvals nobody gave in time: the escalation expires and the action is not taken."""
+    from app import decisions
+
+    with session_scope() as session:
+        expired = decisions.expire_overdue(session)
+        session.commit()
+    for job_id in expired:
+        outbox.publish_for_job(job_id)
+    if expired:
+        log.warning("reaper.escalations_expired", jobs=len(expired))
+    return len(expired)
+
+
 def reap() -> dict[str, int]:
     """One pass of the reaper."""
     settings = get_settings()
+    expire_escalations()
     resumed = resume_due() + resume_released()
     nudged = nudge_stale(settings.stale_after)
     relayed = outbox.relay(settings.outbox_grace if not (nudged or resumed) else 0.0)

@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     retry_budget: int = Field(12, validation_alias=_env("OPSGATE_RETRY_BUDGET"))
     # How long a claimed step is protected from other deliveries; must outlast one tool call.
     claim_lease: float = Field(60.0, validation_alias=_env("OPSGATE_CLAIM_LEASE"))
+    # Human queue: how long a reviewer's claim holds, and how long an approval can wait.
+    review_claim: float = Field(1800.0, gt=0, validation_alias=_env("OPSGATE_REVIEW_CLAIM"))
+    decision_deadline: float = Field(
+        259200.0, gt=0, validation_alias=_env("OPSGATE_DECISION_DEADLINE")
+    )
 
     @field_validator(
         "database_url",

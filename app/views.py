@@ -43,6 +43,9 @@ def escalation_view(esc: Escalation) -> dict[str, Any]:
         "notified_at": _iso(esc.notified_at),
         "decision": esc.decision,
         "decided_by": esc.decided_by,
+        "claimed_by": esc.claimed_by,
+        "claimed_until": _iso(esc.claimed_until),
+        "deadline": _iso(esc.deadline),
         "created_at": _iso(esc.created_at),
     }
 

@@ -139,6 +139,20 @@ def decide_escalation(
     return result
 
 
+@router.post("/escalations/{escalation_id}/claim")
+def claim_escalation(
+    escalation_id: int, session: SessionDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Take an escalation to work on it; others cannot decide it while the claim holds."""
+    principal.require("reviewer", "admin")
+    esc = session.get(Escalation, escalation_id)
+    if esc is None:
+        raise HTTPProblem(404, f"no escalation {escalation_id}")
+    result = decisions.claim(session, esc, principal.actor)
+    session.commit()
+    return result
+
+
 class OperatorAction(BaseModel):
     """The body of an operator action; the operator is the authenticated key."""
 

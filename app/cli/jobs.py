@@ -302,6 +302,28 @@ def _decide(escalation_id: int, body: dict[str, Any]) -> None:
         )
 
 
+@escalations_group.command("claim")
+@click.argument("escalation_id", type=int)
+def escalations_claim(escalation_id: int) -> None:
+    """Take an escalation for yourself (others cannot decide it while the claim holds)."""
+    from app import decisions
+
+    setup_logging()
+    result = through_api(f"/v1/escalations/{escalation_id}/claim", {})
+    if result is None:
+        prepare_services(redis=False)
+        with session_scope() as session:
+            esc = session.get(Escalation, escalation_id)
+            if esc is None:
+                raise InputError(f"no escalation {escalation_id}")
+            result = decisions.claim(session, esc, cli_actor())
+            session.commit()
+    click.echo(
+        f"escalation {escalation_id} claimed by {result['claimed_by']} until "
+        f"{result['claimed_until']}"
+    )
+
+
 @click.command("approve")
 @click.argument("escalation_id", type=int)
 @click.option("--note", default="", help="Recorded with the decision.")

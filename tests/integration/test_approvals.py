@@ -382,3 +382,48 @@ def test_opsgate_report_prints_the_promotion_evidence(pg_env: Any) -> None:
     data = json.loads(done.stdout)
     assert data["rollout"]["support_refund"]["stage"] == "live"
     assert data["shadow"] == [] and data["volumes"] == []
+
+
+# --- the human queue: claims and deadlines -----------------------------------------------------
+
+
+def test_a_claimed_escalation_can_only_be_decided_by_its_claimant(fleet: str) -> None:
+    job_id = submit("claim-1")
+    esc = (settled(job_id), open_escalation(job_id))[1]
+    claimed = httpx.post(f"{fleet}/v1/escalations/{esc.id}/claim", headers=REV)
+    assert claimed.status_code == 200 and claimed.json()["claimed_by"] == "key:rev"
+    # Another reviewer can neither take it nor decide it while the claim holds
+    assert httpx.post(f"{fleet}/v1/escalations/{esc.id}/claim", headers=REV2).status_code == 409
+    other = decide(fleet, esc.id, {"decision": "approve"}, REV2)
+    assert other.status_code == 409 and "claimed by key:rev" in other.json()["detail"]
+    # The claimant decides
+    assert decide(fleet, esc.id, {"decision": "approve"}, REV).status_code == 200
+    assert settled(job_id).status == jobs.COMPLETED
+
+
+def test_an_undecided_approval_expires_and_the_action_is_not_taken(
+    pg_env: Any, sandbox: Sandbox, start_worker: Any, monkeypatch: Any
+) -> None:
+    from app import reaper
+
+    monkeypatch.setenv("OPSGATE_DECISION_DEADLINE", "1")
+    reset_process_state()
+    start_worker()
+    job_id = submit("expire-1")
+    esc = (settled(job_id), open_escalation(job_id))[1]
+    assert esc.deadline is not None
+    # When the deadline passes and the reaper runs
+    wait_for(lambda: reaper.expire_escalations() or None, timeout=30, what="the expiry")
+    # Then the job is rejected as expired, the escalation closed, and nothing was written
+    assert settled(job_id).status == jobs.REJECTED
+    with session_scope() as s:
+        closed = s.get(Escalation, esc.id)
+        assert closed is not None and (closed.status, closed.decision) == ("closed", "expire")
+        job = s.get(Job, job_id)
+        assert job is not None and (job.status_reason or "").startswith("expired:")
+    assert sandbox.applied() == []
+    # And a late decision is refused
+    from app.errors import ConflictError
+
+    with pytest.raises(ConflictError):
+        decide_here(esc.id, "key:rev", decision="approve")
