@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.orm import Session
 
-from app import approvals, audit, jobs, policy
+from app import approvals, audit, caps, jobs, policy
 from app.calls import CallRecorder
 from app.errors import ConflictError, EscalationRequired, RetryableError, StaleJob
 from app.models import Job, PlanStep, utcnow
@@ -95,6 +95,33 @@ def claim_step(session: Session, job: Job) -> Claim:
     return held(token, attempts + 1, None)
 
 
+def within_daily_caps(
+    job: JobView, claim: Claim, step: dict[str, Any], decision: policy.Decision
+) -> None:
+    """Reserve an autonomous action's amount against its daily caps; over a cap it needs a
+    human's approval like any action over its autonomy (an approved one goes ahead)."""
+    tool_policy = policy.workflow_policy(job.workflow)[0].tools.get(claim.tool)
+    amount = claim.args.get("amount")
+    if tool_policy is None or tool_policy.daily_caps is None or not isinstance(amount, int):
+        return
+    currency = str(claim.args.get("currency", "")).lower()
+    found = caps.scopes_for(
+        job.workflow, claim.tool, job.requester, tool_policy.daily_caps, currency
+    )
+    over = caps.reserve(claim.key, found, currency, amount)
+    if over is None:
+        return
+    needs = replace(
+        decision,
+        outcome="approval_required",
+        rule=over.rule,
+        detail=f"{claim.tool} of {amount} {currency} would take {over.scope} past its daily "
+        f"cap of {over.cap} (used {over.used})",
+        evidence={"cap": over.cap, "used": over.used, "scope": over.scope, "amount": amount},
+    )
+    approved(job.id, step, needs)
+
+
 class ExecuteStage:
     """Stage `execute`: ready -> executed."""
 
@@ -119,17 +146,19 @@ class ExecuteStage:
                     "policy_version": decision.policy_version,
                 },
             )
+        step = {
+            "step_id": claim.step_id,
+            "revision": claim.revision,
+            "tool": claim.tool,
+            "args": claim.args,
+            "approval": claim.approval,
+        }
         if decision.outcome == "approval_required":
             # Re-checked right before the call: a token for other arguments, another step or
             # an older policy version is refused here, and the refusal is the evidence.
-            step = {
-                "step_id": claim.step_id,
-                "revision": claim.revision,
-                "tool": claim.tool,
-                "args": claim.args,
-                "approval": claim.approval,
-            }
             approved(job.id, step, decision)
+        else:
+            within_daily_caps(job, claim, step, decision)
         get_tool(claim.tool)  # unknown tools fail before any call
         try:
             return rec.tool(claim.tool, claim.args, key=downstream_key(claim.key))

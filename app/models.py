@@ -247,6 +247,30 @@ class Approval(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class CapUsage(Base):
+    """What autonomous actions spent today against one daily cap (minor units)."""
+
+    __tablename__ = "cap_usage"
+
+    scope: Mapped[str] = mapped_column(String(255), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CapReservation(Base):
+    """One step's share of the daily caps, so a retried step never reserves twice."""
+
+    __tablename__ = "cap_reservations"
+
+    step_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    scopes: Mapped[list[str]] = mapped_column(JSONType)
+    day: Mapped[date] = mapped_column(Date)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class KillSwitchEvent(Base):
     """Who engaged or released a kill switch, when and why."""
 

@@ -23,6 +23,15 @@ class Autonomy(BaseModel):
     max_amount: dict[str, int] = Field(default_factory=dict)
 
 
+class DailyCaps(BaseModel):
+    """Daily caps on autonomous spending, per customer and fleet-wide."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_customer: dict[str, int] = Field(default_factory=dict)
+    fleet: dict[str, int] = Field(default_factory=dict)
+
+
 class ToolPolicy(BaseModel):
     """Per-tool policy inside a workflow."""
 
@@ -33,6 +42,9 @@ class ToolPolicy(BaseModel):
     public_requires_approval: bool = False
     # Above these amounts (minor units per currency) two different reviewers must approve.
     two_person_above: dict[str, int] = Field(default_factory=dict)
+    # What autonomous calls may spend per UTC day (minor units per currency), per customer
+    # (the job's requester) and for the whole fleet; beyond it, a human approves.
+    daily_caps: DailyCaps | None = None
 
 
 class WorkflowPolicy(BaseModel):

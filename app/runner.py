@@ -119,8 +119,11 @@ def run_stage(stage: StageWork, job_id: str) -> str:
     try:
         result = stage.work(view, ctx, rec)
     except EscalationRequired as exc:
+        # A claimed step goes back (same key): an approval or a retry takes it up at once.
+        _abandon(stage, ctx)
         return _finish(view, rec, _escalator(stage.name, exc.reason, exc.detail, exc.evidence))
     except PermanentError as exc:
+        _abandon(stage, ctx)
         return _finish(view, rec, _escalator(stage.name, "permanent_error", str(exc), {}))
     except CircuitOpen as exc:
         _abandon(stage, ctx)

@@ -427,3 +427,82 @@ def test_an_undecided_approval_expires_and_the_action_is_not_taken(
 
     with pytest.raises(ConflictError):
         decide_here(esc.id, "key:rev", decision="approve")
+
+
+# --- daily caps ---------------------------------------------------------------------------------
+
+
+def test_daily_caps_hold_per_customer_and_for_the_fleet_and_never_double_count(
+    pg_env: Any,
+) -> None:
+    from app import caps
+    from app.policy import DailyCaps
+
+    limits = DailyCaps(per_customer={"usd": 5000}, fleet={"usd": 8000})
+
+    def reserve(key: str, customer: str, amount: int) -> str | None:
+        scopes = caps.scopes_for("support_refund", "stripe.refund", customer, limits, "usd")
+        over = caps.reserve(key, scopes, "usd", amount)
+        return over.rule if over else None
+
+    assert reserve("k1", "zendesk-user:1", 3000) is None
+    assert reserve("k1", "zendesk-user:1", 3000) is None  # the same step: no second share
+    assert reserve("k2", "zendesk-user:1", 3000) == "daily_cap_customer"
+    assert reserve("k3", "zendesk-user:2", 3000) is None
+    assert reserve("k4", "zendesk-user:3", 3000) == "daily_cap_fleet"
+    assert caps.used("support_refund:stripe.refund:fleet", "usd") == 6000
+    assert caps.used("support_refund:stripe.refund:customer:zendesk-user:1", "usd") == 3000
+
+
+def test_concurrent_jobs_cannot_both_spend_the_last_of_a_cap(pg_env: Any) -> None:
+    import threading
+
+    from app import caps
+
+    scopes = [("daily_cap_fleet", "wf:tool:fleet", 5000)]
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def one(n: int) -> None:
+        ok = caps.reserve(f"race-{n}", scopes, "usd", 1000) is None
+        with lock:
+            results.append(ok)
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 5
+    assert caps.used("wf:tool:fleet", "usd") == 5000
+
+
+def test_past_the_fleets_daily_cap_a_refund_waits_for_a_human(
+    pg_env: Any, sandbox: Sandbox, start_worker: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    from app import outbox
+
+    def cap(policy: dict[str, Any]) -> None:
+        refund = policy["workflows"]["support_refund"]["tools"]["stripe.refund"]
+        refund["daily_caps"] = {"fleet": {"usd": 5000}}
+
+    policy_dir(tmp_path, monkeypatch, cap)
+    start_worker()
+    # Given a first refund of 25.00 USD that fits the 50.00 fleet cap
+    first = submit_ticket(4821, 101, "cap-1")
+    assert settled(first).status == jobs.COMPLETED
+    # When a second, 40.00 USD, would take the fleet past it (each is within autonomy)
+    second = submit_ticket(4822, 102, "cap-2")
+    assert settled(second).status == jobs.ESCALATED
+    esc = open_escalation(second)
+    assert (esc.reason, esc.evidence["rule"], esc.evidence["used"]) == (
+        "approval_required",
+        "daily_cap_fleet",
+        2500,
+    )
+    assert len(sandbox.applied("stripe")) == 1
+    # Then a reviewer's approval lets that one action past the cap
+    decide_here(esc.id, "key:rev", decision="approve")
+    outbox.publish_for_job(second)
+    assert settled(second).status == jobs.COMPLETED
+    assert len(sandbox.applied("stripe")) == 2

@@ -14,6 +14,7 @@ REAL = {
     "OPSGATE_REDIS_URL": "redis://redis:6379/0",
     "OPSGATE_STRIPE_API_KEY": "rk_live_realkey123",
     "OPSGATE_ZENDESK_API_TOKEN": "zd-real-token-456",
+    "OPSGATE_APPROVAL_KEYS": "k1:0123456789abcdef0123456789abcdef",
 }
 
 
@@ -72,7 +73,13 @@ def test_production_names_only_what_is_missing(
     message = str(caught.value).split("production settings need real values for:")[1]
     named = {
         n
-        for n in ("stripe_api_key", "zendesk_api_token", "database_url", "redis_url")
+        for n in (
+            "stripe_api_key",
+            "zendesk_api_token",
+            "approval_keys",
+            "database_url",
+            "redis_url",
+        )
         if n in message
     }
     assert named == {missing.removeprefix("OPSGATE_").lower()}
@@ -102,6 +109,18 @@ def test_production_with_real_values_loads(
 
     assert settings.environment == "production"
     assert settings.resolved_database_url() == "postgresql+psycopg://opsgate:pw@db:5432/opsgate"
+
+
+def test_production_refuses_the_development_approval_key(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in REAL.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OPSGATE_ENV", "production")
+    for weak in ("dev:dev-signing-key", "k1:short"):
+        monkeypatch.setenv("OPSGATE_APPROVAL_KEYS", weak)
+        with pytest.raises(ValidationError, match="approval_keys"):
+            Settings()
 
 
 def test_production_refuses_an_empty_database_url(
