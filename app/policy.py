@@ -40,6 +40,8 @@ class ToolPolicy(BaseModel):
     autonomy: Autonomy | None = None
     allowed_reasons: list[str] | None = None
     public_requires_approval: bool = False
+    # Argument allowlists, e.g. {"group_id": [...]} for okta.add_to_group, vendors for invoices.
+    allowed_values: dict[str, list[Any]] = Field(default_factory=dict)
     # Above these amounts (minor units per currency) two different reviewers must approve.
     two_person_above: dict[str, int] = Field(default_factory=dict)
     # What autonomous calls may spend per UTC day (minor units per currency), per customer
@@ -145,6 +147,14 @@ def decide(workflow: str, tool: str, args: dict[str, Any], job_id: str | None = 
             f"reason {reason!r} is not on the allowlist",
             evidence={"reason": reason, "allowed": tool_policy.allowed_reasons},
         )
+    for arg, allowed in tool_policy.allowed_values.items():
+        if arg in args and args[arg] not in allowed:
+            return verdict(
+                "block",
+                "allowed_values",
+                f"{arg} {args[arg]!r} is not on the allowlist",
+                evidence={arg: args[arg], "allowed": allowed},
+            )
     if spec.risk is not Risk.READ and rollout_arm(policy, job_id) == "shadow":
         # Shadow: the agent proposes, a reviewer executes (the approval flow) or rejects;
         # every decision is an agreement or a disagreement for `opsgate report`.

@@ -11,12 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app import decisions, intake, jobs, operations, outbox
+from app import decisions, intake, jobs, operations, outbox, policy
 from app.api import webhooks
 from app.api.body import JSON_TYPES, media_type, parse_json, read_body
 from app.api.deps import PrincipalDep, SessionDep
 from app.api.problems import HTTPProblem
-from app.errors import InputError
+from app.errors import Forbidden, InputError
 from app.models import Escalation, Job
 from app.views import escalation_view, job_detail, job_summary, latest_escalation
 
@@ -55,6 +55,12 @@ async def create_job(
     sub = intake.parse_submission(
         {**req.model_dump(), "source": "api", "delivery_id": f"{principal.name}:{req.external_id}"}
     )
+    roles = policy.workflow_policy(sub.workflow)[0].requester_roles
+    if principal.role not in roles:
+        raise Forbidden(
+            f"role {principal.role} may not start {sub.workflow} "
+            f"(policy requester_roles: {', '.join(roles)})"
+        )
     results = await run_in_threadpool(
         intake.accept_delivery,
         [sub],

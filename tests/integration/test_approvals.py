@@ -16,7 +16,10 @@ from tests.conftest import Sandbox, reset_process_state, wait_for
 
 pytestmark = pytest.mark.integration
 
-KEYS = "rev:reviewer:rev-key-0001,rev2:reviewer:rev-key-0002,adm:admin:adm-key-0003"
+KEYS = (
+    "rev:reviewer:rev-key-0001,rev2:reviewer:rev-key-0002,adm:admin:adm-key-0003,"
+    "req:requester:req-key-0004"
+)
 REV = {"Authorization": "Bearer rev-key-0001"}
 REV2 = {"Authorization": "Bearer rev-key-0002"}
 ACTION = "a" * 64
@@ -506,3 +509,28 @@ def test_past_the_fleets_daily_cap_a_refund_waits_for_a_human(
     outbox.publish_for_job(second)
     assert settled(second).status == jobs.COMPLETED
     assert len(sandbox.applied("stripe")) == 2
+
+
+def test_only_the_roles_a_workflow_names_may_start_it(
+    pg_env: Any, start_api: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    def admins_only(policy: dict[str, Any]) -> None:
+        policy["workflows"]["support_refund"]["requester_roles"] = ["admin"]
+
+    monkeypatch.setenv("OPSGATE_API_KEYS", KEYS)
+    policy_dir(tmp_path, monkeypatch, admins_only)
+    api = start_api()
+    body = {
+        "workflow": "support_refund",
+        "external_id": "r-1",
+        "requester": "zendesk-user:101",
+        "input": {"ticket_id": 4821},
+    }
+    refused = httpx.post(
+        f"{api}/v1/jobs", json=body, headers={"Authorization": "Bearer req-key-0004"}
+    )
+    assert refused.status_code == 403 and "requester_roles" in refused.json()["detail"]
+    accepted = httpx.post(
+        f"{api}/v1/jobs", json=body, headers={"Authorization": "Bearer adm-key-0003"}
+    )
+    assert accepted.status_code == 202

@@ -232,3 +232,20 @@ def test_missing_policy_file_is_a_permanent_error(config_dir: Callable[..., Path
 
     with pytest.raises(PermanentError, match="policy.yaml"):
         policy.workflow_policy("support_refund")
+
+
+def test_an_argument_allowlist_blocks_values_off_the_list(config_dir: Callable[..., Path]) -> None:
+    def allow_groups(data: dict[str, Any]) -> None:
+        data["workflows"]["it_request"] = {
+            "stage": "live",
+            "allowed_tools": ["okta.add_to_group"],
+            "tools": {"okta.add_to_group": {"allowed_values": {"group_id": ["00gSELFSERVICE01"]}}},
+        }
+
+    config_dir(allow_groups)
+    args = {"user_id": "00u1234567890abcdefg", "group_id": "00gADMINISTRATORS1"}
+    decision = policy.decide("it_request", "okta.add_to_group", args)
+    assert (decision.outcome, decision.rule) == ("block", "allowed_values")
+    assert decision.evidence["allowed"] == ["00gSELFSERVICE01"]
+    ok = policy.decide("it_request", "okta.add_to_group", {**args, "group_id": "00gSELFSERVICE01"})
+    assert ok.outcome != "block"
