@@ -11,7 +11,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app import approvals, audit, jobs, policy
-from app.errors import ConflictError, Forbidden, InputError
+from app.audit import canonical_json, sha256_hex
+from app.errors import ConflictError, Forbidden, InputError, PermanentError
 from app.escalation import APPROVABLE
 from app.models import Escalation, Job, PlanStep, as_utc, utcnow
 
@@ -31,7 +32,9 @@ class Decision(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    decision: Literal["approve", "reject"]
+    decision: Literal["approve", "edit", "reject"]
+    # For "edit": the step's arguments as the reviewer corrected them (the whole set).
+    args: dict[str, Any] | None = None
     reason_code: Literal[REJECT_REASONS] | None = None  # type: ignore[valid-type]
     note: str = Field("", max_length=4000)
 
@@ -90,6 +93,8 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
             "can be approved (retry, resume or reject the others)"
         )
     step = _step(session, esc)
+    if body.decision == "edit":
+        revise(session, job, step, body.args, actor)
     approvers = [a for a in (esc.approved_by or []) if a != actor] + [actor]
     threshold = _two_person_threshold(job, step)
     amount = step.args.get("amount")
@@ -114,8 +119,10 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
         approvers=approvers,
     )
     esc.approved_by = approvers
-    _close(session, esc, "approve", actor, body.note)
+    _close(session, esc, body.decision, actor, body.note)
     target = job.resume_status if job.resume_status in jobs.ACTIVE else jobs.PLANNED
+    if body.decision == "edit":
+        target = jobs.PLANNED  # edited arguments are verified again, facts included
     jobs.transition(session, job, target, actor=actor, reason=f"approved by {', '.join(approvers)}")
     audit.append(
         session,
@@ -135,11 +142,51 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
     )
     return {
         "escalation_id": esc.id,
-        "decision": "approve",
+        "decision": body.decision,
         "job_status": target,
         "approval_id": approval.id,
         "approvers": approvers,
     }
+
+
+def revise(
+    session: Session, job: Job, step: PlanStep, args: dict[str, Any] | None, actor: str
+) -> None:
+    """Make the step's next revision with the reviewer's arguments: a new idempotency key,
+    nothing carried over from the old one (which never ran: approvals stop before the call)."""
+    from app.planning import step_key
+    from tools.catalog import get_tool
+
+    if not args:
+        raise InputError("an edit needs args: the step's corrected arguments")
+    try:
+        parsed = get_tool(step.tool).parse_args(args).model_dump(mode="json")
+    except PermanentError as exc:
+        raise InputError(f"edited arguments for {step.tool}: {exc}") from exc
+    if step.status not in ("pending", "failed"):
+        raise ConflictError(f"step {step.step_id} is {step.status}; it cannot be edited now")
+    old = {"revision": step.revision, "args_hash": step.args_hash, "key": step.idempotency_key}
+    step.revision += 1
+    step.args = parsed
+    step.args_hash = sha256_hex(canonical_json(parsed))
+    step.idempotency_key = step_key(job.id, step.step_id, step.revision)
+    step.status, step.claim_token, step.claimed_at, step.error = "pending", None, None, None
+    audit.append(
+        session,
+        job.id,
+        "step_revised",
+        actor,
+        {
+            "step": step.step_id,
+            "from": old,
+            "to": {
+                "revision": step.revision,
+                "args_hash": step.args_hash,
+                "key": step.idempotency_key,
+            },
+        },
+    )
+    session.flush()
 
 
 def _close(session: Session, esc: Escalation, decision: str, actor: str, note: str) -> None:

@@ -13,7 +13,8 @@ from app.models import Escalation, Job
 
 
 def shadow_agreement(session: Session) -> list[dict[str, Any]]:
-    """Per workflow and tool: proposals, approved (agreement), rejected, open, and the rate."""
+    """Per workflow and tool: proposals, approved as proposed (agreement), edited, rejected,
+    open, and the agreement rate."""
     rows = session.execute(
         select(
             Job.workflow,
@@ -38,6 +39,8 @@ def shadow_agreement(session: Session) -> list[dict[str, Any]]:
             table[key]["open"] += 1
         elif decision == "approve":
             table[key]["approved"] += 1
+        elif decision == "edit":
+            table[key]["edited"] += 1  # executed, but not as the agent proposed it
         elif decision == "reject":
             table[key]["rejected"] += 1
             reasons[key][(note or "other").split(":", 1)[0]] += 1
@@ -45,13 +48,14 @@ def shadow_agreement(session: Session) -> list[dict[str, Any]]:
             table[key]["closed_otherwise"] += 1
     out = []
     for (workflow, tool), c in sorted(table.items()):
-        decided = c["approved"] + c["rejected"]
+        decided = c["approved"] + c["edited"] + c["rejected"]
         out.append(
             {
                 "workflow": workflow,
                 "tool": tool,
                 "proposals": c["proposals"],
                 "approved": c["approved"],
+                "edited": c["edited"],
                 "rejected": c["rejected"],
                 "open": c["open"],
                 "agreement_rate": round(c["approved"] / decided, 4) if decided else None,

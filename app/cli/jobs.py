@@ -327,10 +327,26 @@ def escalations_claim(escalation_id: int) -> None:
 @click.command("approve")
 @click.argument("escalation_id", type=int)
 @click.option("--note", default="", help="Recorded with the decision.")
-def approve(escalation_id: int, note: str) -> None:
-    """Approve an approval_required escalation: the exact action gets a signed token."""
+@click.option(
+    "--args",
+    "edited",
+    default=None,
+    help="Approve with these arguments instead (JSON object: the step's whole set); the "
+    "edited step is a new revision with a new key, verified again before it runs.",
+)
+def approve(escalation_id: int, note: str, edited: str | None) -> None:
+    """Approve an escalated action (or a shadow proposal): it gets a signed token."""
     setup_logging()
-    _decide(escalation_id, {"decision": "approve", "note": note})
+    if edited is None:
+        _decide(escalation_id, {"decision": "approve", "note": note})
+        return
+    try:
+        args = json.loads(edited)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--args is not JSON: {exc}") from exc
+    if not isinstance(args, dict):
+        raise InputError("--args must be a JSON object")
+    _decide(escalation_id, {"decision": "edit", "args": args, "note": note})
 
 
 @click.command("reject")
@@ -377,7 +393,9 @@ def report(as_json: bool) -> None:
     for name, st in data["rollout"].items():
         stages.add_row(name, st["stage"], str(st["canary_percent"]))
     console.print(stages)
-    shadow = Table("workflow", "tool", "proposals", "approved", "rejected", "open", "agreement")
+    shadow = Table(
+        "workflow", "tool", "proposals", "approved", "edited", "rejected", "open", "agreement"
+    )
     for r in data["shadow"]:
         rate = "" if r["agreement_rate"] is None else f"{r['agreement_rate']:.0%}"
         shadow.add_row(
@@ -385,6 +403,7 @@ def report(as_json: bool) -> None:
             r["tool"],
             str(r["proposals"]),
             str(r["approved"]),
+            str(r["edited"]),
             str(r["rejected"]),
             str(r["open"]),
             rate,

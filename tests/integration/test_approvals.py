@@ -534,3 +534,36 @@ def test_only_the_roles_a_workflow_names_may_start_it(
         f"{api}/v1/jobs", json=body, headers={"Authorization": "Bearer adm-key-0003"}
     )
     assert accepted.status_code == 202
+
+
+def test_approve_with_edited_arguments_runs_a_new_revision_under_a_new_key(
+    fleet: str, sandbox: Sandbox
+) -> None:
+    job_id = submit("edit-1")
+    esc = (settled(job_id), open_escalation(job_id))[1]
+    with session_scope() as s:
+        original = s.scalars(
+            select(PlanStep).where(PlanStep.job_id == job_id, PlanStep.step_id == "s1")
+        ).one()
+        assert original is not None
+        args = dict(original.args)
+    # Invalid edits are refused and change nothing
+    bad = decide(fleet, esc.id, {"decision": "edit", "args": {**args, "amount": -1}}, REV)
+    assert bad.status_code == 422
+    # When the reviewer approves a smaller refund than the agent proposed
+    resp = decide(fleet, esc.id, {"decision": "edit", "args": {**args, "amount": 4000}}, REV)
+    assert resp.status_code == 200, resp.text
+    # Then that action (verified again) runs once, under the new revision's key
+    assert settled(job_id).status == jobs.COMPLETED
+    [refund] = sandbox.applied("stripe")
+    assert int(refund["body"]["amount"]) == 4000
+    assert refund["idempotency_key"] == f"opsgate-{job_id}-s1-r2"
+    with session_scope() as s:
+        step = s.scalars(
+            select(PlanStep).where(PlanStep.job_id == job_id, PlanStep.step_id == "s1")
+        ).one()
+        assert step is not None and (step.revision, step.args["amount"]) == (2, 4000)
+        closed = s.get(Escalation, esc.id)
+        assert closed is not None and closed.decision == "edit"
+        kinds = s.scalars(select(AuditEvent.kind).where(AuditEvent.job_id == job_id)).all()
+        assert "step_revised" in kinds
