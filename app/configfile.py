@@ -15,17 +15,37 @@ from app.settings import get_settings
 M = TypeVar("M", bound=BaseModel)
 
 
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at `loc` (or of its nearest parent that exists)."""
+    node, line = root, None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            node = node.value[part] if part < len(node.value) else None
+        else:
+            node = None
+    return node.start_mark.line + 1 if node is not None else line
+
+
 def load_yaml(path: Path, model: type[M]) -> M:
-    """Parse and validate a YAML file; errors name the file and the key that is wrong."""
+    """Parse and validate a YAML file; errors name the file, the line and the key."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        raw = yaml.safe_load(text)
     except (OSError, yaml.YAMLError) as exc:
         raise PermanentError(f"config file {path}: {exc}") from exc
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
+        root = yaml.compose(text)
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"line {_line_of(root, tuple(e['loc']))}: "
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors()
         )
         raise PermanentError(f"config file {path}: {problems}") from exc
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -95,22 +95,30 @@ def claim_step(session: Session, job: Job) -> Claim:
     return held(token, attempts + 1, None)
 
 
+@dataclass(frozen=True)
+class Executed:
+    """The downstream answer, and the decision that let the call out (None on a replay)."""
+
+    result: dict[str, Any]
+    decision: policy.Decision | None
+
+
 def within_daily_caps(
     job: JobView, claim: Claim, step: dict[str, Any], decision: policy.Decision
-) -> None:
+) -> policy.Decision:
     """Reserve an autonomous action's amount against its daily caps; over a cap it needs a
     human's approval like any action over its autonomy (an approved one goes ahead)."""
     tool_policy = policy.workflow_policy(job.workflow)[0].tools.get(claim.tool)
     amount = claim.args.get("amount")
     if tool_policy is None or tool_policy.daily_caps is None or not isinstance(amount, int):
-        return
+        return decision
     currency = str(claim.args.get("currency", "")).lower()
     found = caps.scopes_for(
         job.workflow, claim.tool, job.requester, tool_policy.daily_caps, currency
     )
     over = caps.reserve(claim.key, found, currency, amount)
     if over is None:
-        return
+        return decision
     needs = replace(
         decision,
         outcome="approval_required",
@@ -119,7 +127,7 @@ def within_daily_caps(
         f"cap of {over.cap} (used {over.used})",
         evidence={"cap": over.cap, "used": over.used, "scope": over.scope, "amount": amount},
     )
-    approved(job.id, step, needs)
+    return approved(job.id, step, needs)
 
 
 class ExecuteStage:
@@ -131,9 +139,9 @@ class ExecuteStage:
     def prepare(self, session: Session, job: Job) -> Claim:
         return claim_step(session, job)
 
-    def work(self, job: JobView, claim: Claim, rec: CallRecorder) -> dict[str, Any]:
+    def work(self, job: JobView, claim: Claim, rec: CallRecorder) -> Executed:
         if claim.stored_result is not None:
-            return claim.stored_result  # replay: the effect already happened
+            return Executed(claim.stored_result, None)  # replay: the effect already happened
         decision = policy.decide(job.workflow, claim.tool, claim.args, job.id)
         if decision.outcome == "block":
             raise EscalationRequired(
@@ -156,12 +164,14 @@ class ExecuteStage:
         if decision.outcome == "approval_required":
             # Re-checked right before the call: a token for other arguments, another step or
             # an older policy version is refused here, and the refusal is the evidence.
-            approved(job.id, step, decision)
+            decision = approved(job.id, step, decision)
         else:
-            within_daily_caps(job, claim, step, decision)
+            decision = within_daily_caps(job, claim, step, decision)
         get_tool(claim.tool)  # unknown tools fail before any call
         try:
-            return rec.tool(claim.tool, claim.args, key=downstream_key(claim.key))
+            return Executed(
+                rec.tool(claim.tool, claim.args, key=downstream_key(claim.key)), decision
+            )
         except ConflictError as exc:
             raise EscalationRequired(
                 "idempotency_conflict", str(exc), {"tool": claim.tool, "key": claim.key}
@@ -180,7 +190,11 @@ class ExecuteStage:
                 .values(status="failed")
             )
 
-    def apply(self, session: Session, job: Job, claim: Claim, result: dict[str, Any]) -> None:
+    def apply(self, session: Session, job: Job, claim: Claim, done: Executed) -> None:
+        result = done.result
+        if done.decision is not None:
+            # The executor's own policy decision, right before the call, is on the record too.
+            audit.append(session, job.id, "policy_decision", "policy", asdict(done.decision))
         step = session.get(PlanStep, claim.step_pk)
         assert step is not None
         if step.status != "succeeded":

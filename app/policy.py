@@ -42,6 +42,8 @@ class ToolPolicy(BaseModel):
     public_requires_approval: bool = False
     # Argument allowlists, e.g. {"group_id": [...]} for okta.add_to_group, vendors for invoices.
     allowed_values: dict[str, list[Any]] = Field(default_factory=dict)
+    # Writes of more than this (minor units per currency, the `amount` argument) need approval.
+    approval_above: dict[str, int] = Field(default_factory=dict)
     # Above these amounts (minor units per currency) two different reviewers must approve.
     two_person_above: dict[str, int] = Field(default_factory=dict)
     # What autonomous calls may spend per UTC day (minor units per currency), per customer
@@ -170,6 +172,15 @@ def decide(workflow: str, tool: str, args: dict[str, Any], job_id: str | None = 
             "approval_required",
             "public_requires_approval",
             "customer-facing comments need a human approval",
+        )
+    threshold = tool_policy.approval_above.get(str(args.get("currency", "")).lower())
+    amount = args.get("amount")
+    if threshold is not None and isinstance(amount, int) and amount > threshold:
+        return verdict(
+            "approval_required",
+            "approval_threshold",
+            f"{tool} of {amount} is over the approval threshold of {threshold}",
+            evidence={"amount": amount, "threshold": threshold},
         )
     if spec.risk is Risk.IRREVERSIBLE:
         return _autonomy(verdict, tool, tool_policy, args)

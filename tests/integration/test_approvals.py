@@ -567,3 +567,49 @@ def test_approve_with_edited_arguments_runs_a_new_revision_under_a_new_key(
         assert closed is not None and closed.decision == "edit"
         kinds = s.scalars(select(AuditEvent.kind).where(AuditEvent.job_id == job_id)).all()
         assert "step_revised" in kinds
+
+
+def test_a_policy_change_between_plan_and_execution_is_caught_by_the_executor(
+    pg_env: Any, sandbox: Sandbox, start_worker: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    import time
+
+    import yaml
+
+    from app import killswitch
+    from app.api.killswitch import SwitchChange, apply_change
+
+    config = policy_dir(tmp_path, monkeypatch)
+    start_worker()
+    # Given a 25.00 USD refund verified under a 50.00 cap and held at the executor's door
+    with session_scope() as s:
+        killswitch.engage(s, "tool:stripe.refund", "key:adm", "hold for the test")
+        s.commit()
+    job_id = submit_ticket(4821, 101, "change-1")
+
+    def parked() -> bool:
+        with session_scope() as s:
+            job = s.get(Job, job_id)
+            return job is not None and job.status == jobs.PAUSED
+
+    wait_for(parked, timeout=60, what="the job to park at the kill switch")
+    # When the autonomy cap drops to 10.00 USD before it runs
+    policy = yaml.safe_load((config / "policy.yaml").read_text())
+    policy["workflows"]["support_refund"]["tools"]["stripe.refund"]["autonomy"]["max_amount"][
+        "usd"
+    ] = 1000
+    time.sleep(0.01)
+    (config / "policy.yaml").write_text(yaml.safe_dump(policy))
+    with session_scope() as s:
+        apply_change(
+            s, SwitchChange(engaged=False, tool="stripe.refund", reason="go on"), "key:adm"
+        )
+    # Then the executor's re-check stops the refund: a human must approve it now
+    assert settled(job_id).status == jobs.ESCALATED
+    esc = open_escalation(job_id)
+    assert (esc.reason, esc.stage, esc.evidence["rule"]) == (
+        "approval_required",
+        "execute",
+        "autonomy_cap",
+    )
+    assert sandbox.applied("stripe") == []

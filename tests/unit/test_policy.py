@@ -249,3 +249,37 @@ def test_an_argument_allowlist_blocks_values_off_the_list(config_dir: Callable[.
     assert decision.evidence["allowed"] == ["00gSELFSERVICE01"]
     ok = policy.decide("it_request", "okta.add_to_group", {**args, "group_id": "00gSELFSERVICE01"})
     assert ok.outcome != "block"
+
+
+def test_a_write_over_the_approval_threshold_needs_approval(
+    config_dir: Callable[..., Path],
+) -> None:
+    def threshold(data: dict[str, Any]) -> None:
+        refund = data["workflows"]["support_refund"]["tools"]["stripe.refund"]
+        refund["approval_above"] = {"usd": 1000}
+
+    config_dir(threshold)
+    over = policy.decide("support_refund", "stripe.refund", refund(1500, "usd"))
+    assert (over.outcome, over.rule) == ("approval_required", "approval_threshold")
+    under = policy.decide("support_refund", "stripe.refund", refund(900, "usd"))
+    assert (under.outcome, under.rule) == ("allow", "autonomy_grant")
+
+
+def test_a_bad_policy_file_names_the_line_and_the_key(config_dir: Callable[..., Path]) -> None:
+    text = (
+        "workflows:\n"
+        "  support_refund:\n"
+        "    stage: live\n"
+        "    allowed_tools: [stripe.refund]\n"
+        "    tools:\n"
+        "      stripe.refund:\n"
+        "        autonomy:\n"
+        "          max_amount: {usd: lots}\n"
+        "        unknown_rule: true\n"
+    )
+    config_dir(text=text)
+    with pytest.raises(PermanentError) as caught:
+        policy.current_policy()
+    message = str(caught.value)
+    assert "line 8: workflows.support_refund.tools.stripe.refund.autonomy.max_amount.usd" in message
+    assert "line 9: workflows.support_refund.tools.stripe.refund.unknown_rule" in message
