@@ -63,7 +63,9 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
     job = session.get(Job, esc.job_id)
     assert job is not None
     if esc.status != "open" or job.status != jobs.ESCALATED:
-        raise ConflictError(f"escalation {esc.id} is already {esc.decision or esc.status}")
+        raise ConflictError(
+            f"escalation {esc.id} is already decided ({esc.decision or esc.status})"
+        )
     if actor == job.requester:
         raise Forbidden("separation of duties: the requester cannot decide their own job")
     now = utcnow()
@@ -228,7 +230,9 @@ def claim(session: Session, esc: Escalation, actor: str) -> dict[str, Any]:
     session.refresh(esc)
     if not won:
         if esc.status != "open":
-            raise ConflictError(f"escalation {esc.id} is already {esc.decision or esc.status}")
+            raise ConflictError(
+                f"escalation {esc.id} is already decided ({esc.decision or esc.status})"
+            )
         raise ConflictError(f"escalation {esc.id} is claimed by {esc.claimed_by}")
     return {"escalation_id": esc.id, "claimed_by": actor, "claimed_until": until.isoformat()}
 

@@ -59,6 +59,10 @@ def through_api(path: str, body: dict[str, Any]) -> dict[str, Any] | None:
     except httpx.HTTPError as exc:
         raise ServiceUnavailable(f"opsgate API unreachable at {settings.api_url}: {exc}") from exc
     if resp.status_code >= 400:
-        raise InputError(f"the API refused ({resp.status_code}): {resp.json().get('detail')}")
+        try:
+            detail = resp.json().get("detail", resp.text)
+        except ValueError:
+            detail = resp.text
+        raise InputError(f"the API refused ({resp.status_code}): {detail}")
     result: dict[str, Any] = resp.json()
     return result

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
@@ -21,7 +20,8 @@ from app.cli.common import (
     through_api,
 )
 from app.db import session_scope
-from app.errors import InputError, ServiceUnavailable
+from app.decisions import REJECT_REASONS
+from app.errors import InputError
 from app.models import Escalation, Job
 from app.settings import cli_actor, get_settings
 from app.views import escalation_view, find_job, job_detail, job_summary, latest_escalation
@@ -43,26 +43,12 @@ def read_submissions(path: Path) -> list[Any]:
     return items
 
 
-def submit_via_api(api_url: str, key: str, raw: dict[str, Any]) -> dict[str, Any]:
+def submit_via_api(raw: dict[str, Any]) -> dict[str, Any]:
     """POST one submission to the jobs API (the key is the caller's identity)."""
     body: dict[str, Any] = {k: raw[k] for k in ("workflow", "external_id", "input") if k in raw}
     body["requester"] = raw.get("requester") or cli_actor()
-    try:
-        resp = httpx.post(
-            f"{api_url.rstrip('/')}/v1/jobs",
-            json=body,
-            timeout=30,
-            headers={"Authorization": f"Bearer {key}"},
-        )
-    except httpx.HTTPError as exc:
-        raise ServiceUnavailable(f"opsgate API unreachable at {api_url}: {exc}") from exc
-    if resp.status_code >= 400:
-        try:
-            detail = resp.json().get("detail", resp.text)
-        except ValueError:
-            detail = resp.text
-        raise InputError(f"the API refused the job ({resp.status_code}): {detail}")
-    answer = resp.json()
+    answer = through_api("/v1/jobs", body)
+    assert answer is not None  # the caller checked that the API is configured
     return {"job_id": answer["job_id"], "created": answer["created"]}
 
 
@@ -82,10 +68,7 @@ def submit(file: Path, as_json: bool) -> None:
             raise InputError(f"{file}{where}: {exc}") from exc
     settings = get_settings()
     if settings.api_url and settings.api_key:
-        results = [
-            submit_via_api(settings.api_url, settings.api_key.get_secret_value(), raw)
-            for raw in raw_items
-        ]
+        results = [submit_via_api(raw) for raw in raw_items]
     else:
         prepare_services()
         actor = cli_actor()
@@ -355,17 +338,7 @@ def approve(escalation_id: int, note: str, edited: str | None) -> None:
     "--reason",
     "reason_code",
     required=True,
-    type=click.Choice(
-        [
-            "wrong_action",
-            "wrong_amount",
-            "wrong_customer",
-            "policy_violation",
-            "duplicate",
-            "fraud_suspected",
-            "other",
-        ]
-    ),
+    type=click.Choice(REJECT_REASONS),
     help="Why (recorded).",
 )
 @click.option("--note", default="", help="Free text recorded with the reason.")

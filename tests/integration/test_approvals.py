@@ -613,3 +613,34 @@ def test_a_policy_change_between_plan_and_execution_is_caught_by_the_executor(
         "autonomy_cap",
     )
     assert sandbox.applied("stripe") == []
+
+
+def test_the_cli_decides_as_the_operator_and_refuses_bad_input_in_one_line(
+    pg_env: Any, sandbox: Sandbox, start_worker: Any
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    def opsgate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, text=True
+        )
+
+    start_worker()
+    job_id = submit("cli-1")
+    esc = (settled(job_id), open_escalation(job_id))[1]
+    bad = opsgate("reject", str(esc.id), "--reason", "because")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert opsgate("approve", "999999").returncode == 2
+    claimed = opsgate("escalations", "claim", str(esc.id))
+    assert claimed.returncode == 0 and "claimed by cli:" in claimed.stdout
+    done = opsgate("approve", str(esc.id), "--note", "checked")
+    assert done.returncode == 0, done.stderr
+    assert settled(job_id).status == jobs.COMPLETED
+    with session_scope() as s:
+        closed = s.get(Escalation, esc.id)
+        assert closed is not None and (closed.decided_by or "").startswith("cli:")
+    again = opsgate("approve", str(esc.id))
+    assert again.returncode == 1 and "already decided (approve)" in again.stderr
