@@ -156,7 +156,7 @@ def test_the_fleet_obeys_the_switch_under_load_and_resumes_everything_after(
         f"{sandbox.url}/_sandbox/refund_cases", params={"count": 100}, timeout=30
     ).json()["cases"]
     httpx.post(
-        f"{sandbox.url}/_sandbox/faults", json={"system": "stripe", "latency_ms": 300}, timeout=10
+        f"{sandbox.url}/_sandbox/faults", json={"system": "stripe", "latency_ms": 500}, timeout=10
     ).raise_for_status()
     start_worker("--beat", env=FAST)
     start_worker(env=FAST)
@@ -175,10 +175,13 @@ def test_the_fleet_obeys_the_switch_under_load_and_resumes_everything_after(
         for i, c in enumerate(cases)
     ]
     wait_for(lambda: counts(job_ids)[jobs.COMPLETED] >= 3, timeout=60, what="some progress")
-    # When the global switch is engaged through the CLI
-    cli("on", "--reason", "drill")
-    writes_at_engage = len(sandbox.ledger())
+    # When the global switch is engaged (what the CLI and the API call; in-process here so
+    # the engage is not late by a CLI start-up on a loaded machine; `off` goes through the CLI)
+    flip("cli:ops@host", True)
+    # Steps first, then the ledger: a write that lands after this ledger read belongs to a
+    # step already claimed (and checked) before the engage, so it is in this set.
     claimed_at_engage = in_flight(job_ids)
+    writes_at_engage = len(sandbox.ledger())
 
     # Then, once the calls already past their check return, every unfinished job parks
     def quiet() -> bool:
