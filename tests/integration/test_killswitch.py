@@ -217,3 +217,28 @@ def test_the_fleet_obeys_the_switch_under_load_and_resumes_everything_after(
     with session_scope() as s:
         flips = s.scalar(select(func.count()).select_from(KillSwitchEvent))
     assert flips == 2
+
+
+def test_the_cli_engages_shows_and_releases_a_switch(pg_env: dict[str, str]) -> None:
+    import json
+
+    assert "ENGAGED" in cli("on", "--tool", "stripe.refund", "--reason", "drill")
+    assert blocked("support_refund", "stripe.refund") == "tool:stripe.refund"
+    [row] = json.loads(cli("status", "--json"))["engaged"]
+    assert (row["scope"], row["source"], row["reason"]) == (
+        "tool:stripe.refund",
+        "runtime",
+        "drill",
+    )
+    assert row["by"].startswith("cli:")
+    assert "released" in cli("off", "--tool", "stripe.refund")
+    assert blocked("support_refund", "stripe.refund") is None
+    bad = subprocess.run(
+        [sys.executable, "-m", "app", "killswitch", "on", "--workflow", "nope", "--reason", "x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "unknown workflow 'nope'" in bad.stderr
+    assert "Traceback" not in bad.stderr
