@@ -4,6 +4,7 @@ requester; above the tool's two-person threshold two different reviewers must ap
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +16,7 @@ from app.audit import canonical_json, sha256_hex
 from app.errors import ConflictError, Forbidden, InputError, PermanentError
 from app.escalation import APPROVABLE
 from app.models import Escalation, Job, PlanStep, as_utc, utcnow
+from app.settings import get_settings
 
 REJECT_REASONS = (
     "wrong_action",
@@ -209,10 +211,6 @@ def _close(session: Session, esc: Escalation, decision: str, actor: str, note: s
 def claim(session: Session, esc: Escalation, actor: str) -> dict[str, Any]:
     """Take an open escalation for `review_claim` seconds, so two people do not work it at
     once (the same reviewer may renew; a claim that ran out can be taken by anyone)."""
-    from datetime import timedelta
-
-    from app.settings import get_settings
-
     now = utcnow()
     until = now + timedelta(seconds=get_settings().review_claim)
     won = session.execute(

@@ -131,6 +131,11 @@ def rebuild(session: Session | None = None) -> None:
     broker.client().hset(KEY, mapping=engaged)  # type: ignore[arg-type]
 
 
+def _ensure_loaded(session: Session | None = None) -> None:
+    if not broker.client().hexists(KEY, LOADED):
+        rebuild(session)
+
+
 def engage(session: Session, scope: str, actor: str, reason: str) -> None:
     """Turn a switch on fleet-wide: recorded first, then live (the caller commits)."""
     event = KillSwitchEvent(scope=scope, engaged=True, actor=actor, reason=reason, at=utcnow())
@@ -149,8 +154,7 @@ def release(session: Session, scope: str, actor: str, reason: str) -> None:
 def status() -> list[dict[str, Any]]:
     """Every engaged switch: scope, source, who, when, why."""
     rows = [{"scope": s, "source": "config"} for s in sorted(from_config())]
-    if not broker.client().hexists(KEY, LOADED):
-        rebuild()
+    _ensure_loaded()
     raw: dict[bytes, bytes] = broker.client().hgetall(KEY)  # type: ignore[assignment]
     for scope, value in sorted(raw.items()):
         if scope.decode() == LOADED:
@@ -165,8 +169,7 @@ def resume_released(session: Session, actor: str) -> list[str]:
     parked = session.scalars(
         select(Job).where(Job.status == jobs.PAUSED, Job.status_reason.like(f"{REASON_PREFIX}%"))
     ).all()
-    if not broker.client().hexists(KEY, LOADED):
-        rebuild(session)
+    _ensure_loaded(session)
     runtime = {k.decode() for k in broker.client().hkeys(KEY)}  # type: ignore[union-attr]
     on = from_config() | (runtime - {LOADED})
     resumed: list[str] = []

@@ -190,6 +190,12 @@ class Sandbox:
             w for w in self.ledger(outcome="applied") if system is None or w["system"] == system
         ]
 
+    def refund_cases(self, count: int) -> list[dict[str, Any]]:
+        """Add `count` refundable tickets (each with its own user and charge)."""
+        resp = httpx.post(f"{self.url}/_sandbox/refund_cases", params={"count": count}, timeout=30)
+        resp.raise_for_status()
+        return list(resp.json()["cases"])
+
     def reset(self) -> None:
         """Reseed the sandbox."""
         httpx.post(f"{self.url}/_sandbox/reset", timeout=10).raise_for_status()
@@ -407,3 +413,23 @@ def models_config_dir(tmp_path: Path, **tiers: dict[str, Any]) -> Path:
             data["tiers"][name].update(changes)
     path.write_text(yaml.safe_dump(data))
     return target
+
+
+def submit_refund_jobs(cases: list[dict[str, Any]], tag: str, source: str) -> list[str]:
+    """One support_refund job per sandbox refund case; returns the job ids."""
+    from app import intake
+
+    return [
+        intake.submit(
+            {
+                "workflow": "support_refund",
+                "source": source,
+                "external_id": str(c["ticket_id"]),
+                "delivery_id": f"{tag}-{i}",
+                "requester": f"zendesk-user:{c['user_id']}",
+                "input": {"ticket_id": c["ticket_id"]},
+            },
+            submitted_by="test",
+        )[0]
+        for i, c in enumerate(cases)
+    ]

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app import breaker, intake, jobs
+from app import breaker, jobs
 from app.db import session_scope
 from app.models import Job, PlanStep, ToolCall
-from tests.conftest import Sandbox, wait_for
+from tests.conftest import Sandbox, submit_refund_jobs, wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -37,35 +37,12 @@ FAST = {
 }
 
 
-def add_cases(sandbox: Sandbox, count: int) -> list[dict[str, Any]]:
-    resp = httpx.post(f"{sandbox.url}/_sandbox/refund_cases", params={"count": count}, timeout=30)
-    resp.raise_for_status()
-    return list(resp.json()["cases"])
-
-
 def faults(sandbox: Sandbox, **spec: Any) -> None:
     httpx.post(f"{sandbox.url}/_sandbox/faults", json=spec, timeout=10).raise_for_status()
 
 
 def clear_faults(sandbox: Sandbox) -> None:
     httpx.delete(f"{sandbox.url}/_sandbox/faults", timeout=10).raise_for_status()
-
-
-def submit_all(cases: list[dict[str, Any]], tag: str) -> list[str]:
-    return [
-        intake.submit(
-            {
-                "workflow": "support_refund",
-                "source": "chaos",
-                "external_id": str(c["ticket_id"]),
-                "delivery_id": f"{tag}-{i}",
-                "requester": f"zendesk-user:{c['user_id']}",
-                "input": {"ticket_id": c["ticket_id"]},
-            },
-            submitted_by="chaos",
-        )[0]
-        for i, c in enumerate(cases)
-    ]
 
 
 def statuses(job_ids: list[str]) -> collections.Counter[str]:
@@ -139,11 +116,11 @@ def test_sigkill_of_the_executor_inside_tool_calls_never_doubles_a_write(
     pg_env, sandbox, start_worker
 ):
     # Given slow downstream writes that sometimes commit and then drop the connection
-    cases = add_cases(sandbox, 60)
+    cases = sandbox.refund_cases(60)
     faults(sandbox, system="stripe", latency_ms=300, commit_then_drop_rate=0.3, seed=11)
     faults(sandbox, system="zendesk", latency_ms=200, commit_then_drop_rate=0.3, seed=12)
     start_worker("--queues", "plan,verify,human,maintenance", "--beat", env=FAST)
-    job_ids = submit_all(cases, "kill")
+    job_ids = submit_refund_jobs(cases, "kill", "chaos")
     rng = random.Random(5)
     kills = 0
     # When the execute worker is SIGKILLed 20 times, each time while a step is in flight
@@ -195,11 +172,11 @@ def test_redis_restart_under_load_completes_every_job_once(
     monkeypatch.setenv("OPSGATE_REDIS_URL", own_redis.url)
     reset_process_state()
     env = {**FAST, "OPSGATE_REDIS_URL": own_redis.url}
-    cases = add_cases(sandbox, 24)
+    cases = sandbox.refund_cases(24)
     faults(sandbox, system="stripe", latency_ms=100)
     start_worker("--beat", env=env)
     start_worker(env=env)
-    job_ids = submit_all(cases, "redis")
+    job_ids = submit_refund_jobs(cases, "redis", "chaos")
     # When Redis goes away (losing every queued message) and comes back, twice
     for _ in range(2):
         wait_for(
@@ -229,12 +206,12 @@ def test_a_5xx_storm_opens_the_breaker_for_the_fleet_and_jobs_finish_after(
         "OPSGATE_BREAKER_WINDOW": "20",
     }
     breaker.reset("stripe")
-    cases = add_cases(sandbox, 20)
+    cases = sandbox.refund_cases(20)
     # Given Stripe answering 503 to half of all requests
     faults(sandbox, system="stripe", error_rate=0.5, error_status=503, seed=3)
     start_worker("--beat", env=env)
     start_worker(env=env)  # a second process: the breaker is shared, not per process
-    job_ids = submit_all(cases, "storm")
+    job_ids = submit_refund_jobs(cases, "storm", "chaos")
     # Then the breaker opens and jobs park instead of retrying into the storm
     wait_for(
         lambda: breaker.status("stripe").get("state") in ("open", "half_open"),

@@ -15,11 +15,11 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from app import broker, intake, jobs, killswitch
+from app import broker, jobs, killswitch
 from app.db import session_scope
 from app.errors import InputError, KillSwitchEngaged
 from app.models import Job, KillSwitchEvent, PlanStep
-from tests.conftest import ROOT, Sandbox, reset_process_state, wait_for
+from tests.conftest import ROOT, Sandbox, reset_process_state, submit_refund_jobs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -152,28 +152,13 @@ def test_the_fleet_obeys_the_switch_under_load_and_resumes_everything_after(
     pg_env: dict[str, str], sandbox: Sandbox, start_worker: Any
 ) -> None:
     # Given 100 refund jobs in flight against a slow Stripe, on two worker processes
-    cases = httpx.post(
-        f"{sandbox.url}/_sandbox/refund_cases", params={"count": 100}, timeout=30
-    ).json()["cases"]
+    cases = sandbox.refund_cases(100)
     httpx.post(
         f"{sandbox.url}/_sandbox/faults", json={"system": "stripe", "latency_ms": 500}, timeout=10
     ).raise_for_status()
     start_worker("--beat", env=FAST)
     start_worker(env=FAST)
-    job_ids = [
-        intake.submit(
-            {
-                "workflow": "support_refund",
-                "source": "drill",
-                "external_id": str(c["ticket_id"]),
-                "delivery_id": f"drill-{i}",
-                "requester": f"zendesk-user:{c['user_id']}",
-                "input": {"ticket_id": c["ticket_id"]},
-            },
-            submitted_by="test",
-        )[0]
-        for i, c in enumerate(cases)
-    ]
+    job_ids = submit_refund_jobs(cases, "drill", "drill")
     wait_for(lambda: counts(job_ids)[jobs.COMPLETED] >= 3, timeout=60, what="some progress")
     # When the global switch is engaged (what the CLI and the API call; in-process here so
     # the engage is not late by a CLI start-up on a loaded machine; `off` goes through the CLI)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
-from app import intake, jobs, ratelimit
+from app import jobs, ratelimit
 from app.db import session_scope
 from app.errors import RateLimited
 from app.models import Job, JobEvent
-from tests.conftest import ROOT, free_port, reset_process_state, wait_for
+from tests.conftest import ROOT, free_port, reset_process_state, submit_refund_jobs, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,23 +50,7 @@ def test_jobs_over_the_limit_park_and_finish(
     reset_process_state()
     start_worker("--beat", env={"OPSGATE_REAPER_INTERVAL": "1"})
     # When eight refund jobs reach verification together
-    cases = httpx.post(
-        f"{sandbox.url}/_sandbox/refund_cases", params={"count": 8}, timeout=30
-    ).json()["cases"]
-    ids = [
-        intake.submit(
-            {
-                "workflow": "support_refund",
-                "source": "zendesk",
-                "external_id": str(c["ticket_id"]),
-                "delivery_id": f"rl-{i}",
-                "requester": f"zendesk-user:{c['user_id']}",
-                "input": {"ticket_id": c["ticket_id"]},
-            },
-            submitted_by="test",
-        )[0]
-        for i, c in enumerate(cases)
-    ]
+    ids = submit_refund_jobs(sandbox.refund_cases(8), "rl", "zendesk")
 
     def done() -> bool:
         with session_scope() as s:
