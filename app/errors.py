@@ -25,8 +25,10 @@ class EscalationRequired(OpsgateError):
     """Raised when a stage decides a human must look at the job before anything else happens."""
 
     def __init__(self, reason: str, detail: str, evidence: dict[str, Any] | None = None) -> None:
+        from app.reasons import check
+
         super().__init__(f"{reason}: {detail}")
-        self.reason = reason
+        self.reason = check(reason)
         self.detail = detail
         self.evidence = evidence or {}
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app import audit, jobs
+from app import audit, jobs, reasons
 from app.models import Escalation, Job, utcnow
 from app.settings import get_settings
 from tools.base import Risk
@@ -45,6 +45,7 @@ def escalate(
     Partial plans are never rolled back silently: when earlier steps already wrote, the
     escalation says `partial` and lists them, keeping the original reason in the evidence.
     """
+    reasons.check(reason)
     done = completed_writes(job) if stage in _WRITE_STAGES else []
     if done:
         evidence = dict(evidence, original_reason=reason, completed_steps=done)

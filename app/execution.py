@@ -174,7 +174,9 @@ class ExecuteStage:
             )
         except ConflictError as exc:
             raise EscalationRequired(
-                "idempotency_conflict", str(exc), {"tool": claim.tool, "key": claim.key}
+                "tool_error",
+                str(exc),
+                {"kind": "idempotency_conflict", "tool": claim.tool, "key": claim.key},
             ) from exc
 
     def abandon(self, session: Session, claim: Claim) -> None:

@@ -5,14 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import audit, jobs
+from app import audit, jobs, reasons
 from app.errors import InputError
 from app.models import Escalation, Job, utcnow
 
-# Escalations an operator may retry: the stop was about the weather, not about the action.
-RETRYABLE_REASONS = frozenset(
-    {"retries_exhausted", "circuit_open", "permanent_error", "outcome_mismatch"}
-)
+RETRYABLE_REASONS = reasons.RETRYABLE
 
 
 def _close_escalations(session: Session, job: Job, decision: str, actor: str, note: str) -> None:

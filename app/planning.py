@@ -106,11 +106,13 @@ class PlanStage:
             plan, tier = model_planner.plan(request, rec, validate_plan)
         if plan.escalate is not None:
             raise EscalationRequired(
-                "planner_escalated", plan.escalate.reason, {"summary": plan.summary}
+                "planner_requested", plan.escalate.reason, {"summary": plan.summary}
             )
         if not plan.steps:
             raise EscalationRequired(
-                "empty_plan", "the planner proposed no action", {"summary": plan.summary}
+                "planner_requested",
+                "the planner proposed no action",
+                {"kind": "empty_plan", "summary": plan.summary},
             )
         validate_plan(plan, job.workflow)
         return plan, tier

@@ -40,8 +40,15 @@ class ToolPolicy(BaseModel):
     autonomy: Autonomy | None = None
     allowed_reasons: list[str] | None = None
     public_requires_approval: bool = False
-    # Argument allowlists, e.g. {"group_id": [...]} for okta.add_to_group, vendors for invoices.
+    # Argument allowlists, e.g. {"group_id": [...]} for okta.add_to_group.
     allowed_values: dict[str, list[Any]] = Field(default_factory=dict)
+    # Argument values that always need a human's approval (privileged Okta groups).
+    privileged_values: dict[str, list[Any]] = Field(default_factory=dict)
+    # For tools that write a record's `fields`: the fields the agent may set at all, and
+    # for some of them the only values it may set (a status change to Approved goes through
+    # salesforce.approve_payment and its approval, never through a field update).
+    allowed_fields: list[str] | None = None
+    field_values: dict[str, list[Any]] = Field(default_factory=dict)
     # Writes of more than this (minor units per currency, the `amount` argument) need approval.
     approval_above: dict[str, int] = Field(default_factory=dict)
     # Above these amounts (minor units per currency) two different reviewers must approve.
@@ -62,6 +69,8 @@ class WorkflowPolicy(BaseModel):
     requester_roles: list[str] = Field(default_factory=lambda: ["requester", "admin"])
     allowed_tools: list[str]
     tools: dict[str, ToolPolicy] = Field(default_factory=dict)
+    # Named lists the workflow's verifiers check against, e.g. {"vendors": [...]}.
+    allowlists: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class RateLimit(BaseModel):
@@ -157,6 +166,11 @@ def decide(workflow: str, tool: str, args: dict[str, Any], job_id: str | None = 
                 f"{arg} {args[arg]!r} is not on the allowlist",
                 evidence={arg: args[arg], "allowed": allowed},
             )
+    fields = args.get("fields")
+    if isinstance(fields, dict):
+        blocked = _blocked_fields(tool_policy, fields)
+        if blocked is not None:
+            return verdict("block", blocked[0], blocked[1], evidence=blocked[2])
     if spec.risk is not Risk.READ and rollout_arm(policy, job_id) == "shadow":
         # Shadow: the agent proposes, a reviewer executes (the approval flow) or rejects;
         # every decision is an agreement or a disagreement for `opsgate report`.
@@ -173,6 +187,14 @@ def decide(workflow: str, tool: str, args: dict[str, Any], job_id: str | None = 
             "public_requires_approval",
             "customer-facing comments need a human approval",
         )
+    for arg, privileged in tool_policy.privileged_values.items():
+        if arg in args and args[arg] in privileged:
+            return verdict(
+                "approval_required",
+                "privileged_value",
+                f"{arg} {args[arg]!r} is privileged: a human approves every grant",
+                evidence={arg: args[arg]},
+            )
     threshold = tool_policy.approval_above.get(str(args.get("currency", "")).lower())
     amount = args.get("amount")
     if threshold is not None and isinstance(amount, int) and amount > threshold:
@@ -185,6 +207,29 @@ def decide(workflow: str, tool: str, args: dict[str, Any], job_id: str | None = 
     if spec.risk is Risk.IRREVERSIBLE:
         return _autonomy(verdict, tool, tool_policy, args)
     return verdict("allow", "risk_class", f"{spec.risk.value} tool allowed in {workflow}")
+
+
+def _blocked_fields(
+    tool_policy: ToolPolicy, fields: dict[str, Any]
+) -> tuple[str, str, dict[str, Any]] | None:
+    """The rule, detail and evidence of the first field the agent may not write, if any."""
+    allowed = tool_policy.allowed_fields
+    if allowed is not None:
+        extra = sorted(set(fields) - set(allowed))
+        if extra:
+            return (
+                "allowed_fields",
+                f"fields {', '.join(extra)} may not be written by the agent",
+                {"fields": extra, "allowed": allowed},
+            )
+    for name, values in tool_policy.field_values.items():
+        if name in fields and fields[name] not in values:
+            return (
+                "field_values",
+                f"{name} may not be set to {fields[name]!r}",
+                {name: fields[name], "allowed": values},
+            )
+    return None
 
 
 def _autonomy(verdict: Any, tool: str, tool_policy: ToolPolicy, args: dict[str, Any]) -> Decision:

@@ -124,7 +124,9 @@ def run_stage(stage: StageWork, job_id: str) -> str:
         return _finish(view, rec, _escalator(stage.name, exc.reason, exc.detail, exc.evidence))
     except PermanentError as exc:
         _abandon(stage, ctx)
-        return _finish(view, rec, _escalator(stage.name, "permanent_error", str(exc), {}))
+        return _finish(
+            view, rec, _escalator(stage.name, "tool_error", str(exc), {"kind": "permanent_error"})
+        )
     except CircuitOpen as exc:
         _abandon(stage, ctx)
         return _finish(view, rec, _parker(stage.name, exc))
@@ -136,7 +138,10 @@ def run_stage(stage: StageWork, job_id: str) -> str:
                 view,
                 rec,
                 _escalator(
-                    stage.name, "retries_exhausted", detail, {"error": exc.__class__.__name__}
+                    stage.name,
+                    "tool_error",
+                    detail,
+                    {"kind": "retries_exhausted", "error": exc.__class__.__name__},
                 ),
             )
         raise
@@ -264,9 +269,9 @@ def give_up(stage_name: str, job_id: str, error: Exception) -> None:
         escalation.escalate(
             session,
             job,
-            reason="retries_exhausted",
+            reason="tool_error",
             detail=str(error),
-            evidence={"error": error.__class__.__name__},
+            evidence={"kind": "retries_exhausted", "error": error.__class__.__name__},
             stage=stage_name,
             actor=agent_actor(),
         )

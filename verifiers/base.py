@@ -26,6 +26,11 @@ class Facts:
     args: dict[str, Any]
     job_input: dict[str, Any]
     data: dict[str, Any] = field(default_factory=dict)
+    workflow: str = ""
+    # The human the job is for (a Zendesk user ref, or the login a service desk vouches for).
+    requester: str = ""
+    # Whether a human's approval token covers this exact step (policy decided it needed one).
+    approved: bool = False
 
 
 class Rule:

@@ -68,7 +68,7 @@ def test_an_exhausted_retry_budget_escalates_and_an_operator_retry_finishes_once
     wait_for(lambda: job(job_id).status == jobs.ESCALATED, timeout=60, what="escalation")
     with session_scope() as s:
         esc = s.scalar(select(Escalation).where(Escalation.job_id == job_id))
-        assert esc is not None and esc.reason == "retries_exhausted"
+        assert esc is not None and esc.reason == "tool_error"
         assert "retry budget of 2" in esc.detail
     assert job(job_id).resume_status == jobs.PLANNED
     assert sandbox.applied() == []
