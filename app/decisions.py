@@ -93,7 +93,7 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
         return {"escalation_id": esc.id, "decision": "reject", "job_status": jobs.REJECTED}
     if esc.reason not in APPROVABLE:
         raise InputError(
-            f"escalation {esc.id} is {esc.reason}: only approval_required and shadow_proposal "
+            f"escalation {esc.id} is {esc.reason}: only {', '.join(sorted(APPROVABLE))} "
             "can be approved (retry, resume or reject the others)"
         )
     step = _step(session, esc)

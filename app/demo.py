@@ -170,13 +170,19 @@ def background(settings: Settings, run_id: str) -> Iterator[str]:
 
 
 def submit_inbox(inbox: list[tuple[str, dict[str, Any]]], run_id: str) -> list[Row]:
-    """Submit every sample under this run's delivery ids (so a second run is new work)."""
+    """Submit every sample under this run's delivery and external ids: each run works on a
+    fresh sandbox, so it is new work whose history holds none of an earlier run's jobs."""
     rows = []
     actor = cli_actor()
     for name, raw in inbox:
-        raw = dict(raw, delivery_id=f"{run_id}:{raw.get('delivery_id') or raw['external_id']}")
+        external = str(raw["external_id"])
+        raw = dict(
+            raw,
+            external_id=f"demo-{run_id}:{external}",
+            delivery_id=f"{run_id}:{raw.get('delivery_id') or external}",
+        )
         job_id, created = intake.submit(raw, submitted_by=actor)
-        rows.append(Row(name, str(raw["external_id"]), job_id, duplicate=not created))
+        rows.append(Row(name, external, job_id, duplicate=not created))
     return rows
 
 

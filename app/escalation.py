@@ -13,9 +13,10 @@ from app.settings import get_settings
 from tools.base import Risk
 from tools.catalog import get_tool
 
-# Escalations a reviewer approves (an action that needs a yes, a shadow-mode proposal):
-# they carry a decision deadline, after which they expire and the action is not taken.
-APPROVABLE = frozenset({"approval_required", "shadow_proposal"})
+# Escalations a reviewer approves (an action that needs a yes, a shadow-mode proposal, a
+# plan the soft check doubted): they carry a decision deadline, after which they expire and
+# the action is not taken.
+APPROVABLE = frozenset({"approval_required", "shadow_proposal", "low_confidence"})
 
 # Stages after which an already-written step makes any stop a partial plan.
 _WRITE_STAGES = {"execute", "verify_outcome"}
@@ -50,6 +51,10 @@ def escalate(
     if done:
         evidence = dict(evidence, original_reason=reason, completed_steps=done)
         reason = "partial"
+    if reason == "outcome_mismatch" or evidence.get("original_reason") == "outcome_mismatch":
+        # A write happened and the system does not show it as intended: an incident for ops,
+        # not only a case for a reviewer.
+        job.incident = True
     esc = Escalation(job_id=job.id, reason=reason, detail=detail, evidence=evidence, stage=stage)
     if reason in APPROVABLE:
         esc.deadline = utcnow() + timedelta(seconds=get_settings().decision_deadline)

@@ -31,6 +31,10 @@ class FleetCollector(Collector):
             "opsgate_dead_letters",
             "Jobs failed because a stage message kept coming back (alert on > 0)",
         )
+        incidents = GaugeMetricFamily(
+            "opsgate_incidents",
+            "Jobs whose write a read-back did not confirm (outcome_mismatch; alert on > 0)",
+        )
         model_calls = GaugeMetricFamily(
             "opsgate_model_calls",
             "Model calls by tier, model and outcome (cache hits counted apart)",
@@ -101,4 +105,5 @@ class FleetCollector(Collector):
                 )
                 or 0,
             )
-        yield from (jobs, escs, calls, pending, dead, model_calls, model_cost, per_task)
+            incidents.add_metric([], s.scalar(select(func.count()).where(Job.incident)) or 0)
+        yield from (jobs, escs, calls, pending, dead, incidents, model_calls, model_cost, per_task)

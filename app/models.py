@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -67,6 +68,8 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_status_updated", "status", "updated_at"),
+        # The soft check reads a subject's earlier jobs.
+        Index("ix_jobs_workflow_external", "workflow", "external_id"),
         UniqueConstraint("submitted_by", "idempotency_key", name="uq_jobs_submitted_by_idem"),
     )
 
@@ -99,6 +102,8 @@ class Job(Base):
     parked_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Transient-error retries spent so far, over all stages (the job's retry budget).
     retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set when a read-back after a write did not confirm the change (outcome_mismatch).
+    incident: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -13,6 +13,8 @@ from app.errors import EscalationRequired
 from app.execution import downstream_key
 from app.models import Job
 from app.runner import JobView, agent_actor
+from tools.base import Risk
+from tools.catalog import get_tool
 from verifiers.base import Verdict
 from verifiers.chains import CHAINS
 
@@ -36,7 +38,15 @@ class VerifyOutcomeStage:
     def work(self, job: JobView, step: dict[str, Any], rec: CallRecorder) -> Verdict:
         chain = CHAINS.get(step["tool"])
         if chain is None:
-            return Verdict(True, "no_read_back", f"{step['tool']} changes nothing to read back")
+            if get_tool(step["tool"]).risk is Risk.READ:
+                return Verdict(True, "no_read_back", f"{step['tool']} changes nothing to read back")
+            # Unreachable through the proposal stage (a write without a chain never runs);
+            # kept so a write can never be confirmed by default.
+            raise EscalationRequired(
+                "outcome_mismatch",
+                f"{step['tool']} has no read-back: the change cannot be confirmed",
+                {"tool": step["tool"], "rule": "read_back_exists"},
+            )
         verdict = chain.read_back(rec, step["args"], step["result"], step["key"])
         if not verdict.ok:
             raise EscalationRequired(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from app.plan import Plan
 from app.planner import rules
 from app.runner import JobView, agent_actor
 from app.settings import get_settings
+from tools import okta_api, salesforce_api
 from tools.catalog import get_tool
 
 
@@ -26,11 +28,114 @@ def step_key(job_id: str, step_id: str, revision: int) -> str:
 
 
 def gather_context(job: JobView, rec: CallRecorder) -> dict[str, Any]:
-    """Read what the planner needs to see (the ticket for support work)."""
+    """Read what the planner needs to see: the ticket for support work, the invoice and its
+    orders for an invoice exception, the Okta users for an IT request (missing ones None)."""
+    if job.workflow == "invoice_exception":
+        return {"input": job.input, "requester": job.requester, **_invoice_context(job, rec)}
+    if job.workflow == "it_request":
+        return {"input": job.input, "requester": job.requester, **_access_context(job, rec)}
     if "ticket_id" in job.input:
         ticket = rec.tool("zendesk.get_ticket", {"ticket_id": job.input["ticket_id"]})["ticket"]
         return {"ticket": ticket}
     return {}
+
+
+_INVOICE_FIELDS = (
+    "Id, Name, Vendor__c, Amount__c, CurrencyIsoCode, Purchase_Order__c, Due_Date__c, Status__c"
+)
+_ORDER_FIELDS = "Id, Name, Vendor__c, Amount__c, CurrencyIsoCode, Status__c"
+
+
+def _unless_missing(read: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    """The record read, or None when the system answers 404 (no such record or user)."""
+    try:
+        return read()
+    except PermanentError as exc:
+        if " answered 404:" in str(exc):  # tools.base.raise_for_http's wording
+            return None
+        raise
+
+
+def _soql_text(value: str) -> str:
+    """A SOQL string literal (backslash escapes, as Salesforce reads them)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _soql(rec: CallRecorder, query: str) -> list[dict[str, Any]]:
+    return rec.run(
+        "salesforce.query",
+        "salesforce",
+        salesforce_api.SERVICE_IDENTITY,
+        {"soql": query},
+        lambda: salesforce_api.query(query),
+    )
+
+
+def _invoice_context(job: JobView, rec: CallRecorder) -> dict[str, Any]:
+    """The invoice, its purchase order, other invoices with its number, its vendor's open
+    orders."""
+    invoice_id = job.input["invoice_id"]
+    invoice = _unless_missing(
+        lambda: rec.tool("salesforce.get_invoice", {"invoice_id": invoice_id})["invoice"]
+    )
+    context: dict[str, Any] = {
+        "invoice": invoice,
+        "purchase_order": None,
+        "same_number": [],
+        "vendor_open_orders": [],
+    }
+    if invoice is None:
+        return context
+    po_id = invoice.get("Purchase_Order__c")
+    if po_id:
+        context["purchase_order"] = _unless_missing(
+            lambda: rec.run(
+                "salesforce.get_purchase_order",
+                "salesforce",
+                salesforce_api.SERVICE_IDENTITY,
+                {"record_id": po_id},
+                lambda: salesforce_api.get_record("Purchase_Order__c", po_id),
+            )
+        )
+    if invoice.get("Name"):
+        context["same_number"] = _soql(
+            rec,
+            f"SELECT {_INVOICE_FIELDS} FROM Invoice__c WHERE Name = {_soql_text(invoice['Name'])}"
+            f" AND Id != {_soql_text(invoice['Id'])}",
+        )
+    if invoice.get("Vendor__c"):
+        context["vendor_open_orders"] = _soql(
+            rec,
+            f"SELECT {_ORDER_FIELDS} FROM Purchase_Order__c"
+            f" WHERE Vendor__c = {_soql_text(invoice['Vendor__c'])} AND Status__c = 'Open'",
+        )
+    return context
+
+
+def _okta_user(rec: CallRecorder, login: str) -> dict[str, Any] | None:
+    """The Okta user with this login, or None (no such user, or not a login at all)."""
+    if not 3 <= len(login) <= 255:  # okta.get_user's argument bounds
+        return None
+    return _unless_missing(lambda: rec.tool("okta.get_user", {"login": login})["user"])
+
+
+def _access_context(job: JobView, rec: CallRecorder) -> dict[str, Any]:
+    """The target user and their groups, and the requester's Okta user (looked up by login)."""
+    login = job.input["target_login"]
+    target = _okta_user(rec, login)
+    groups: list[dict[str, Any]] = []
+    if target is not None:
+        user_id = target["id"]
+        groups = rec.run(
+            "okta.list_user_groups",
+            "okta",
+            okta_api.SERVICE_IDENTITY,
+            {"user_id": user_id},
+            lambda: okta_api.user_groups(user_id),
+        )
+    own = job.requester.lower() == login.lower()
+    requester = target if own else _okta_user(rec, job.requester)
+    return {"target": target, "requester_user": requester, "target_groups": groups}
 
 
 def validate_plan(plan: Plan, workflow: str) -> None:

@@ -150,27 +150,9 @@ def decide(workflow: str, tool: str, args: dict[str, Any], job_id: str | None = 
 
     if tool not in policy.allowed_tools:
         return verdict("block", "allowed_tools", f"{tool} is not allowed in {workflow}")
-    reason = args.get("reason")
-    if tool_policy.allowed_reasons is not None and reason not in tool_policy.allowed_reasons:
-        return verdict(
-            "block",
-            "allowed_reasons",
-            f"reason {reason!r} is not on the allowlist",
-            evidence={"reason": reason, "allowed": tool_policy.allowed_reasons},
-        )
-    for arg, allowed in tool_policy.allowed_values.items():
-        if arg in args and args[arg] not in allowed:
-            return verdict(
-                "block",
-                "allowed_values",
-                f"{arg} {args[arg]!r} is not on the allowlist",
-                evidence={arg: args[arg], "allowed": allowed},
-            )
-    fields = args.get("fields")
-    if isinstance(fields, dict):
-        blocked = _blocked_fields(tool_policy, fields)
-        if blocked is not None:
-            return verdict("block", blocked[0], blocked[1], evidence=blocked[2])
+    blocked = _blocked_values(tool_policy, args)
+    if blocked is not None:
+        return verdict("block", blocked[0], blocked[1], evidence=blocked[2])
     if spec.risk is not Risk.READ and rollout_arm(policy, job_id) == "shadow":
         # Shadow: the agent proposes, a reviewer executes (the approval flow) or rejects;
         # every decision is an agreement or a disagreement for `opsgate report`.
@@ -207,6 +189,28 @@ def decide(workflow: str, tool: str, args: dict[str, Any], job_id: str | None = 
     if spec.risk is Risk.IRREVERSIBLE:
         return _autonomy(verdict, tool, tool_policy, args)
     return verdict("allow", "risk_class", f"{spec.risk.value} tool allowed in {workflow}")
+
+
+def _blocked_values(
+    tool_policy: ToolPolicy, args: dict[str, Any]
+) -> tuple[str, str, dict[str, Any]] | None:
+    """The rule, detail and evidence of the first argument value the policy refuses."""
+    reason = args.get("reason")
+    if tool_policy.allowed_reasons is not None and reason not in tool_policy.allowed_reasons:
+        return (
+            "allowed_reasons",
+            f"reason {reason!r} is not on the allowlist",
+            {"reason": reason, "allowed": tool_policy.allowed_reasons},
+        )
+    for arg, allowed in tool_policy.allowed_values.items():
+        if arg in args and args[arg] not in allowed:
+            return (
+                "allowed_values",
+                f"{arg} {args[arg]!r} is not on the allowlist",
+                {arg: args[arg], "allowed": allowed},
+            )
+    fields = args.get("fields")
+    return _blocked_fields(tool_policy, fields) if isinstance(fields, dict) else None
 
 
 def _blocked_fields(

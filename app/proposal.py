@@ -11,9 +11,14 @@ from app import approvals, audit, jobs, policy
 from app.calls import CallRecorder
 from app.errors import EscalationRequired
 from app.models import Job
+from app.planning import gather_context
 from app.runner import JobView, agent_actor
+from tools.base import Risk
+from tools.catalog import get_tool
 from verifiers.base import Facts, Verdict, run_chain
 from verifiers.chains import CHAINS
+from verifiers.soft import HistoryEvent, SoftEvidence
+from verifiers.soft_check import history_of, judge_plan, request_text, ticket_history
 
 
 def approved(job_id: str, step: dict[str, Any], decision: policy.Decision) -> policy.Decision:
@@ -65,14 +70,37 @@ def check_policy(job_id: str, workflow: str, steps: list[dict[str, Any]]) -> lis
     return decisions
 
 
-def check_facts(job: JobView, steps: list[dict[str, Any]], rec: CallRecorder) -> list[Verdict]:
-    """Run each write step's rule chain against what the systems say now."""
+def check_facts(
+    job: JobView,
+    steps: list[dict[str, Any]],
+    decisions: list[policy.Decision],
+    rec: CallRecorder,
+) -> tuple[list[Verdict], dict[str, Any]]:
+    """Run each write step's rule chain against what the systems say now; returns the
+    verdicts and every fact read (the soft check weighs them too).
+
+    A write tool without a chain fails closed: nothing unverified is ever written.
+    """
     verdicts: list[Verdict] = []
-    for step in steps:
+    seen: dict[str, Any] = {}
+    for step, decision in zip(steps, decisions, strict=True):
+        if get_tool(step["tool"]).risk is Risk.READ:
+            continue
         chain = CHAINS.get(step["tool"])
         if chain is None:
-            continue
-        facts = Facts(step["tool"], step["args"], job.input)
+            raise EscalationRequired(
+                "verification_failed",
+                f"{step['tool']} has no verifier chain: it cannot be checked, so it is not run",
+                {"tool": step["tool"], "rule": "chain_exists", "step_id": step["step_id"]},
+            )
+        facts = Facts(
+            step["tool"],
+            step["args"],
+            job.input,
+            workflow=job.workflow,
+            requester=job.requester,
+            approved=decision.rule == "approved",
+        )
         chain.gather(rec, facts)
         failure, ran = run_chain(chain.rules, facts)
         verdicts.extend(ran)
@@ -80,9 +108,69 @@ def check_facts(job: JobView, steps: list[dict[str, Any]], rec: CallRecorder) ->
             raise EscalationRequired(
                 "verification_failed",
                 failure.detail,
-                {"tool": step["tool"], "rule": failure.rule, **failure.evidence},
+                {
+                    "tool": step["tool"],
+                    "step_id": step["step_id"],
+                    "rule": failure.rule,
+                    **failure.evidence,
+                },
             )
-    return verdicts
+        seen.update(facts.data)
+    return verdicts, seen
+
+
+def human_approved(
+    job_id: str, steps: list[dict[str, Any]], decisions: list[policy.Decision]
+) -> bool:
+    """Whether a reviewer approved a step of this plan (a token that holds for it now)."""
+    for step, decision in zip(steps, decisions, strict=True):
+        if decision.rule == "approved":
+            return True
+        if step.get("approval") is not None:
+            try:
+                approvals.authorize(
+                    step["approval"], approvals.action_hash(job_id, step, decision.policy_version)
+                )
+            except approvals.TokenRefused:
+                continue
+            return True
+    return False
+
+
+def soft_check(
+    job: JobView,
+    plan: dict[str, Any],
+    history: list[HistoryEvent],
+    facts: dict[str, Any],
+    rec: CallRecorder,
+) -> Verdict:
+    """Judge the plan's grounding; below the workflow's threshold, escalate `low_confidence`."""
+    context = gather_context(job, rec)
+    if context.get("ticket"):
+        history = history + ticket_history(job.id, context["ticket"], rec)
+    steps = plan["steps"]
+    evidence = SoftEvidence(
+        workflow=job.workflow,
+        job_input=job.input,
+        requester=job.requester,
+        request_text=request_text(job.workflow, job.input, context),
+        context=context,
+        summary=plan["summary"],
+        steps=[{k: s[k] for k in ("tool", "args", "rationale", "evidence")} for s in steps],
+        history=history,
+        facts=facts,
+    )
+    verdict = judge_plan(evidence, plan["tier"], rec)
+    if not verdict.ok:
+        first_write = next(
+            (s for s in steps if get_tool(s["tool"]).risk is not Risk.READ), steps[0]
+        )
+        raise EscalationRequired(
+            "low_confidence",
+            verdict.detail,
+            {"step_id": first_write["step_id"], "rule": "soft_check", **verdict.evidence},
+        )
+    return verdict
 
 
 class VerifyProposalStage:
@@ -91,23 +179,40 @@ class VerifyProposalStage:
     name = "verify_proposal"
     status = jobs.PLANNED
 
-    def prepare(self, session: Session, job: Job) -> list[dict[str, Any]]:
-        return [
-            {
-                "step_id": s.step_id,
-                "revision": s.revision,
-                "tool": s.tool,
-                "args": dict(s.args),
-                "approval": approvals.latest_token(session, s.id),
-            }
-            for s in job.steps
-        ]
+    def prepare(self, session: Session, job: Job) -> dict[str, Any]:
+        return {
+            "summary": job.plan_summary or "",
+            "tier": job.planner_tier or "rules",
+            "history": history_of(session, job),
+            "steps": [
+                {
+                    "step_id": s.step_id,
+                    "revision": s.revision,
+                    "tool": s.tool,
+                    "args": dict(s.args),
+                    "rationale": s.rationale or "",
+                    "evidence": list(s.evidence or []),
+                    "approval": approvals.latest_token(session, s.id),
+                }
+                for s in job.steps
+            ],
+        }
 
     def work(
-        self, job: JobView, steps: list[dict[str, Any]], rec: CallRecorder
+        self, job: JobView, plan: dict[str, Any], rec: CallRecorder
     ) -> tuple[list[policy.Decision], list[Verdict]]:
+        steps = plan["steps"]
         decisions = check_policy(job.id, job.workflow, steps)
-        return decisions, check_facts(job, steps, rec)
+        verdicts, facts = check_facts(job, steps, decisions, rec)
+        if human_approved(job.id, steps, decisions):
+            # The soft check exists to put doubtful plans before a person; one has seen
+            # this plan and approved it, with the evidence on screen.
+            verdicts.append(
+                Verdict(True, "soft_check", "a reviewer approved this plan", {"judged_by": "human"})
+            )
+        else:
+            verdicts.append(soft_check(job, plan, plan["history"], facts, rec))
+        return decisions, verdicts
 
     def apply(
         self,
@@ -119,12 +224,22 @@ class VerifyProposalStage:
         decisions, verdicts = result
         for d in decisions:
             audit.append(session, job.id, "policy_decision", "policy", asdict(d))
+        soft = verdicts[-1]
         audit.append(
             session,
             job.id,
             "verdict",
             "verifier",
-            {"stage": "proposal", "passed": [v.rule for v in verdicts]},
+            {
+                "stage": "proposal",
+                "passed": [v.rule for v in verdicts],
+                "soft_check": {
+                    "confidence": soft.confidence,
+                    "judged_by": soft.evidence.get("judged_by"),
+                    "threshold": soft.evidence.get("threshold"),
+                    "reasons": soft.evidence.get("reasons"),
+                },
+            },
         )
         job.current_step = 0
         jobs.transition(session, job, jobs.READY, actor=agent_actor(), reason="proposal verified")

@@ -25,6 +25,7 @@ def job_summary(job: Job, escalation: Escalation | None = None) -> dict[str, Any
         "status": job.status,
         "reason": job.status_reason,
         "escalation_reason": escalation.reason if escalation else None,
+        "incident": bool(job.incident),
         "created_at": _iso(job.created_at),
         "updated_at": _iso(job.updated_at),
     }

@@ -93,10 +93,13 @@ def list_jobs(
     workflow: str | None = None,
     status: str | None = None,
     source: str | None = None,
+    incident: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    """Newest jobs, filtered."""
+    """Newest jobs, filtered (`incident=true`: writes a read-back did not confirm)."""
     query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+    if incident is not None:
+        query = query.where(Job.incident.is_(incident))
     for column, value in (
         (Job.workflow, workflow),
         (Job.status, status),

@@ -94,16 +94,26 @@ def jobs_group() -> None:
 @click.option("--status", help="Only jobs in this status.")
 @click.option("--workflow", help="Only jobs of this workflow.")
 @click.option("--source", help="Only jobs from this source.")
+@click.option(
+    "--incidents", is_flag=True, help="Only incidents: writes a read-back did not confirm."
+)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def jobs_list(
-    status: str | None, workflow: str | None, source: str | None, limit: int, as_json: bool
+    status: str | None,
+    workflow: str | None,
+    source: str | None,
+    incidents: bool,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """List the newest jobs."""
     setup_logging()
     prepare_database()
     with session_scope() as session:
         query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+        if incidents:
+            query = query.where(Job.incident.is_(True))
         for column, value in ((Job.status, status), (Job.workflow, workflow), (Job.source, source)):
             if value:
                 query = query.where(column == value)
@@ -118,7 +128,7 @@ def jobs_list(
             r["workflow"],
             r["source"],
             r["external_id"],
-            r["status"],
+            r["status"] + (" [red](incident)[/]" if r["incident"] else ""),
             r["escalation_reason"] or "",
         )
     Console().print(table)
@@ -144,7 +154,11 @@ def jobs_show(job_id: str, as_json: bool) -> None:
 
 def _print_detail(d: dict[str, Any]) -> None:
     console = Console()
-    console.print(f"[bold]{d['id']}[/]  {d['workflow']}  [bold]{d['status']}[/]")
+    incident = "  [bold red]INCIDENT: a write was not confirmed by read-back[/]"
+    console.print(
+        f"[bold]{d['id']}[/]  {d['workflow']}  [bold]{d['status']}[/]"
+        + (incident if d.get("incident") else "")
+    )
     console.print(
         f"source {d['source']}:{d['external_id']}  requester {d['requester']}  "
         f"submitted by {d['submitted_by']}"

@@ -74,6 +74,15 @@ class Budgets(_Strict):
         return self.daily_usd.get(workflow, self.daily_usd.get("default"))
 
 
+class SoftCheckModel(_Strict):
+    """Which tier judges plans in the soft check (config/verifiers.yaml sets the threshold)."""
+
+    tier: ModelTier
+    # Rules-tier plans are built from the very signals the deterministic scorer checks; a
+    # model judging them adds cost, not assurance, unless this says otherwise.
+    judge_rules_plans: bool = False
+
+
 class ModelsConfig(_Strict):
     """The whole of config/models.yaml."""
 
@@ -81,12 +90,15 @@ class ModelsConfig(_Strict):
     router: Router = Router()
     cache: Cache = Cache()
     budgets: Budgets = Budgets()
+    soft_check: SoftCheckModel | None = None
 
     @model_validator(mode="after")
     def _start_tiers_exist(self) -> ModelsConfig:
         for workflow, tier in self.router.start.items():
             if tier not in self.tiers:
                 raise ValueError(f"router.start.{workflow}: no tier {tier!r} in tiers")
+        if self.soft_check is not None and self.soft_check.tier not in self.tiers:
+            raise ValueError(f"soft_check.tier: no tier {self.soft_check.tier!r} in tiers")
         return self
 
     def tiers_from(self, tier: str) -> list[ModelTier]:

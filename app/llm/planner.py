@@ -61,6 +61,8 @@ class _Call:
     rec: CallRecorder
     unavailable: list[str] = field(default_factory=list)
     retry_after: float | None = None
+    # What the answer must parse as (the plan for the planner; the judge asks for a verdict).
+    response_model: Callable[[], type[pydantic.BaseModel]] = plan_model
 
 
 class _Invalid(Exception):
@@ -172,8 +174,8 @@ def _estimate_tokens(messages: list[dict[str, Any]], schema_chars: int) -> int:
 
 
 @functools.cache
-def _schema_chars() -> int:
-    return len(json.dumps(to_strict_json_schema(plan_model())))
+def _schema_chars(model_cls: type[pydantic.BaseModel]) -> int:
+    return len(json.dumps(to_strict_json_schema(model_cls)))
 
 
 def _ask(call: _Call, tier_name: str, tier: Tier, model: ModelPrice) -> Plan:
@@ -239,7 +241,7 @@ def _answer(
     call: _Call, tier_name: str, tier: Tier, model: ModelPrice, messages: list[dict[str, Any]]
 ) -> _Answer:
     """One model call, or the cached answer to the same request; recorded either way."""
-    model_cls = plan_model()
+    model_cls = call.response_model()
     key = cache.key(call.prompt_version, model.name, messages)
     record = RecordedModelCall(
         tier=tier_name,
@@ -263,7 +265,7 @@ def _answer(
             return _Answer(record, key, hit["content"], None, _errors(exc))
         return _Answer(record, key, hit["content"], parsed, None)
     scope = call.request.workflow
-    worst = model.cost(_estimate_tokens(messages, _schema_chars()), tier.max_output_tokens)
+    worst = model.cost(_estimate_tokens(messages, _schema_chars(model_cls)), tier.max_output_tokens)
     held = budget.reserve(scope, call.cfg.budgets.daily(scope), worst)
     started = time.perf_counter()
     system = f"model:{model.name}"

@@ -1,123 +1,42 @@
-"""The deterministic `rules` tier: plans the well-structured cases it recognizes, no model."""
+"""The deterministic `rules` tier: plans the well-structured cases it recognizes, no model.
+
+Each workflow's planner lives in its own module and takes the context `gather_context`
+read; this module only picks the planner.
+"""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-from app.money import format_minor, to_minor
-from app.plan import Plan, Step
+from app.plan import Plan
+from app.planner.access import plan_it_request
+from app.planner.invoices import plan_invoice_exception
+from app.planner.refunds import StatedAmount, find_amount, find_amounts, plan_support_refund
 
-_REFUND_WORDS = re.compile(
-    r"\b(refund\w*|reimburse\w*|money back|erstattung|rückerstattung|reembolso|remboursement)\b",
-    re.IGNORECASE,
-)
-_CHARGE = re.compile(r"\b(ch_[A-Za-z0-9]+)\b")
-# A number, with optional thousands separators ("1,250.00", "1.234,56") and decimals; never
-# cut inside a longer number.
-_NUM = r"(\d{1,3}(?:[,.']\d{3})+(?:[.,]\d{1,2})?|\d+(?:[.,]\d{1,2})?)(?![\d])"
-_SYMBOLS = {"$": "usd", "€": "eur", "£": "gbp", "¥": "jpy"}
-_AMOUNT_PATTERNS = (
-    re.compile(r"([$€£¥])\s?" + _NUM),
-    re.compile(r"(?<![\d.,])" + _NUM + r"\s?([$€£¥])"),
-    re.compile(r"\b([A-Z]{3})\s?" + _NUM),
-    re.compile(r"(?<![\d.,])" + _NUM + r"\s?([A-Z]{3})\b"),
-)
-_CURRENCIES = frozenset({"usd", "eur", "gbp", "cad", "aud", "chf", "jpy", "sek", "nok", "dkk"})
+__all__ = [
+    "RULES",
+    "StatedAmount",
+    "find_amount",
+    "find_amounts",
+    "plan",
+    "plan_invoice_exception",
+    "plan_it_request",
+    "plan_support_refund",
+]
+
+Planner = Callable[[dict[str, Any]], Plan | None]
 
 
-@dataclass(frozen=True)
-class StatedAmount:
-    """An amount the requester wrote, with its currency."""
-
-    minor: int
-    currency: str
+def _support_refund(context: dict[str, Any]) -> Plan | None:
+    return plan_support_refund(context["ticket"])
 
 
-def _plain_number(number: str) -> str:
-    """'1,250.00' -> '1250.00'; '1.234,56' -> '1234.56'; '19,99' -> '19.99'."""
-    last = max(number.rfind(","), number.rfind("."))
-    if last != -1 and len(number) - last - 1 in (1, 2):
-        whole, decimals = number[:last], number[last + 1 :]
-    else:
-        whole, decimals = number, ""
-    whole = re.sub(r"[,.']", "", whole)
-    return f"{whole}.{decimals}" if decimals else whole
-
-
-def find_amounts(text: str) -> list[StatedAmount]:
-    """Every amount with an explicit currency, in the order they appear in the text."""
-    found: dict[int, StatedAmount] = {}
-    for pattern in _AMOUNT_PATTERNS:
-        for match in pattern.finditer(text):
-            a, b = match.groups()
-            symbol, number = (a, b) if not a[0].isdigit() else (b, a)
-            currency = _SYMBOLS.get(symbol, symbol.lower())
-            if currency not in _CURRENCIES:
-                continue
-            try:
-                amount = StatedAmount(to_minor(_plain_number(number), currency), currency)
-            except ValueError:
-                continue
-            start = match.start(1) if a[0].isdigit() else match.start(2)
-            found.setdefault(start, amount)
-    return [found[k] for k in sorted(found)]
-
-
-def find_amount(text: str) -> StatedAmount | None:
-    """The first amount with an explicit currency in the text."""
-    amounts = find_amounts(text)
-    return amounts[0] if amounts else None
-
-
-def plan_support_refund(ticket: dict[str, Any]) -> Plan | None:
-    """A refund plan for a ticket that names a charge and an amount; None if not recognized."""
-    text = f"{ticket.get('subject', '')}\n{ticket.get('description', '')}"
-    if not _REFUND_WORDS.search(text):
-        return None
-    charges = set(_CHARGE.findall(text))
-    amounts = set(find_amounts(text))
-    # Two charges or two different amounts: the rules cannot tell which is meant.
-    if len(charges) != 1 or len(amounts) != 1:
-        return None
-    amount = amounts.pop()
-    charge_id = charges.pop()
-    ticket_id = int(ticket["id"])
-    shown = format_minor(amount.minor, amount.currency)
-    return Plan(
-        workflow="support_refund",
-        summary=f"Refund {shown} on charge {charge_id} as asked in ticket {ticket_id}",
-        confidence=0.95,
-        steps=[
-            Step(
-                id="refund",
-                tool="stripe.refund",
-                args={
-                    "charge_id": charge_id,
-                    "amount": amount.minor,
-                    "currency": amount.currency,
-                    "reason": "requested_by_customer",
-                },
-                rationale=f"The requester asks for a refund of {shown} on {charge_id}.",
-                evidence=[f"ticket:{ticket_id}", f"charge:{charge_id}", "policy:refunds#autonomy"],
-            ),
-            Step(
-                id="note",
-                tool="zendesk.add_comment",
-                args={
-                    "ticket_id": ticket_id,
-                    "public": False,
-                    "body": f"opsgate refunded {shown} on charge {charge_id}.",
-                },
-                rationale="Leave an internal note on the ticket saying what was done.",
-                evidence=[f"ticket:{ticket_id}"],
-            ),
-        ],
-    )
-
-
-RULES = {"support_refund": plan_support_refund}
+RULES: dict[str, Planner] = {
+    "support_refund": _support_refund,
+    "invoice_exception": plan_invoice_exception,
+    "it_request": plan_it_request,
+}
 
 
 def plan(workflow: str, context: dict[str, Any]) -> Plan | None:
@@ -125,4 +44,4 @@ def plan(workflow: str, context: dict[str, Any]) -> Plan | None:
     planner = RULES.get(workflow)
     if planner is None:
         return None
-    return planner(context["ticket"])
+    return planner(context)

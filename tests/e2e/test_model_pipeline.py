@@ -46,6 +46,19 @@ def settled(job_id: str) -> str:
     return str(wait_for(status, timeout=90, what=f"job {job_id} to settle"))
 
 
+def verdict(confidence: float, supported: bool = True) -> dict[str, Any]:
+    """A scripted answer of the soft check's model judge."""
+    return {
+        "match": "opsgate soft check",
+        "content": {
+            "supported": supported,
+            "confidence": confidence,
+            "reasons": [f"judged at {confidence}"],
+        },
+        "usage": {"prompt_tokens": 900, "completion_tokens": 40},
+    }
+
+
 def plan_for(tool: str, args: dict[str, Any], ticket: int) -> dict[str, Any]:
     return {
         "workflow": "support_refund",
@@ -89,7 +102,8 @@ def test_a_ticket_the_rules_cannot_plan_is_planned_by_the_model_and_done(
                 4830,
             ),
             "usage": {"prompt_tokens": 2100, "completion_tokens": 180},
-        }
+        },
+        verdict(0.93),
     )
     job_id = submit(4830, 103, "model-1")
     # Then the job completes with the model's plan, and the refund happened once
@@ -100,13 +114,18 @@ def test_a_ticket_the_rules_cannot_plan_is_planned_by_the_model_and_done(
     with session_scope() as s:
         job = s.get(Job, job_id)
         assert job is not None and job.planner_tier == "small"
-        [call] = s.scalars(select(ModelCall).where(ModelCall.job_id == job_id)).all()
+        call, judged = s.scalars(
+            select(ModelCall).where(ModelCall.job_id == job_id).order_by(ModelCall.id)
+        ).all()
         assert (call.model, call.outcome, call.input_tokens, call.output_tokens) == (
             "gpt-4o-mini",
             "ok",
             2100,
             180,
         )
+        # The soft check's judge is a model call of its own, with its own prompt version
+        assert (judged.outcome, judged.input_tokens) == ("ok", 900)
+        assert judged.prompt_version.startswith("soft_check@")
         assert call.cost_usd > 0
         # The model call is in the job's audit chain, which verifies
         kinds = s.scalars(select(AuditEvent.kind).where(AuditEvent.job_id == job_id)).all()
@@ -121,7 +140,7 @@ def test_a_ticket_the_rules_cannot_plan_is_planned_by_the_model_and_done(
         check=True,
     )
     detail = json.loads(shown.stdout)
-    assert detail["cost_usd"] == str(call.cost_usd)
+    assert detail["cost_usd"] == str(call.cost_usd + judged.cost_usd)
     assert detail["model_calls"][0]["prompt_version"].startswith("planner@")
 
 
@@ -156,3 +175,80 @@ def test_without_a_model_endpoint_the_rules_tier_escalates_no_model(
         esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
         assert esc.reason == "no_model"
         assert s.scalars(select(ModelCall).where(ModelCall.job_id == job_id)).all() == []
+
+
+REFUND_4830 = {"charge_id": "ch_1003", "amount": 3000, "currency": "usd", "reason": "duplicate"}
+
+
+def test_a_plan_the_judge_doubts_escalates_low_confidence_and_writes_nothing(
+    fleet: ModelServer, sandbox: Sandbox
+) -> None:
+    # Given a valid model plan that every rule accepts, and a judge that is not sure of it
+    fleet.script(
+        {"match": "ch_1003", "content": plan_for("stripe.refund", REFUND_4830, 4830)},
+        verdict(0.55),
+    )
+    job_id = submit(4830, 103, "doubt-1")
+    # Then the job waits for a human as low_confidence, with the judge's reasons
+    assert settled(job_id) == jobs.ESCALATED
+    with session_scope() as s:
+        esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
+        assert esc.reason == "low_confidence"
+        assert esc.evidence["judged_by"] == "model:gpt-4o-mini"
+        assert esc.evidence["confidence"] == 0.55 and esc.evidence["threshold"] == 0.85
+        assert esc.evidence["reasons"] == ["judged at 0.55"]
+        assert esc.evidence["step_id"] == "s1"
+    assert sandbox.applied() == []
+
+
+def test_when_the_judge_cannot_answer_the_deterministic_scorer_decides(
+    fleet: ModelServer, sandbox: Sandbox
+) -> None:
+    # Given a plan for a ticket that states no amount, and a judge that only answers errors
+    fleet.script(
+        {"match": "ch_1003", "content": plan_for("stripe.refund", REFUND_4830, 4830)},
+        {"match": "opsgate soft check", "status": 400, "times": -1},
+    )
+    job_id = submit(4830, 103, "nojudge-1")
+    # Then the scorer judges: the amount is not one the ticket states, so a human decides
+    assert settled(job_id) == jobs.ESCALATED
+    with session_scope() as s:
+        esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
+        assert esc.reason == "low_confidence"
+        assert esc.evidence["judged_by"] == "scorer"
+        assert "judge_unavailable" in esc.evidence
+        missing = [o["signal"] for o in esc.evidence["signals"] if not o["ok"]]
+        assert "amount_stated" in missing
+        assert esc.evidence["confidence"] < 0.85
+    assert sandbox.applied() == []
+
+
+def test_a_reviewer_approves_a_doubted_plan_and_it_runs_once(
+    fleet: ModelServer, sandbox: Sandbox
+) -> None:
+    from app import decisions
+
+    fleet.script(
+        {"match": "ch_1003", "content": plan_for("stripe.refund", REFUND_4830, 4830)},
+        verdict(0.4),
+    )
+    job_id = submit(4830, 103, "doubt-approve-1")
+    assert settled(job_id) == jobs.ESCALATED
+    # When a reviewer approves the doubted step
+    with session_scope() as s:
+        esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
+        decisions.decide(s, esc, decisions.Decision(decision="approve"), "reviewer:rita")
+        s.commit()
+    from app import outbox
+
+    outbox.publish_for_job(job_id)
+    # Then the plan runs without asking the judge again, and the refund happens once
+    assert settled(job_id) == jobs.COMPLETED
+    assert [int(w["body"]["amount"]) for w in sandbox.applied("stripe")] == [3000]
+    with session_scope() as s:
+        judged = s.scalars(
+            select(ModelCall).where(
+                ModelCall.job_id == job_id, ModelCall.prompt_version.like("soft_check@%")
+            )
+        ).all()
+        assert len(judged) == 1

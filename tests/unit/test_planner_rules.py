@@ -1,4 +1,4 @@
-"""app/planner/rules.py: amounts in ticket text, and the deterministic refund plan."""
+"""app/planner/refunds.py (via the rules dispatcher): amounts in ticket text, the refund plan."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.planner import rules
-from app.planner.rules import StatedAmount, find_amount, plan_support_refund
+from app.planner.refunds import StatedAmount, find_amount, plan_support_refund
 from tools.catalog import get_tool
 from tools.sandbox.seed import TICKETS
 

@@ -1,0 +1,141 @@
+"""The soft check's model judge: one structured call asking how well a plan is grounded.
+
+It shares the planner's machinery (budget reservation, response cache, breaker, the call
+record that puts tokens and cost in model_calls and the audit chain); only the question and
+the answer's schema differ. When no model of the tier answers usably, JudgeUnavailable lets
+the soft check fall back to the deterministic scorer: the gate never opens for lack of a judge.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app import breaker
+from app.calls import CallRecorder
+from app.errors import CircuitOpen
+from app.llm import cache, prompts, retrieval
+from app.llm.config import ModelTier, models_config
+from app.llm.planner import (
+    PlanRequest,
+    _answer,
+    _Call,
+    _finish_record,
+    _Invalid,
+    _Unavailable,
+    untrusted_block,
+)
+from app.redaction import Placeholders
+
+MARKER = "opsgate soft check"
+
+
+class SoftVerdict(BaseModel):
+    """What the judge answers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    supported: bool
+    confidence: float = Field(ge=0, le=1)
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The judge's confidence and reasons, and which model gave them."""
+
+    confidence: float
+    supported: bool
+    reasons: list[str]
+    model: str
+    tier: str
+
+
+class JudgeUnavailable(Exception):
+    """Raised when no model of the judging tier gave a usable answer."""
+
+
+def configured_tier(planner_tier: str) -> ModelTier | None:
+    """The tier that judges a plan made by `planner_tier`, or None (the scorer judges)."""
+    setting = models_config().soft_check
+    if setting is None:
+        return None
+    if planner_tier == "rules" and not setting.judge_rules_plans:
+        return None
+    return setting.tier
+
+
+def judge(
+    workflow: str,
+    tier_name: ModelTier,
+    untrusted: dict[str, Any],
+    signals: list[str],
+    passages: list[retrieval.Passage],
+    rec: CallRecorder,
+) -> Judgement:
+    """Ask the tier's models in order; the first usable answer is the judgement."""
+    cfg = models_config()
+    tier = cfg.tiers[tier_name]
+    ph = Placeholders()
+    prompt = prompts.load("soft_check")
+    policy = "\n\n".join(f"[{p.id}] {p.title}\n{p.text}" for p in passages) or "(none found)"
+    system = prompt.render(
+        workflow=workflow,
+        policy=policy,
+        signals="\n".join(f"- {s}" for s in signals) or "(none)",
+    )
+    messages = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": untrusted_block(untrusted, ph)},
+    ]
+    call = _Call(
+        PlanRequest(workflow, [], untrusted, []),
+        cfg,
+        prompt.version,
+        [p.id for p in passages],
+        ph,
+        messages,
+        ["soft check"],
+        lambda _plan, _workflow: None,
+        rec,
+        response_model=lambda: SoftVerdict,
+    )
+    problems: list[str] = []
+    for model in tier.models:
+        try:
+            breaker.before_call(f"model:{model.name}", write=False)
+        except CircuitOpen:
+            problems.append(f"{model.name}: breaker open")
+            continue
+        try:
+            answer = _answer(call, tier_name, tier, model, messages)
+        except _Unavailable:
+            problems.append(f"{model.name}: unavailable")
+            continue
+        except _Invalid as exc:
+            problems.append(str(exc))
+            continue
+        if answer.refusal is not None or not isinstance(answer.parsed, SoftVerdict):
+            why = "refused" if answer.refusal is not None else (answer.parse_error or "no answer")
+            _finish_record(answer, "refused" if answer.refusal else "invalid", {"error": why})
+            problems.append(f"{model.name}: {why}")
+            continue
+        _finish_record(answer, "ok", {})
+        if not answer.record.cache_hit:
+            cache.put(answer.cache_key, answer.cached(), cfg.cache.ttl_seconds)
+        verdict = answer.parsed
+        reasons = [ph.restore(r) if isinstance(r, str) else str(r) for r in verdict.reasons]
+        return Judgement(verdict.confidence, verdict.supported, reasons, model.name, tier_name)
+    raise JudgeUnavailable("; ".join(problems) or f"tier {tier_name} has no model")
+
+
+def untrusted_view(
+    request: dict[str, Any], history: list[str], plan: dict[str, Any]
+) -> dict[str, Any]:
+    """What the judge reads, in one JSON-able object (dumped with default=str)."""
+    return json.loads(
+        json.dumps({"request": request, "history": history, "plan": plan}, default=str)
+    )

@@ -1,0 +1,329 @@
+"""The soft check's deterministic scorer: how well the plan's rationale is grounded.
+
+After every deterministic rule has passed, the soft check asks whether the plan is what
+the request, the record history and the policy text support. A model judges when one is
+configured (app/llm/judge.py); otherwise, and whenever the judge cannot answer, this scorer
+stands in. It starts at 1.0 and subtracts each missing signal's penalty; a critical signal
+(a charge the ticket never names, a conflicting event in the history) alone takes the
+score below the default threshold of 0.85, a weak one (no policy passage found) does not.
+
+One signal per class, like the rules: adding a signal is adding a class and a line in
+SIGNALS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from app.llm import retrieval
+from app.planner.refunds import find_amounts
+
+# Which policy document speaks for each workflow (config/policies/<name>.md).
+POLICY_DOCS = {"support_refund": "refunds", "invoice_exception": "invoices", "it_request": "access"}
+
+# Identifiers a rationale might name: charges, Okta users and groups, Salesforce records,
+# invoice and order numbers, tickets, e-mail addresses.
+_IDS = re.compile(
+    r"\b(ch_[A-Za-z0-9_]+|00[ug][A-Za-z0-9]{17}|a0[12][A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?|"
+    r"INV-\d+|PO-\d+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)\b"
+)
+# A customer taking the request back, in a comment after the ticket was opened.
+_WITHDRAWN = re.compile(
+    r"\b(cancel (?:my|the) refund|no longer (?:need|want)|never ?mind|disregard|"
+    r"please ignore|withdraw|chargeback|dispute)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    """Something that already happened to the job's subject (another job, a comment)."""
+
+    kind: str
+    detail: str
+    conflicting: bool
+
+
+@dataclass
+class SoftEvidence:
+    """Everything the soft check judges: the request, the plan, the history, the facts."""
+
+    workflow: str
+    job_input: dict[str, Any]
+    requester: str
+    request_text: str
+    context: dict[str, Any]
+    summary: str
+    steps: list[dict[str, Any]]
+    history: list[HistoryEvent] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def known_text(self) -> str:
+        """The request, the records read and the plan's arguments, as one searchable text."""
+        args = [s["args"] for s in self.steps]
+        return "\n".join(
+            [
+                self.request_text,
+                json.dumps(self.context, default=str),
+                json.dumps(self.job_input, default=str),
+                json.dumps(args, default=str),
+            ]
+        )
+
+    def writes(self, tool: str) -> list[dict[str, Any]]:
+        """The arguments of every step calling `tool`."""
+        return [s["args"] for s in self.steps if s["tool"] == tool]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One signal's finding."""
+
+    signal: str
+    ok: bool
+    detail: str
+    penalty: float
+
+
+@dataclass(frozen=True)
+class Score:
+    """The scorer's confidence with the observation behind every point lost."""
+
+    confidence: float
+    observations: list[Observation]
+
+    def reasons(self) -> list[str]:
+        """What lowered the score, or what held, in words."""
+        missing = [o.detail for o in self.observations if not o.ok]
+        return missing or ["every signal holds: " + ", ".join(o.signal for o in self.observations)]
+
+
+class Signal:
+    """One piece of grounding; `observe` says whether it holds and why."""
+
+    name = "signal"
+    penalty = 0.1
+    workflows: frozenset[str] | None = None  # None: every workflow
+
+    def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
+        """Whether the signal holds for this plan, and a sentence saying so."""
+        raise NotImplementedError
+
+
+class ChargeNamed(Signal):
+    """Every refunded charge is named in the ticket."""
+
+    name, penalty, workflows = "charge_named", 0.3, frozenset({"support_refund"})
+
+    def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
+        missing = [
+            a["charge_id"]
+            for a in ev.writes("stripe.refund")
+            if a["charge_id"] not in ev.request_text
+        ]
+        if missing:
+            return False, f"the ticket does not name charge {', '.join(missing)}"
+        return True, "the ticket names the charge"
+
+
+class AmountStated(Signal):
+    """Every refund's amount and currency is one the ticket states."""
+
+    name, penalty, workflows = "amount_stated", 0.2, frozenset({"support_refund"})
+
+    def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
+        stated = {(a.minor, a.currency) for a in find_amounts(ev.request_text)}
+        for args in ev.writes("stripe.refund"):
+            if (args["amount"], args["currency"]) not in stated:
+                return False, (
+                    f"the ticket does not state {args['amount']} {args['currency']} "
+                    f"(it states {sorted(stated) or 'no amount'})"
+                )
+        return True, "the ticket states the amount"
+
+
+class RequesterIsPayer(Signal):
+    """The ticket's requester paid the charge."""
+
+    name, penalty, workflows = "requester_is_payer", 0.3, frozenset({"support_refund"})
+
+    def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
+        charge, requester = ev.facts.get("charge"), ev.facts.get("requester")
+        if not ev.writes("stripe.refund"):
+            return True, "no refund in the plan"
+        if not charge or not requester:
+            return False, "the charge's payer or the ticket's requester could not be read"
+        email = (requester.get("email") or "").lower()
+        payers = {
+            (e or "").lower()
+            for e in (
+                charge.get("receipt_email"),
+                (charge.get("billing_details") or {}).get("email"),
+            )
+        }
+        if not email or email not in payers:
+            return False, "the ticket's requester is not the charge's payer"
+        return True, "the requester paid the charge"
+
+
+class TargetIsTheJobs(Signal):
+    """Every write targets the record or account the job is about."""
+
+    name, penalty, workflows = (
+        "target_is_the_jobs",
+        0.4,
+        frozenset({"invoice_exception", "it_request"}),
+    )
+
+    def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
+        wanted_invoice = str(ev.job_input.get("invoice_id", ""))[:15]
+        target = ev.context.get("target") or {}
+        for step in ev.steps:
+            args = step["args"]
+            if "invoice_id" in args and str(args["invoice_id"])[:15] != wanted_invoice:
+                return False, f"{step['tool']} targets invoice {args['invoice_id']}, not the job's"
+            if "user_id" in args and args["user_id"] != target.get("id"):
+                return False, f"{step['tool']} targets user {args['user_id']}, not the job's target"
+        return True, "every write targets the job's record"
+
+
+_REQUEST_TOOLS = {
+    "password_reset": "okta.reset_password",
+    "group_access": "okta.add_to_group",
+    "offboarding": "okta.suspend_user",
+}
+
+
+class ActionMatchesRequest(Signal):
+    """The plan does what the service desk asked for, nothing else."""
+
+    name, penalty, workflows = "action_matches_request", 0.4, frozenset({"it_request"})
+
+    def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
+        asked = _REQUEST_TOOLS.get(str(ev.job_input.get("request_type")))
+        tools = {s["tool"] for s in ev.steps if not s["tool"].endswith(("get_user",))}
+        if tools != {asked}:
+            kind = ev.job_input.get("request_type")
+            return False, f"the request is a {kind}; the plan calls {sorted(tools)}"
+        group = ev.job_input.get("group_id")
+        if any(a.get("group_id") != group for a in ev.writes("okta.add_to_group")):
+            return False, f"the plan grants a group other than the requested {group}"
+        return True, "the plan does what was asked"
+
+
+class AmountMatchesInvoice(Signal):
+    """A payment approval is for exactly the invoice's amount."""
+
+    name, penalty, workflows = "amount_matches_invoice", 0.4, frozenset({"invoice_exception"})
+
+    def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
+        invoice = ev.context.get("invoice") or {}
+        for args in ev.writes("salesforce.approve_payment"):
+            try:
+                same = Decimal(str(args["amount"])) == Decimal(str(invoice.get("Amount__c")))
+            except InvalidOperation:
+                same = False
+            if not same:
+                found = invoice.get("Amount__c")
+                return False, f"approval of {args['amount']} differs from the invoice's {found}"
+        return True, "amounts match the invoice"
+
+
+class PolicySupports(Signal):
+    """A passage of the workflow's policy speaks for each proposed action."""
+
+    name, penalty = "policy_supports", 0.1
+
+    def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
+        doc = POLICY_DOCS.get(ev.workflow, "")
+        for step in ev.steps:
+            query = (
+                f"{step['tool'].replace('.', ' ').replace('_', ' ')} {step.get('rationale', '')}"
+            )
+            found = [p.id for p in retrieval.retrieve(query) if p.id.startswith(f"policy:{doc}#")]
+            if not found:
+                return False, f"no passage of policy:{doc} supports {step['tool']}"
+        return True, f"policy:{doc} supports the actions"
+
+
+class HistoryClear(Signal):
+    """Nothing in the subject's history conflicts with the plan (done before, taken back)."""
+
+    name, penalty = "history_clear", 0.4
+
+    def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
+        conflicts = [e.detail for e in ev.history if e.conflicting]
+        if conflicts:
+            return False, "the history conflicts: " + "; ".join(conflicts[:3])
+        return True, "no conflicting event in the history"
+
+
+class RationaleConsistent(Signal):
+    """Every identifier and amount the plan's words mention is one the request or records hold."""
+
+    name, penalty = "rationale_consistent", 0.3
+
+    def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
+        words = " ".join([ev.summary, *(s.get("rationale", "") for s in ev.steps)])
+        known = ev.known_text()
+        strangers = sorted({i for i in _IDS.findall(words) if i not in known})
+        if strangers:
+            return (
+                False,
+                f"the rationale names {', '.join(strangers)}, found in neither request nor records",
+            )
+        amounts = _known_amounts(ev, known)
+        odd = [a for a in find_amounts(words) if (a.minor, a.currency) not in amounts]
+        if odd:
+            shown = [(a.minor, a.currency) for a in odd]
+            return False, f"the rationale states amounts the request does not: {shown}"
+        return True, "the rationale matches the request"
+
+
+def _known_amounts(ev: SoftEvidence, known: str) -> set[tuple[int, str]]:
+    found = {(a.minor, a.currency) for a in find_amounts(known)}
+    for step in ev.steps:
+        args = step["args"]
+        if isinstance(args.get("amount"), int) and args.get("currency"):
+            found.add((args["amount"], str(args["currency"]).lower()))
+    for record in (ev.context.get("invoice"), ev.context.get("purchase_order")):
+        if record and record.get("Amount__c") is not None:
+            currency = str(record.get("CurrencyIsoCode") or "usd").lower()
+            found.add(
+                (int((Decimal(str(record["Amount__c"])) * 100).to_integral_value()), currency)
+            )
+    return found
+
+
+SIGNALS: list[Signal] = [
+    ChargeNamed(),
+    AmountStated(),
+    RequesterIsPayer(),
+    TargetIsTheJobs(),
+    ActionMatchesRequest(),
+    AmountMatchesInvoice(),
+    PolicySupports(),
+    HistoryClear(),
+    RationaleConsistent(),
+]
+
+
+def score(ev: SoftEvidence) -> Score:
+    """The deterministic confidence: 1.0 minus the penalty of every signal that does not hold."""
+    observations = []
+    for signal in SIGNALS:
+        if signal.workflows is not None and ev.workflow not in signal.workflows:
+            continue
+        ok, detail = signal.observe(ev)
+        observations.append(Observation(signal.name, ok, detail, 0.0 if ok else signal.penalty))
+    confidence = max(0.0, 1.0 - sum(o.penalty for o in observations))
+    return Score(round(confidence, 4), observations)
+
+
+def withdrawn(comment_body: str) -> bool:
+    """Whether a customer's comment takes the request back or disputes it."""
+    return bool(_WITHDRAWN.search(comment_body or ""))

@@ -1,0 +1,153 @@
+"""The soft check: after the rules pass, judge the plan's grounding against a threshold.
+
+The proposal stage calls `history_of` inside its first transaction (database reads) and
+`judge_plan` in its work step (system reads and the model call, no transaction open).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.calls import CallRecorder
+from app.llm import judge as model_judge
+from app.llm import retrieval
+from app.models import Escalation, Job, PlanStep
+from app.settings import get_settings
+from tools import zendesk_api
+from tools.base import Risk
+from tools.catalog import get_tool
+from verifiers import config
+from verifiers.base import Verdict
+from verifiers.soft import HistoryEvent, SoftEvidence, score, withdrawn
+
+
+def history_of(session: Session, job: Job) -> list[HistoryEvent]:
+    """Earlier jobs about the same subject: writes they made and reviewers' rejections."""
+    events: list[HistoryEvent] = []
+    others = session.scalars(
+        select(Job).where(
+            Job.workflow == job.workflow, Job.external_id == job.external_id, Job.id != job.id
+        )
+    ).all()
+    for other in others:
+        writes = session.scalars(
+            select(PlanStep.tool).where(PlanStep.job_id == other.id, PlanStep.status == "succeeded")
+        ).all()
+        done = sorted({t for t in writes if get_tool(t).risk is not Risk.READ})
+        if done:
+            events.append(
+                HistoryEvent(
+                    "earlier_job",
+                    f"job {other.id} already ran {', '.join(done)} for {job.external_id}",
+                    conflicting=bool(set(done) & _planned_writes(job)),
+                )
+            )
+        rejected = session.scalars(
+            select(Escalation.note).where(
+                Escalation.job_id == other.id, Escalation.decision == "reject"
+            )
+        ).all()
+        for note in rejected:
+            events.append(
+                HistoryEvent(
+                    "rejected",
+                    f"a reviewer rejected job {other.id} for {job.external_id}: {note or ''}",
+                    conflicting=True,
+                )
+            )
+    return events
+
+
+def _planned_writes(job: Job) -> set[str]:
+    return {s.tool for s in job.steps if get_tool(s.tool).risk is not Risk.READ}
+
+
+def ticket_history(job_id: str, ticket: dict[str, Any], rec: CallRecorder) -> list[HistoryEvent]:
+    """What the ticket's comments say: opsgate already acted, or the customer took it back."""
+    ticket_id = ticket["id"]
+    comments = rec.run(
+        "zendesk.list_comments",
+        "zendesk",
+        zendesk_api.SERVICE_IDENTITY,
+        {"ticket_id": ticket_id},
+        lambda: zendesk_api.list_comments(ticket_id),
+    )
+    events = []
+    mine = f"opsgate-{job_id}-"
+    for comment in comments[1:]:  # the first comment is the ticket's description
+        body = comment.get("body") or ""
+        if "[opsgate:" in body and mine not in body:
+            events.append(
+                HistoryEvent(
+                    "opsgate_note",
+                    "the ticket already carries a note from another opsgate job",
+                    conflicting=True,
+                )
+            )
+        elif comment.get("author_id") == ticket.get("requester_id") and withdrawn(body):
+            events.append(
+                HistoryEvent(
+                    "customer_comment",
+                    "a later comment by the requester takes the request back or disputes it",
+                    conflicting=True,
+                )
+            )
+    return events
+
+
+def request_text(workflow: str, job_input: dict[str, Any], context: dict[str, Any]) -> str:
+    """The request in its author's words: the ticket's text, or the submitted input."""
+    ticket = context.get("ticket")
+    if ticket:
+        return f"{ticket.get('subject') or ''}\n{ticket.get('description') or ''}"
+    return json.dumps(job_input, default=str, sort_keys=True)
+
+
+def judge_plan(ev: SoftEvidence, planner_tier: str, rec: CallRecorder) -> Verdict:
+    """The soft check's verdict: the model judge's confidence when one judges, the
+    deterministic scorer's otherwise (or when the judge cannot answer)."""
+    threshold = config.current().soft_check.threshold_for(ev.workflow)
+    scored = score(ev)
+    evidence: dict[str, Any] = {
+        "threshold": threshold,
+        "scorer_confidence": scored.confidence,
+        "signals": [asdict(o) for o in scored.observations],
+        "history": [asdict(h) for h in ev.history],
+    }
+    confidence, reasons, supported = scored.confidence, scored.reasons(), True
+    judged_by = "scorer"
+    tier = model_judge.configured_tier(planner_tier)
+    if tier is not None and get_settings().model_configured:
+        query = " ".join([ev.summary, *(s.get("rationale", "") for s in ev.steps)])
+        signals = [
+            f"{o.signal}: {'holds' if o.ok else 'missing'} ({o.detail})"
+            for o in scored.observations
+        ]
+        untrusted = model_judge.untrusted_view(
+            {"text": ev.request_text, "input": ev.job_input, "records": ev.context},
+            [h.detail for h in ev.history],
+            {"summary": ev.summary, "steps": ev.steps},
+        )
+        try:
+            found = model_judge.judge(
+                ev.workflow, tier, untrusted, signals, retrieval.retrieve(query), rec
+            )
+        except model_judge.JudgeUnavailable as exc:
+            evidence["judge_unavailable"] = str(exc)[:500]
+        else:
+            confidence, reasons, supported = found.confidence, found.reasons, found.supported
+            judged_by = f"model:{found.model}"
+    evidence.update(judged_by=judged_by, confidence=confidence, reasons=reasons)
+    ok = supported and confidence >= threshold
+    detail = (
+        f"confidence {confidence:.2f} (judged by {judged_by}) "
+        f"{'meets' if ok else 'is below'} the threshold {threshold:.2f}"
+    )
+    if not supported:
+        detail = f"the judge ({judged_by}) finds the plan unsupported: {'; '.join(reasons)[:300]}"
+    return Verdict(ok, "soft_check", detail, evidence, confidence)
