@@ -12,6 +12,7 @@ from app import audit, jobs, policy
 from app.calls import CallRecorder
 from app.errors import EscalationRequired, PermanentError
 from app.llm import planner as model_planner
+from app.llm.config import models_config
 from app.models import Escalation, Job, JobEvent, PlanStep
 from app.plan import Plan
 from app.planner import rules
@@ -191,7 +192,9 @@ class PlanStage:
 
     def work(self, job: JobView, ctx: list[str], rec: CallRecorder) -> tuple[Plan, str]:
         context = gather_context(job, rec)
-        plan, tier = rules.plan(job.workflow, context), "rules"
+        plan, tier = None, "rules"
+        if job.workflow not in models_config().router.skip_rules:
+            plan = rules.plan(job.workflow, context)
         if plan is None:
             if not get_settings().model_configured:
                 raise EscalationRequired(

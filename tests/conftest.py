@@ -196,6 +196,11 @@ class Sandbox:
         resp.raise_for_status()
         return list(resp.json()["cases"])
 
+    def add_tickets(self, *tickets: dict[str, Any]) -> None:
+        """Add tickets (and later comments) without touching the ledger of writes."""
+        resp = httpx.post(f"{self.url}/_sandbox/tickets", json=list(tickets), timeout=10)
+        resp.raise_for_status()
+
     def reset(self) -> None:
         """Reseed the sandbox."""
         httpx.post(f"{self.url}/_sandbox/reset", timeout=10).raise_for_status()

@@ -55,6 +55,9 @@ class Router(_Strict):
     large_when: LargeWhen = LargeWhen()
     action_words: dict[str, list[str]] = Field(default_factory=dict)
     retry_up_below_confidence: float = Field(0.6, ge=0, le=1)
+    # Workflows sent straight to the model tiers, past the deterministic rules tier (to
+    # evaluate a model on work the rules would plan, or when the rules are not wanted).
+    skip_rules: list[str] = Field(default_factory=list)
     repair_attempts: int = Field(2, ge=0, le=5)
 
 

@@ -606,3 +606,37 @@ def test_concurrent_writes_never_apply_twice(live_url: str) -> None:
     outcomes = [w["outcome"] for w in writes]
     assert (outcomes.count("applied"), outcomes.count("replayed")) == (12, 15)
     assert outcomes.count("rejected") == 5
+
+
+def test_added_tickets_carry_their_comments_and_leave_the_ledger_alone(
+    client: TestClient,
+) -> None:
+    # Given a ticket added through the control endpoint, with a later comment
+    added = client.post(
+        "/_sandbox/tickets",
+        json=[
+            {
+                "id": 7001,
+                "requester_id": 101,
+                "subject": "Refund",
+                "description": "Please refund $5.00 for charge ch_1001.",
+                "comments": [{"author_id": 101, "body": "Never mind, cancel my refund."}],
+            }
+        ],
+    )
+    assert added.status_code == 200 and added.json() == {"added": [7001]}
+    # Then Zendesk serves it like any ticket: description first, then the comment
+    ticket = client.get("/api/v2/tickets/7001.json", headers=ZD_AUTH).json()["ticket"]
+    assert (ticket["status"], ticket["requester_id"]) == ("open", 101)
+    comments = client.get("/api/v2/tickets/7001/comments.json", headers=ZD_AUTH).json()
+    assert [c["body"] for c in comments["comments"]] == [
+        "Please refund $5.00 for charge ch_1001.",
+        "Never mind, cancel my refund.",
+    ]
+    # And no write is in the ledger; a second add of the same id is refused
+    assert client.get("/_sandbox/ledger").json()["writes"] == []
+    again = client.post(
+        "/_sandbox/tickets",
+        json=[{"id": 7001, "requester_id": 101, "subject": "x", "description": "y"}],
+    )
+    assert again.status_code == 409

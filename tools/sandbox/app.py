@@ -9,6 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tools.sandbox import (
@@ -21,8 +22,8 @@ from tools.sandbox import (
     stripe_routes,
     zendesk_routes,
 )
-from tools.sandbox.seed import reset, seed_missing
-from tools.sandbox.store import Store, list_writes
+from tools.sandbox.seed import Ticket, add_ticket, reset, seed_missing
+from tools.sandbox.store import Store, iso_z, list_writes, utc_now
 from tools.sandbox.stripe_wire import StripeError, error_response
 
 control = APIRouter(prefix="/_sandbox", tags=["sandbox"])
@@ -64,6 +65,43 @@ def refund_cases(request: Request, count: int = 10, start: int = 0) -> dict[str,
     if not 1 <= count <= 10_000 or start < 0:
         raise StarletteHTTPException(422, "count must be 1..10000 and start >= 0")
     return {"cases": bulk.as_json(bulk.add_refund_cases(_store(request), count, start))}
+
+
+class TicketSpec(BaseModel):
+    """A ticket to add for a test or an evaluation, with later comments if any."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int = Field(gt=0)
+    requester_id: int = Field(gt=0)
+    subject: str = Field(min_length=1, max_length=500)
+    description: str = Field(min_length=1, max_length=20_000)
+    status: str = Field("open", pattern="^(new|open|pending|hold|solved|closed)$")
+    tags: list[str] = Field(default_factory=list)
+    comments: list[dict[str, Any]] = Field(default_factory=list)
+
+
+@control.post("/tickets")
+def add_tickets(request: Request, tickets: list[TicketSpec]) -> dict[str, Any]:
+    """Add tickets (not through the Zendesk API, so the ledger of writes stays untouched)."""
+    with _store(request).transaction() as conn:
+        for spec in tickets:
+            if conn.execute("SELECT 1 FROM tickets WHERE id = ?", (spec.id,)).fetchone():
+                raise StarletteHTTPException(409, f"ticket {spec.id} exists")
+            add_ticket(
+                conn,
+                Ticket(
+                    spec.id,
+                    spec.requester_id,
+                    spec.subject,
+                    spec.description,
+                    spec.status,
+                    tuple(spec.tags),
+                ),
+                iso_z(utc_now()),
+                [(int(c["author_id"]), str(c["body"])) for c in spec.comments],
+            )
+    return {"added": [t.id for t in tickets]}
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

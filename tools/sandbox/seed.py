@@ -169,6 +169,17 @@ def seed(conn: sqlite3.Connection) -> None:
 
 def _seed_ticket(conn: sqlite3.Connection, ticket: Ticket, created_at: str) -> None:
     """Insert one ticket with its description as the first, public comment by the requester."""
+    add_ticket(conn, ticket, created_at, [])
+
+
+def add_ticket(
+    conn: sqlite3.Connection,
+    ticket: Ticket,
+    created_at: str,
+    later: list[tuple[int, str]],
+) -> None:
+    """Insert a ticket, its description as the first public comment by the requester, then
+    `later` comments as (author id, body), public."""
     conn.execute(
         "INSERT INTO tickets (id, subject, description, status, priority, type, tags,"
         " requester_id, submitter_id, created_at, updated_at)"
@@ -195,6 +206,17 @@ def _seed_ticket(conn: sqlite3.Connection, ticket: Ticket, created_at: str) -> N
         " VALUES (?, ?, ?, ?, 1, 'email', ?)",
         (ticket.id, audit.lastrowid, ticket.requester_id, ticket.description, created_at),
     )
+    for author, body in later:
+        audit = conn.execute(
+            "INSERT INTO audits (ticket_id, author_id, channel, events, created_at)"
+            " VALUES (?, ?, 'web', '[]', ?)",
+            (ticket.id, author, created_at),
+        )
+        conn.execute(
+            "INSERT INTO comments (ticket_id, audit_id, author_id, body, public, channel,"
+            " created_at) VALUES (?, ?, ?, ?, 1, 'web', ?)",
+            (ticket.id, audit.lastrowid, author, body, created_at),
+        )
 
 
 def reset(store: Store) -> None:
