@@ -17,6 +17,7 @@ from tools.base import Risk
 from tools.catalog import get_tool
 from verifiers.base import Facts, Verdict, run_chain
 from verifiers.chains import CHAINS
+from verifiers.plan_rules import check_plan
 from verifiers.soft import HistoryEvent, SoftEvidence
 from verifiers.soft_check import history_of, judge_plan, request_text, ticket_history
 
@@ -81,7 +82,11 @@ def check_facts(
 
     A write tool without a chain fails closed: nothing unverified is ever written.
     """
-    verdicts: list[Verdict] = []
+    failure, verdicts = check_plan(steps)
+    if failure is not None:
+        raise EscalationRequired(
+            "verification_failed", failure.detail, {"rule": failure.rule, **failure.evidence}
+        )
     seen: dict[str, Any] = {}
     for step, decision in zip(steps, decisions, strict=True):
         if get_tool(step["tool"]).risk is Risk.READ:
