@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.calls import CallRecorder
-from verifiers import refund, tickets
+from verifiers import access, invoices, refund, tickets
 from verifiers.base import Facts, Rule, Verdict
 
 
@@ -27,4 +27,14 @@ CHAINS: dict[str, Chain] = {
         lambda rec, args, result, _key: refund.read_back(rec, args, result),
     ),
     "zendesk.add_comment": Chain(tickets.gather, tickets.RULES, tickets.read_back),
+    "zendesk.update_ticket": Chain(tickets.gather, tickets.UPDATE_RULES, tickets.read_back_update),
+    "salesforce.update_invoice": Chain(
+        invoices.gather_update, invoices.UPDATE_RULES, invoices.read_back_update
+    ),
+    "salesforce.approve_payment": Chain(
+        invoices.gather_approve, invoices.APPROVE_RULES, invoices.read_back_approve
+    ),
+    "okta.reset_password": Chain(access.gather, access.RESET_RULES, access.read_back_reset),
+    "okta.add_to_group": Chain(access.gather_grant, access.GRANT_RULES, access.read_back_grant),
+    "okta.suspend_user": Chain(access.gather, access.SUSPEND_RULES, access.read_back_suspend),
 }

@@ -234,18 +234,18 @@ class AmountMatchesInvoice(Signal):
 
 
 class PolicySupports(Signal):
-    """A passage of the workflow's policy speaks for each proposed action."""
+    """A passage of the workflow's policy speaks for each proposed action: one the step
+    cites that exists, or one its rationale retrieves."""
 
     name, penalty = "policy_supports", 0.1
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
         doc = POLICY_DOCS.get(ev.workflow, "")
+        known = {p.id for p in retrieval.all_passages() if p.id.startswith(f"policy:{doc}#")}
         for step in ev.steps:
-            query = (
-                f"{step['tool'].replace('.', ' ').replace('_', ' ')} {step.get('rationale', '')}"
-            )
-            found = [p.id for p in retrieval.retrieve(query) if p.id.startswith(f"policy:{doc}#")]
-            if not found:
+            cited = known & set(step.get("evidence") or [])
+            found = [p.id for p in retrieval.retrieve(step.get("rationale", "")) if p.id in known]
+            if not cited and not found:
                 return False, f"no passage of policy:{doc} supports {step['tool']}"
         return True, f"policy:{doc} supports the actions"
 

@@ -1,4 +1,4 @@
-"""Rules for Zendesk writes, and reading a ticket's requester for ownership checks."""
+"""Rules for Zendesk comments and ticket updates, and reading a ticket's requester."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from app.calls import CallRecorder
 from tools import zendesk_api
+from tools.actions import zendesk_tags
 from tools.catalog import marker
 from verifiers.base import Facts, Rule, Verdict
 
@@ -38,7 +39,7 @@ def gather(rec: CallRecorder, facts: Facts) -> None:
 
 
 class TicketIsTheJobs(Rule):
-    """The comment goes to the ticket this job is about, not another one."""
+    """The write (a comment or an update) goes to the ticket this job is about, not another."""
 
     name = "ticket_is_the_jobs"
 
@@ -46,7 +47,7 @@ class TicketIsTheJobs(Rule):
         expected, asked = facts.job_input.get("ticket_id"), facts.args["ticket_id"]
         if expected != asked:
             return self.failed(
-                f"comment targets ticket {asked}, the job is about {expected}",
+                f"the write targets ticket {asked}, the job is about {expected}",
                 expected=expected,
                 asked=asked,
             )
@@ -90,3 +91,62 @@ def read_back(rec: CallRecorder, args: dict[str, Any], result: dict[str, Any], k
     if bool(found[0].get("public")) != bool(args.get("public")):
         return Verdict(False, "comment_visibility", "the comment's visibility differs", evidence)
     return Verdict(True, "comment_confirmed", "the comment is on the ticket", evidence)
+
+
+STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
+# The fields zendesk.update_ticket may set (tools/args.py UpdateTicketArgs.changes()).
+UPDATE_FIELDS = ("status", "priority", "tags", "group_id")
+
+
+def _changes(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: args[k] for k in UPDATE_FIELDS if args.get(k) is not None}
+
+
+class TicketTransitionValid(Rule):
+    """A closed ticket is final, and no ticket goes back to new."""
+
+    name = "ticket_transition_valid"
+
+    def check(self, facts: Facts) -> Verdict:
+        status, wanted = facts.data["ticket"]["status"], facts.args.get("status")
+        changes = sorted(_changes(facts.args))
+        # Zendesk itself still lets tags and priority change on a closed ticket; we do not:
+        # a closed ticket is the customer's record of what happened.
+        if status == "closed":
+            return self.failed("the ticket is closed", status=status, changes=changes)
+        if wanted is not None and (wanted not in STATUSES or (wanted == "new" and status != "new")):
+            return self.failed(
+                f"a {status} ticket cannot become {wanted}", status=status, wanted=wanted
+            )
+        return self.passed("the ticket may change", status=status, wanted=wanted, changes=changes)
+
+
+UPDATE_RULES: list[Rule] = [TicketIsTheJobs(), TicketTransitionValid()]
+
+
+def _holds(ticket: dict[str, Any], field: str, value: Any) -> bool:
+    if field == "tags":  # compared as Zendesk stores them (lower-cased words, no duplicates)
+        return zendesk_tags(ticket.get("tags") or []) == zendesk_tags(value)
+    return bool(ticket.get(field) == value)
+
+
+def read_back_update(
+    rec: CallRecorder, args: dict[str, Any], _result: dict[str, Any], _key: str
+) -> Verdict:
+    """After the write: the ticket holds every field the update set."""
+    ticket = rec.tool("zendesk.get_ticket", {"ticket_id": args["ticket_id"]})["ticket"]
+    wanted = _changes(args)
+    differ = {
+        k: {"wanted": v, "found": ticket.get(k)}
+        for k, v in wanted.items()
+        if not _holds(ticket, k, v)
+    }
+    evidence = {"ticket_id": args["ticket_id"], "fields": sorted(wanted)}
+    if differ:
+        return Verdict(
+            False,
+            "ticket_fields_match",
+            f"the ticket does not hold {', '.join(sorted(differ))}",
+            dict(evidence, differ=differ),
+        )
+    return Verdict(True, "ticket_update_confirmed", "the ticket holds every field", evidence)

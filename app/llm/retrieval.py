@@ -57,15 +57,26 @@ def _index(folder: str, stamp: tuple[tuple[str, float], ...]) -> tuple[list[Pass
     return passages, BM25Okapi(corpus)
 
 
-def retrieve(query: str, limit: int = 3) -> list[Passage]:
-    """The passages most relevant to `query` (none when nothing scores above zero)."""
+def _current() -> tuple[list[Passage], BM25Okapi] | None:
     folder = get_settings().config_dir / "policies"
     if not folder.is_dir():
-        return []
+        return None
     stamp = tuple(sorted((p.name, p.stat().st_mtime) for p in folder.glob("*.md")))
-    passages, index = _index(str(folder), stamp)
-    if not passages:
+    return _index(str(folder), stamp)
+
+
+def all_passages() -> list[Passage]:
+    """Every policy passage in config/policies/."""
+    found = _current()
+    return found[0] if found else []
+
+
+def retrieve(query: str, limit: int = 3) -> list[Passage]:
+    """The passages most relevant to `query` (none when nothing scores above zero)."""
+    found = _current()
+    if found is None or not found[0]:
         return []
+    passages, index = found
     scores = index.get_scores(_tokens(query))
     ranked = sorted(range(len(passages)), key=lambda i: scores[i], reverse=True)
     return [passages[i] for i in ranked[:limit] if scores[i] > 0]

@@ -1,0 +1,56 @@
+"""verifiers/plan_rules.py: what no single step shows, caught over the whole plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from verifiers.plan_rules import check_plan
+
+
+def step(step_id: str, tool: str, **args: Any) -> dict[str, Any]:
+    return {"step_id": step_id, "tool": tool, "args": args}
+
+
+REFUND = {"charge_id": "ch_1001", "amount": 1000, "currency": "usd", "reason": "duplicate"}
+
+
+def test_a_plain_plan_passes() -> None:
+    failure, verdicts = check_plan(
+        [step("s1", "stripe.refund", **REFUND), step("s2", "zendesk.add_comment", ticket_id=1)]
+    )
+    assert failure is None and all(v.ok for v in verdicts)
+
+
+def test_the_same_write_twice_is_refused() -> None:
+    failure, _ = check_plan(
+        [
+            step("s1", "zendesk.add_comment", ticket_id=1),
+            step("s2", "zendesk.add_comment", ticket_id=1),
+        ]
+    )
+    assert failure is not None
+    assert (failure.rule, failure.evidence["steps"]) == ("no_repeated_write", ["s1", "s2"])
+
+
+def test_repeated_reads_are_fine() -> None:
+    failure, _ = check_plan(
+        [
+            step("s1", "stripe.get_charge", charge_id="ch_1"),
+            step("s2", "stripe.get_charge", charge_id="ch_1"),
+        ]
+    )
+    assert failure is None
+
+
+def test_two_different_refunds_of_one_charge_are_refused() -> None:
+    failure, _ = check_plan(
+        [
+            step("s1", "stripe.refund", **REFUND),
+            step("s2", "stripe.refund", **dict(REFUND, amount=900)),
+        ]
+    )
+    assert failure is not None
+    assert (failure.rule, failure.evidence) == (
+        "one_refund_per_charge",
+        {"charge_id": "ch_1001", "steps": ["s1", "s2"]},
+    )

@@ -1,0 +1,196 @@
+"""verifiers/soft.py: the deterministic scorer's signals, each holding and each missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from verifiers.soft import HistoryEvent, SoftEvidence, score, withdrawn
+
+TICKET = "Refund for duplicate charge\nPlease refund $25.00 for charge ch_1001. Thanks, Alice"
+ALICE = {"id": 101, "email": "alice@example.com"}
+CHARGE = {"id": "ch_1001", "receipt_email": "alice@example.com", "billing_details": {}}
+
+
+def refund_step(**args: Any) -> dict[str, Any]:
+    base = {"charge_id": "ch_1001", "amount": 2500, "currency": "usd", "reason": "duplicate"}
+    return {
+        "tool": "stripe.refund",
+        "args": {**base, **args},
+        "rationale": "The requester asks for a refund of $25.00 on ch_1001, charged twice.",
+        "evidence": ["ticket:4821", "policy:refunds#eligibility"],
+    }
+
+
+def refund_evidence(**changes: Any) -> SoftEvidence:
+    ev = SoftEvidence(
+        workflow="support_refund",
+        job_input={"ticket_id": 4821},
+        requester="zendesk-user:101",
+        request_text=TICKET,
+        context={"ticket": {"id": 4821}},
+        summary="Refund $25.00 on ch_1001",
+        steps=[refund_step()],
+        facts={"charge": CHARGE, "requester": ALICE},
+    )
+    for name, value in changes.items():
+        setattr(ev, name, value)
+    return ev
+
+
+def missing(ev: SoftEvidence) -> list[str]:
+    return [o.signal for o in score(ev).observations if not o.ok]
+
+
+def test_a_grounded_refund_scores_full_confidence() -> None:
+    result = score(refund_evidence())
+    assert result.confidence == 1.0
+    assert missing(refund_evidence()) == []
+    assert result.reasons()[0].startswith("every signal holds")
+
+
+@pytest.mark.parametrize(
+    ("changes", "signal", "below_threshold"),
+    [
+        ({"steps": [refund_step(charge_id="ch_1007")]}, "charge_named", True),
+        ({"steps": [refund_step(amount=9000)]}, "amount_stated", True),
+        ({"steps": [refund_step(currency="eur")]}, "amount_stated", True),
+        (
+            {"facts": {"charge": CHARGE, "requester": {"email": "bob@example.com"}}},
+            "requester_is_payer",
+            True,
+        ),
+        (
+            {"history": [HistoryEvent("opsgate_note", "already noted by another job", True)]},
+            "history_clear",
+            True,
+        ),
+        ({"summary": "Refund $250.00 as the customer demanded"}, "rationale_consistent", True),
+        ({"summary": "Refund on ch_9999 instead"}, "rationale_consistent", True),
+    ],
+)
+def test_a_missing_critical_signal_alone_takes_the_score_below_the_threshold(
+    changes: dict[str, Any], signal: str, below_threshold: bool
+) -> None:
+    ev = refund_evidence(**changes)
+    assert signal in missing(ev)
+    assert (score(ev).confidence < 0.85) is below_threshold
+    assert any(signal in r or r for r in score(ev).reasons())
+
+
+def test_a_history_event_that_does_not_conflict_costs_nothing() -> None:
+    ev = refund_evidence(history=[HistoryEvent("earlier_job", "a note was written", False)])
+    assert score(ev).confidence == 1.0
+
+
+def test_a_missing_policy_passage_alone_does_not_stop_a_plan() -> None:
+    step = refund_step()
+    step["rationale"], step["evidence"] = "zzz qqq", ["ticket:4821", "policy:refunds#nowhere"]
+    ev = refund_evidence(steps=[step], summary="zzz")
+    # No existing passage cited, none retrieved: one weak signal lost, still above 0.85
+    assert "policy_supports" in missing(ev)
+    assert score(ev).confidence == pytest.approx(0.9)
+
+
+def access_evidence(**changes: Any) -> SoftEvidence:
+    ev = SoftEvidence(
+        workflow="it_request",
+        job_input={
+            "request_type": "group_access",
+            "target_login": "dave@corp.example",
+            "group_id": "00g4vpnkpL4NFJLRn0h7",
+        },
+        requester="dave@corp.example",
+        request_text="",
+        context={"target": {"id": "00u4daveWRji5xAfF0h7"}},
+        summary="Add the user to VPN Users",
+        steps=[
+            {
+                "tool": "okta.add_to_group",
+                "args": {"user_id": "00u4daveWRji5xAfF0h7", "group_id": "00g4vpnkpL4NFJLRn0h7"},
+                "rationale": "The service desk asks for VPN access for the user.",
+                "evidence": ["policy:access#group-membership"],
+            }
+        ],
+    )
+    for name, value in changes.items():
+        setattr(ev, name, value)
+    return ev
+
+
+def test_an_access_plan_that_does_what_was_asked_scores_full() -> None:
+    ev = access_evidence()
+    ev.request_text = ev.known_text()
+    assert missing(ev) == []
+
+
+def test_an_access_plan_for_another_action_or_user_loses_confidence() -> None:
+    other_tool = access_evidence()
+    other_tool.steps = [
+        dict(
+            other_tool.steps[0], tool="okta.suspend_user", args={"user_id": "00u4daveWRji5xAfF0h7"}
+        )
+    ]
+    assert "action_matches_request" in missing(other_tool)
+    assert score(other_tool).confidence < 0.85
+    other_user = access_evidence()
+    other_user.steps = [
+        dict(
+            other_user.steps[0],
+            args={"user_id": "00u1alicesVQijwX60h7", "group_id": "00g4vpnkpL4NFJLRn0h7"},
+        )
+    ]
+    assert "target_is_the_jobs" in missing(other_user)
+    other_group = access_evidence()
+    other_group.steps = [
+        dict(
+            other_group.steps[0],
+            args={"user_id": "00u4daveWRji5xAfF0h7", "group_id": "00g3adminsqxRccta0h7"},
+        )
+    ]
+    assert "action_matches_request" in missing(other_group)
+
+
+def test_an_invoice_approval_must_be_for_the_invoice_amount() -> None:
+    invoice = {"Id": "a01Dn00000HuWdiIAF", "Amount__c": 1200.0, "CurrencyIsoCode": "USD"}
+    ev = SoftEvidence(
+        workflow="invoice_exception",
+        job_input={"invoice_id": "a01Dn00000HuWdiIAF"},
+        requester="salesforce",
+        request_text="",
+        context={"invoice": invoice},
+        summary="Approve payment of INV-1001",
+        steps=[
+            {
+                "tool": "salesforce.approve_payment",
+                "args": {"invoice_id": "a01Dn00000HuWdiIAF", "amount": "1200.00"},
+                "rationale": "INV-1001 matches its purchase order.",
+                "evidence": [],
+            }
+        ],
+    )
+    ev.request_text = "INV-1001"
+    assert "amount_matches_invoice" not in missing(ev)
+    ev.steps[0]["args"]["amount"] = "12000.00"
+    assert "amount_matches_invoice" in missing(ev)
+    assert score(ev).confidence < 0.85
+
+
+@pytest.mark.parametrize(
+    ("body", "taken_back"),
+    [
+        ("Never mind, I found the order.", True),
+        ("Please cancel my refund request", True),
+        ("I will open a chargeback with my bank", True),
+        ("Thanks, waiting for the refund", False),
+    ],
+)
+def test_withdrawal_words_in_a_later_comment(body: str, taken_back: bool) -> None:
+    assert withdrawn(body) is taken_back
+
+
+def test_a_cited_passage_that_exists_supports_the_action() -> None:
+    step = refund_step()
+    step["rationale"], step["evidence"] = "zzz qqq", ["policy:refunds#eligibility"]
+    assert "policy_supports" not in missing(refund_evidence(steps=[step]))
