@@ -36,6 +36,11 @@ def get_user(id_or_login: str) -> dict[str, Any]:
     return dict(resp.json())
 
 
+def get_group(group_id: str) -> dict[str, Any]:
+    """GET /groups/{id}."""
+    return dict(call_http("okta", lambda: client().get(f"/groups/{quote(group_id)}")).json())
+
+
 def user_groups(user_id: str) -> list[dict[str, Any]]:
     """GET /users/{id}/groups."""
     return list(call_http("okta", lambda: client().get(f"/users/{quote(user_id)}/groups")).json())

@@ -5,13 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 from app import policy
 from app.calls import CallRecorder
 from app.errors import PermanentError
 from tools import okta_api
-from tools.base import call_http
 from verifiers.base import Facts, Rule, Verdict
 
 
@@ -39,12 +37,6 @@ def _user(rec: CallRecorder, id_or_login: str) -> dict[str, Any] | None:
     return _or_none(lambda: rec.tool("okta.get_user", {"login": id_or_login})["user"])
 
 
-def _get_group(group_id: str) -> dict[str, Any]:
-    """GET /groups/{gid} (the adapter has no group read of its own)."""
-    resp = call_http("okta", lambda: okta_api.client().get(f"/groups/{quote(group_id)}"))
-    return dict(resp.json())
-
-
 def gather(rec: CallRecorder, facts: Facts) -> None:
     """Read the user the write acts on and the user the job's target login names."""
     user_id = facts.args["user_id"]
@@ -66,7 +58,7 @@ def gather_grant(rec: CallRecorder, facts: Facts) -> None:
             "okta",
             okta_api.SERVICE_IDENTITY,
             {"group_id": group_id},
-            lambda: _get_group(group_id),
+            lambda: okta_api.get_group(group_id),
         )
     )
 
