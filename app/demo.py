@@ -38,6 +38,7 @@ class Row:
     external_id: str
     job_id: str
     duplicate: bool
+    workflow: str = ""
     status: str = "queued"
     reason: str = ""
     detail: str = ""
@@ -198,7 +199,10 @@ def poll(rows: list[Row]) -> int:
             row.status = job.status
             esc = latest_escalation(session, job.id) if job.status == jobs.ESCALATED else None
             row.reason = esc.reason if esc else ""
-            row.detail = esc.detail if esc else (job.status_reason or "")
+            row.workflow = job.workflow
+            # A completed job says what it did (its plan); an escalated one, why it stopped.
+            done = job.plan_summary if job.status == jobs.COMPLETED else None
+            row.detail = esc.detail if esc else (done or job.status_reason or "")
     return sum(1 for job_id in {r.job_id for r in rows} if found[job_id].status in SETTLED)
 
 

@@ -64,7 +64,8 @@ def demo_command(timeout: float, as_json: bool) -> None:
 def _print(result: demo.DemoResult) -> None:
     table = Table(
         "submission",
-        "ticket",
+        "workflow",
+        "subject",
         "job",
         "outcome",
         "reason",
@@ -76,11 +77,12 @@ def _print(result: demo.DemoResult) -> None:
         reason = f"same job as {r.job_id[:8]}" if r.duplicate else r.reason
         table.add_row(
             r.file,
+            r.workflow,
             r.external_id,
             r.job_id[:8],
             outcome,
             reason,
-            "" if r.duplicate or r.status == "completed" else r.detail,
+            "" if r.duplicate else r.detail,
         )
     console = Console(width=max(Console().width, 160))
     console.print(table)

@@ -24,6 +24,15 @@ EXPECTED = {
     "07-clean-refund-eur.json": ("completed", ""),
     "08-someone-elses-charge.json": ("escalated", "verification_failed"),
     "09-duplicate-delivery.json": ("completed", ""),
+    "10-invoice-amount-off-po.json": ("completed", ""),
+    "11-invoice-clean-approval.json": ("escalated", "approval_required"),
+    "12-invoice-vendor-not-allowed.json": ("completed", ""),
+    "13-invoice-already-paid.json": ("escalated", "planner_requested"),
+    "14-it-own-password-reset.json": ("completed", ""),
+    "15-it-vpn-access.json": ("completed", ""),
+    "16-it-admin-access.json": ("escalated", "approval_required"),
+    "17-it-reset-someone-else.json": ("escalated", "verification_failed"),
+    "18-it-offboarding.json": ("escalated", "approval_required"),
 }
 
 
@@ -56,8 +65,16 @@ def test_demo_runs_twice_on_embedded_defaults_with_the_same_outcomes(tmp_path: P
         assert (
             rows["09-duplicate-delivery.json"]["job_id"] == rows["01-clean-refund.json"]["job_id"]
         )
-        # Three refunds and three internal notes, whatever the duplicate delivery did
-        assert result["applied_writes"] == {"stripe": 3, "zendesk": 3}
+        # Three refunds and three internal notes, whatever the duplicate delivery did; two
+        # invoice holds; one password reset and one group membership
+        assert result["applied_writes"] == {"stripe": 3, "zendesk": 3, "salesforce": 2, "okta": 2}
+        # Every workflow shows, and a completed job says what it did
+        assert {r["workflow"] for r in result["rows"]} == {
+            "support_refund",
+            "invoice_exception",
+            "it_request",
+        }
+        assert "Hold" in rows["10-invoice-amount-off-po.json"]["detail"]
     # And the runs are distinct (new run id, new jobs), on the embedded SQLite file
     assert json.loads(first.stdout)["run_id"] != json.loads(second.stdout)["run_id"]
     assert (tmp_path / "var" / "opsgate.db").exists()
@@ -69,8 +86,8 @@ def test_demo_prints_a_table_for_people(tmp_path: Path):
     proc = run_demo(tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "approval_required" in proc.stdout and "duplicate delivery" in proc.stdout
-    assert "writes applied in the sandbox: 3 stripe, 3 zendesk" in proc.stdout
-    assert "settled 8/8 jobs" in proc.stderr  # progress is shown while it works
+    assert "writes applied in the sandbox: 2 okta, 2 salesforce, 3 stripe, 3 zendesk" in proc.stdout
+    assert "settled 17/17 jobs" in proc.stderr  # progress is shown while it works
 
 
 def test_cli_reads_what_the_demo_left(tmp_path: Path):
@@ -85,8 +102,10 @@ def test_cli_reads_what_the_demo_left(tmp_path: Path):
         timeout=60,
     )
     jobs = json.loads(listed.stdout)
-    assert len(jobs) == 8 and {j["status"] for j in jobs} == {"completed", "escalated"}
-    completed = next(j for j in jobs if j["status"] == "completed")
+    assert len(jobs) == 17 and {j["status"] for j in jobs} == {"completed", "escalated"}
+    completed = next(
+        j for j in jobs if j["status"] == "completed" and j["workflow"] == "support_refund"
+    )
     shown = subprocess.run(
         [sys.executable, "-m", "app", "jobs", "show", completed["id"][:8], "--json"],
         cwd=tmp_path,
@@ -107,11 +126,5 @@ def test_cli_reads_what_the_demo_left(tmp_path: Path):
         timeout=60,
     )
     reasons = sorted(e["reason"] for e in json.loads(escalations.stdout))
-    assert reasons == [
-        "approval_required",
-        "no_model",
-        "verification_failed",
-        "verification_failed",
-        "verification_failed",
-    ]
+    assert reasons == sorted(r for status, r in EXPECTED.values() if status == "escalated")
     assert ROOT.exists()
