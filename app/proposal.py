@@ -52,8 +52,11 @@ def approved(job_id: str, step: dict[str, Any], decision: policy.Decision) -> po
 
 
 def check_policy(job_id: str, workflow: str, steps: list[dict[str, Any]]) -> list[policy.Decision]:
-    """Decide every step; the first block or unapproved approval need escalates with its rule."""
+    """Decide every step. A block anywhere escalates `policy_blocked` (no reviewer is asked to
+    approve a plan that could never run); otherwise the first step whose approval does not
+    hold escalates `approval_required` (or `shadow_proposal`)."""
     decisions = []
+    waiting: EscalationRequired | None = None
     for step in steps:
         decision = policy.decide(workflow, step["tool"], step["args"], job_id)
         evidence = {
@@ -66,8 +69,13 @@ def check_policy(job_id: str, workflow: str, steps: list[dict[str, Any]]) -> lis
         if decision.outcome == "block":
             raise EscalationRequired("policy_blocked", decision.detail, evidence)
         if decision.outcome == "approval_required":
-            decision = approved(job_id, step, decision)
+            try:
+                decision = approved(job_id, step, decision)
+            except EscalationRequired as exc:
+                waiting = waiting or exc
         decisions.append(decision)
+    if waiting is not None:
+        raise waiting
     return decisions
 
 

@@ -107,8 +107,24 @@ def pg_database() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_db_url() -> Iterator[str]:
     """A Redis database number of its own on the shared server, flushed before and after."""
-    # Databases 1-9 are for test sessions; the benchmarks use 10-15 and flush theirs.
-    url = f"{REDIS_BASE_URL}/{random.randint(1, 9)}"
+    # Databases 1-9 are for test sessions; the benchmarks use 10-15 and flush theirs. A lock
+    # file per database keeps concurrent sessions on one machine out of each other's way
+    # (each flushes its database, and its workers would take the other's tasks).
+    import fcntl
+
+    held = None
+    for number in random.sample(range(1, 10), 9):
+        lock = open(f"/tmp/opsgate-test-redis-db-{number}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        held = (number, lock)
+        break
+    if held is None:
+        pytest.fail("every Redis test database (1-9) is in use by another test session")
+    url = f"{REDIS_BASE_URL}/{held[0]}"
     client = redis.Redis.from_url(url)
     try:
         client.ping()
@@ -117,6 +133,7 @@ def redis_db_url() -> Iterator[str]:
     client.flushdb()
     yield url
     client.flushdb()
+    held[1].close()
 
 
 @pytest.fixture
@@ -134,6 +151,9 @@ def pg_env(
 
     tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with psycopg.connect(pg_database, autocommit=True) as conn:
+        # The audit tables refuse TRUNCATE through a trigger; a test harness (as a superuser
+        # DBA would) switches triggers off for its own session to start from empty tables.
+        conn.execute("SET session_replication_role = replica")
         conn.execute(f"TRUNCATE {tables} CASCADE")
     redis.Redis.from_url(redis_db_url).flushdb()
     return {

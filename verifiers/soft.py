@@ -137,6 +137,10 @@ class AmountStated(Signal):
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
         stated = {(a.minor, a.currency) for a in find_amounts(ev.request_text)}
+        if len(stated) > 1 and ev.writes("stripe.refund"):
+            # Two amounts in one request (or one planted by injected text): which one the
+            # customer means is for a person to read, whichever one the plan took.
+            return False, f"the ticket states several amounts {sorted(stated)}"
         for args in ev.writes("stripe.refund"):
             if (args["amount"], args["currency"]) not in stated:
                 return False, (

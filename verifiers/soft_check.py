@@ -78,7 +78,7 @@ def ticket_history(job_id: str, ticket: dict[str, Any], rec: CallRecorder) -> li
         lambda: zendesk_api.list_comments(ticket_id),
     )
     events = []
-    mine = f"opsgate-{job_id}-"
+    mine = job_id  # this job's own notes carry its id in their marker, whatever the key form
     for comment in comments[1:]:  # the first comment is the ticket's description
         body = comment.get("body") or ""
         if "[opsgate:" in body and mine not in body:

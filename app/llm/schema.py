@@ -44,7 +44,8 @@ def strictify(node: Any) -> Any:
 
 
 class _ModelFacing(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: an amount sent as "20.00" or true is a schema error, never quietly 20 or 1.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class InvoiceFields(_ModelFacing):

@@ -1,0 +1,1 @@
+"""Evaluation sets: scripted model outputs and what opsgate must do with each."""
