@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 from app.models import AuditEvent, utcnow
 
 GENESIS = "0" * 64
+# The chain of events that belong to no job (kill-switch flips, erasures of personal data).
+FLEET = "fleet"
 
 
 def canonical_json(value: Any) -> str:
@@ -47,6 +49,17 @@ def append(
     A concurrent append to the same job collides on the unique (job_id, seq) pair and the
     loser's transaction fails, so the chain can never fork.
     """
+    return append_many(session, job_id, [(kind, actor, payload)], first=first)[0]
+
+
+def append_many(
+    session: Session,
+    job_id: str,
+    events: list[tuple[str, str, dict[str, Any]]],
+    *,
+    first: bool = False,
+) -> list[AuditEvent]:
+    """Append (kind, actor, payload) events in order, with one look-up of the chain's head."""
     # `first`: the caller just created the job, so there is no chain to look up yet.
     last = (
         None
@@ -59,21 +72,34 @@ def append(
         ).first()
     )
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    now = utcnow()
-    body = dict(payload, at=now.isoformat())
-    body = json.loads(canonical_json(body))  # store exactly what was hashed
-    event = AuditEvent(
-        job_id=job_id,
-        seq=seq,
-        kind=kind,
-        actor=actor,
-        payload=body,
-        prev_hash=prev,
-        hash=event_hash(prev, job_id, seq, kind, actor, body),
-        at=now,
-    )
-    session.add(event)
-    return event
+    added = []
+    for kind, actor, payload in events:
+        now = utcnow()
+        body = dict(payload, at=now.isoformat())
+        body = json.loads(canonical_json(body))  # store exactly what was hashed
+        digest = event_hash(prev, job_id, seq, kind, actor, body)
+        event = AuditEvent(
+            job_id=job_id,
+            seq=seq,
+            kind=kind,
+            actor=actor,
+            payload=body,
+            prev_hash=prev,
+            hash=digest,
+            at=now,
+        )
+        session.add(event)
+        added.append(event)
+        seq, prev = seq + 1, digest
+    if len(added) > 1:
+        session.flush()  # a later append's look-up must see these
+    return added
+
+
+def reference(value: str) -> str:
+    """A stable reference to personal data (a requester, a login) for chained payloads: the
+    value itself stays in its own store, where it can be erased."""
+    return sha256_hex(value)[:16]
 
 
 @dataclass(frozen=True)
@@ -103,10 +129,32 @@ def verify_job(session: Session, job_id: str) -> ChainBreak | None:
 
 
 def verify_all(session: Session) -> list[ChainBreak]:
-    """Verify every job's chain; the list of breaks is empty when the trail holds."""
+    """Verify the checkpoint chain, every job's chain and every anchored head; the first
+    break per chain, in chain order (empty when the whole trail holds)."""
+    from app import checkpoints
+
+    anchored, breaks = checkpoints.replay(session)
     job_ids = session.scalars(select(AuditEvent.job_id).group_by(AuditEvent.job_id)).all()
-    breaks = [b for j in job_ids if (b := verify_job(session, j)) is not None]
-    return breaks
+    found = [b for j in job_ids if (b := verify_job(session, j)) is not None]
+    found += checkpoints.verify_heads(session, anchored)
+    return breaks + _first_per_chain(found)
+
+
+def verify_one(session: Session, job_id: str) -> list[ChainBreak]:
+    """Verify one job's chain and its anchored head, and the checkpoint chain itself."""
+    from app import checkpoints
+
+    anchored, breaks = checkpoints.replay(session)
+    found = [b for b in [verify_job(session, job_id)] if b is not None]
+    found += checkpoints.verify_heads(session, anchored, job_id)
+    return breaks + _first_per_chain(found)
+
+
+def _first_per_chain(breaks: list[ChainBreak]) -> list[ChainBreak]:
+    first: dict[str, ChainBreak] = {}
+    for b in sorted(breaks, key=lambda b: (b.job_id, b.seq)):
+        first.setdefault(b.job_id, b)
+    return list(first.values())
 
 
 def count(session: Session, job_id: str) -> int:

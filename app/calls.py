@@ -134,26 +134,63 @@ class CallRecorder:
         )
 
     def write(
-        self, session: Session, job_id: str, step_pk: int | None = None, attempt: int = 1
+        self,
+        session: Session,
+        job_id: str,
+        step_pk: int | None = None,
+        attempt: int = 1,
+        requester: str = "",
     ) -> None:
-        """Add the recorded calls to the session (the caller commits)."""
+        """Add the recorded calls to the session, each with its audit event naming the three
+        identities: the human requester (a reference), the agent runtime and the tool's
+        service account (the caller commits)."""
+        rows = []
         for c in self.calls:
-            session.add(
-                ToolCall(
-                    job_id=job_id,
-                    step_pk=step_pk,
-                    stage=self.stage,
-                    tool=c.tool,
-                    system=c.system,
-                    service_identity=c.service_identity,
-                    request=c.request,
-                    response=c.response,
-                    outcome=c.outcome,
-                    latency_ms=round(c.latency_ms, 2),
-                    attempt=attempt,
-                )
+            row = ToolCall(
+                job_id=job_id,
+                step_pk=step_pk,
+                stage=self.stage,
+                tool=c.tool,
+                system=c.system,
+                service_identity=c.service_identity,
+                request=c.request,
+                response=c.response,
+                outcome=c.outcome,
+                latency_ms=round(c.latency_ms, 2),
+                attempt=attempt,
             )
+            session.add(row)
+            rows.append((c, row))
         self.calls.clear()
+        if rows:
+            session.flush()
+            agent = f"agent:{get_settings().agent_identity}"
+            identities = {"requester": audit.reference(requester), "agent": agent}
+            audit.append_many(
+                session,
+                job_id,
+                [
+                    (
+                        "tool_call",
+                        agent,
+                        {
+                            "tool_call_id": row.id,
+                            "stage": self.stage,
+                            "tool": c.tool,
+                            "system": c.system,
+                            "identities": dict(identities, service=c.service_identity),
+                            "attempt": attempt,
+                            "outcome": c.outcome,
+                            "latency_ms": round(c.latency_ms, 2),
+                            "idempotency_key": c.request.get("idempotency_key"),
+                            # The data itself stays in tool_calls (retention, erasure).
+                            "request_sha256": audit.sha256_hex(audit.canonical_json(c.request)),
+                            "response_sha256": audit.sha256_hex(audit.canonical_json(c.response)),
+                        },
+                    )
+                    for c, row in rows
+                ],
+            )
         self._write_model_calls(session, job_id, attempt)
 
     def _write_model_calls(self, session: Session, job_id: str, attempt: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from app import observability
 from app.broker import celery_broker_url
 from app.jobs import QUEUES, STAGES
 from app.settings import get_settings
@@ -53,12 +54,27 @@ def make_celery() -> Celery:
                 "schedule": settings.reaper_interval,
                 "options": {"queue": "maintenance", "expires": settings.reaper_interval * 3},
             },
+            "audit-checkpoint": {
+                "task": "opsgate.audit_checkpoint",
+                "schedule": settings.audit_checkpoint_seconds,
+                "options": {
+                    "queue": "maintenance",
+                    "expires": settings.audit_checkpoint_seconds * 3,
+                },
+            },
+            "retention-purge": {
+                "task": "opsgate.retention_purge",
+                "schedule": 3600.0,
+                "options": {"queue": "maintenance", "expires": 3600.0},
+            },
         },
     )
     return app
 
 
 celery_app = make_celery()
+# Log context, Sentry and tracing per task, set up in each worker process (app.observability).
+observability.connect_celery()
 
 
 def publisher() -> Celery:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app import audit, jobs, reasons
 from app.models import Escalation, Job, utcnow
+from app.redaction import redact
 from app.settings import get_settings
 from tools.base import Risk
 from tools.catalog import get_tool
@@ -65,7 +66,12 @@ def escalate(
         job.id,
         "escalation",
         actor,
-        {"reason": reason, "detail": detail, "stage": stage, "evidence_keys": sorted(evidence)},
+        {
+            "reason": reason,
+            "detail": redact(detail),
+            "stage": stage,
+            "evidence_keys": sorted(evidence),
+        },
     )
     return esc
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.orm import Session
 
@@ -54,6 +55,8 @@ def claim_step(session: Session, job: Job) -> Claim:
     earlier claim outlived its lease (that worker died). A live claim elsewhere means retry.
     """
     step = job.steps[job.current_step]
+    # The task's log context (bound in the Celery signal handlers) learns the step here.
+    structlog.contextvars.bind_contextvars(step_id=step.step_id)
 
     def held(token: str, attempt: int, result: dict[str, Any] | None) -> Claim:
         return Claim(
@@ -207,7 +210,7 @@ class ExecuteStage:
         audit.append(
             session,
             job.id,
-            "tool_call",
+            "step_executed",
             agent_actor(),
             {
                 "step": claim.step_id,

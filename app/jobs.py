@@ -11,6 +11,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from app import audit
 from app.errors import IllegalTransition, StaleJob
 from app.models import Job, JobEvent, OutboxMessage, utcnow
+from app.redaction import redact
 
 QUEUED = "queued"  # waiting for the planner
 PLANNED = "planned"  # plan stored, waiting for proposal verification
@@ -118,6 +119,8 @@ def transition(
         job.id,
         "transition",
         actor,
-        {"from": from_status, "to": to_status, "reason": reason},
+        # Free text (a plan's summary, an escalation's detail) is redacted before it is
+        # chained: personal data must stay erasable, and a chained payload never is.
+        {"from": from_status, "to": to_status, "reason": redact(reason) if reason else reason},
     )
     enqueue_stage(session, job)

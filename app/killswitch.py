@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import broker, configfile, jobs
+from app import audit, broker, configfile, jobs
 from app.db import session_scope
 from app.errors import InputError, KillSwitchEngaged, StaleJob
 from app.models import Job, KillSwitchEvent, utcnow
@@ -136,10 +136,22 @@ def _ensure_loaded(session: Session | None = None) -> None:
         rebuild(session)
 
 
+def _audit(session: Session, scope: str, engaged: bool, actor: str, reason: str) -> None:
+    """Flips belong to no job: they go on the fleet's own chain (audit.FLEET)."""
+    audit.append(
+        session,
+        audit.FLEET,
+        "kill_switch",
+        actor,
+        {"scope": scope, "engaged": engaged, "reason": reason},
+    )
+
+
 def engage(session: Session, scope: str, actor: str, reason: str) -> None:
     """Turn a switch on fleet-wide: recorded first, then live (the caller commits)."""
     event = KillSwitchEvent(scope=scope, engaged=True, actor=actor, reason=reason, at=utcnow())
     session.add(event)
+    _audit(session, scope, True, actor, reason)
     session.flush()
     broker.client().hset(KEY, scope, _value(actor, event.at.isoformat(), reason))
 
@@ -147,6 +159,7 @@ def engage(session: Session, scope: str, actor: str, reason: str) -> None:
 def release(session: Session, scope: str, actor: str, reason: str) -> None:
     """Turn a runtime switch off (a switch in config/ stays on until the file says so)."""
     session.add(KillSwitchEvent(scope=scope, engaged=False, actor=actor, reason=reason))
+    _audit(session, scope, False, actor, reason)
     session.flush()
     broker.client().hdel(KEY, scope)
 

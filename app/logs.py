@@ -1,4 +1,10 @@
-"""Structured logging: JSON lines by default, secrets and PII never included."""
+"""Structured logging: JSON lines by default, secrets and PII never included.
+
+Every line, ours (structlog) or a library's (stdlib logging: Celery, uvicorn), goes through
+the same chain: the bound context (job, stage and task ids in a task; request id in the API,
+see app.observability), the active trace and span ids, then the exception text, and only then
+the PII redaction, so a traceback's message is redacted too.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import sys
 
 import structlog
 
-from app.redaction import redact_event
+from app import observability
 
 
 def configure(level: str = "INFO", fmt: str = "json") -> None:
@@ -19,10 +25,12 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_event,
+        observability.add_trace_ids,
+        structlog.processors.format_exc_info,
+        observability.redact_log,
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, observability.errors_to_sentry, renderer],
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=False,
@@ -30,11 +38,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                renderer,
-            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
             foreign_pre_chain=[*shared],
         )
     )

@@ -164,7 +164,7 @@ class AuditEvent(Base):
     """Append-only, hash-chained record of everything that happened to a job."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (UniqueConstraint("job_id", "seq"),)
+    __table_args__ = (UniqueConstraint("job_id", "seq"), Index("ix_audit_events_at", "at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(String(36), index=True)
@@ -175,6 +175,35 @@ class AuditEvent(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditCheckpoint(Base):
+    """One link of the global chain that anchors the job chains' heads.
+
+    Each checkpoint lists the chains whose head moved since the one before, with the head's
+    seq and hash, and is hash-linked to its predecessor: a deleted last event, a deleted job
+    or a re-hashed chain no longer matches what a checkpoint anchored.
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    heads: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditHead(Base):
+    """The head each chain had at the last checkpoint: a cache that makes the next checkpoint
+    cheap. Verification never trusts it; it replays the checkpoints themselves."""
+
+    __tablename__ = "audit_heads"
+
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class ToolCall(Base):

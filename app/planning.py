@@ -16,6 +16,7 @@ from app.llm.config import models_config
 from app.models import Escalation, Job, JobEvent, PlanStep
 from app.plan import Plan
 from app.planner import rules
+from app.redaction import redact
 from app.runner import JobView, agent_actor
 from app.settings import get_settings
 from tools import okta_api, salesforce_api
@@ -264,7 +265,7 @@ def store_plan(session: Session, job: Job, plan: Plan, tier: str) -> None:
         agent_actor(),
         {
             "tier": tier,
-            "summary": plan.summary,
+            "summary": redact(plan.summary),
             "confidence": plan.confidence,
             "steps": [
                 {

@@ -166,7 +166,7 @@ def _abandon(stage: StageWork, ctx: Any) -> None:
 def _spend_retry(view: JobView, rec: CallRecorder) -> int:
     """Record this attempt's calls and count one retry against the job's budget."""
     with session_scope() as session:
-        rec.write(session, view.id, attempt=view.deliveries)
+        rec.write(session, view.id, attempt=view.deliveries, requester=view.requester)
         session.execute(update(Job).where(Job.id == view.id).values(retries=Job.retries + 1))
         spent = session.scalar(select(Job.retries).where(Job.id == view.id)) or 0
         session.commit()
@@ -240,7 +240,7 @@ def _finish(view: JobView, rec: CallRecorder, apply: Any) -> str:
             job = session.get(Job, view.id)
             if job is None or job.version != view.version:
                 raise StaleJob(f"job {view.id} changed while this stage worked")
-            rec.write(session, view.id, attempt=view.deliveries)
+            rec.write(session, view.id, attempt=view.deliveries, requester=view.requester)
             apply(session, job)
             session.commit()
             status = job.status
@@ -256,7 +256,7 @@ def _record_calls(view: JobView, rec: CallRecorder) -> None:
     if not rec.calls:
         return
     with session_scope() as session:
-        rec.write(session, view.id, attempt=view.deliveries)
+        rec.write(session, view.id, attempt=view.deliveries, requester=view.requester)
         session.commit()
 
 

@@ -100,6 +100,13 @@ class Settings(BaseSettings):
 
     sentry_dsn: SecretStr | None = Field(None, validation_alias=_env("SENTRY_DSN"))
     otel_endpoint: str | None = Field(None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    # Sentry's own variable names; the environment defaults to OPSGATE_ENV.
+    sentry_environment: str | None = Field(None, validation_alias=_env("SENTRY_ENVIRONMENT"))
+    sentry_release: str | None = Field(None, validation_alias=_env("SENTRY_RELEASE"))
+    # Share of requests and tasks Sentry traces (errors are always sent).
+    sentry_traces_sample_rate: float = Field(
+        0.1, ge=0, le=1, validation_alias=_env("OPSGATE_SENTRY_TRACES_SAMPLE_RATE")
+    )
 
     agent_identity: str = Field(
         "opsgate-agent/local", validation_alias=_env("OPSGATE_AGENT_IDENTITY")
@@ -113,6 +120,12 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(3600, validation_alias=_env("OPSGATE_VISIBILITY_TIMEOUT"))
     max_deliveries: int = Field(10, validation_alias=_env("OPSGATE_MAX_DELIVERIES"))
     reaper_interval: float = Field(10.0, validation_alias=_env("OPSGATE_REAPER_INTERVAL"))
+    # The audit trail: how often beat anchors the job chains' heads in a checkpoint, and how
+    # long personal data stays in the operational stores after a job settles.
+    audit_checkpoint_seconds: float = Field(
+        60.0, gt=0, validation_alias=_env("OPSGATE_AUDIT_CHECKPOINT_SECONDS")
+    )
+    retention_days: int = Field(90, ge=1, validation_alias=_env("OPSGATE_RETENTION_DAYS"))
     stale_after: float = Field(120.0, validation_alias=_env("OPSGATE_STALE_AFTER"))
     outbox_grace: float = Field(3.0, validation_alias=_env("OPSGATE_OUTBOX_GRACE"))
     retry_max: int = Field(4, validation_alias=_env("OPSGATE_RETRY_MAX"))
@@ -143,6 +156,9 @@ class Settings(BaseSettings):
         "api_url",
         "otel_endpoint",
         "salesforce_org_id",
+        "sentry_dsn",
+        "sentry_environment",
+        "sentry_release",
         mode="before",
     )
     @classmethod

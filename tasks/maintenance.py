@@ -1,12 +1,38 @@
-"""Task on the `maintenance` queue, run by beat: the outbox relay and the stale-job reaper."""
+"""Tasks on the `maintenance` queue, run by beat: the outbox relay and the stale-job reaper,
+the audit checkpoint and the personal-data retention purge."""
 
 from __future__ import annotations
 
-from app import reaper
+from datetime import timedelta
+
+from app import checkpoints, privacy, reaper
 from app.celery_app import celery_app
+from app.db import session_scope
+from app.settings import get_settings
 
 
 @celery_app.task(name="opsgate.reap")
 def reap() -> dict[str, int]:
     """Publish pending outbox messages and re-publish jobs stuck in an active state."""
     return reaper.reap()
+
+
+@celery_app.task(name="opsgate.audit_checkpoint")
+def audit_checkpoint() -> int:
+    """Anchor the job chains whose head moved; returns the checkpoint's seq (0: none)."""
+    with session_scope() as session:
+        point = checkpoints.take(session)
+        session.commit()
+        return point.seq if point is not None else 0
+
+
+@celery_app.task(name="opsgate.retention_purge")
+def retention_purge() -> int:
+    """Scrub personal data older than OPSGATE_RETENTION_DAYS; returns the rows scrubbed."""
+    days = get_settings().retention_days
+    with session_scope() as session:
+        result = privacy.purge_expired(
+            session, older_than=timedelta(days=days), actor="system:retention"
+        )
+        session.commit()
+        return result.total()

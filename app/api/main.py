@@ -6,20 +6,23 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from app import broker, db
+from app import broker, db, observability
 from app.api import jobs, killswitch, problems, webhooks
 from app.errors import ServiceUnavailable
 from app.metrics import FleetCollector
 
 
 def create_app() -> FastAPI:
-    """Build the API app."""
+    """Build the API app (called once per server process: telemetry starts here)."""
+    observability.init_process("api")
     app = FastAPI(
         title="opsgate",
         version="0.1.0",
         description="Intake and jobs API of opsgate (errors are problem+json).",
     )
     problems.install(app)
+    app.add_middleware(observability.RequestContext)
+    observability.instrument_api(app)
     registry = CollectorRegistry()
     registry.register(FleetCollector())
 

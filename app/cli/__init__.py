@@ -43,13 +43,15 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from app.cli import demo, jobs, keys, killswitch, services
+    from app.cli import audit, demo, jobs, keys, killswitch, report, services
 
     services.register(cli)
     keys.register(cli)
     jobs.register(cli)
+    report.register(cli)
     demo.register(cli)
     killswitch.register(cli)
+    audit.register(cli)
 
 
 _register()

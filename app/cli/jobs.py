@@ -362,49 +362,7 @@ def reject(escalation_id: int, reason_code: str, note: str) -> None:
     _decide(escalation_id, {"decision": "reject", "reason_code": reason_code, "note": note})
 
 
-@click.command("report")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def report(as_json: bool) -> None:
-    """Shadow-mode agreement per workflow and tool, and job volumes: promotion evidence."""
-    from app import report as report_data
-
-    setup_logging()
-    prepare_database()
-    with session_scope() as session:
-        data = report_data.build(session)
-    if as_json:
-        emit_json(data)
-        return
-    console = Console()
-    stages = Table("workflow", "stage", "canary %")
-    for name, st in data["rollout"].items():
-        stages.add_row(name, st["stage"], str(st["canary_percent"]))
-    console.print(stages)
-    shadow = Table(
-        "workflow", "tool", "proposals", "approved", "edited", "rejected", "open", "agreement"
-    )
-    for r in data["shadow"]:
-        rate = "" if r["agreement_rate"] is None else f"{r['agreement_rate']:.0%}"
-        shadow.add_row(
-            r["workflow"],
-            r["tool"],
-            str(r["proposals"]),
-            str(r["approved"]),
-            str(r["edited"]),
-            str(r["rejected"]),
-            str(r["open"]),
-            rate,
-        )
-    console.print(shadow if data["shadow"] else "no shadow-mode proposals yet")
-    vols = Table("workflow", "jobs", "by status")
-    for v in data["volumes"]:
-        vols.add_row(
-            v["workflow"], str(v["total"]), ", ".join(f"{k} {n}" for k, n in v["by_status"].items())
-        )
-    console.print(vols)
-
-
 def register(cli: click.Group) -> None:
     """Add these commands to the CLI."""
-    for cmd in (submit, jobs_group, escalations_group, approve, reject, report):
+    for cmd in (submit, jobs_group, escalations_group, approve, reject):
         cli.add_command(cmd)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-from app import audit
+from app import audit, checkpoints
 from app.db import session_scope
 
 JOB = "00000000-0000-4000-8000-000000000001"
@@ -33,7 +34,11 @@ def chain(sqlite_db: Path) -> str:
 
 
 def _sql(statement: str, **params: object) -> None:
+    """Tamper as someone with the database file would: drop the append-only triggers first."""
     with session_scope() as s:
+        for table in ("audit_events", "audit_checkpoints"):
+            for action in ("update", "delete"):
+                s.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_{action}"))
         s.execute(text(statement), params)
         s.commit()
 
@@ -119,17 +124,106 @@ def test_deleted_middle_event_is_detected(chain: str) -> None:
     assert broken.seq == 2 and "missing" in broken.problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9: app/audit.py has no global checkpoint chain yet "
-    "(DESIGN.md: 'anchored by a global chain of checkpoints so a deleted last "
-    "event ... is detected'); deleting a job's last event verifies clean",
-)
+def _checkpoint() -> None:
+    with session_scope() as s:
+        assert checkpoints.take(s) is not None
+        s.commit()
+
+
 def test_deleted_last_event_is_detected(chain: str) -> None:
+    # Given the chain's head anchored by a checkpoint
+    _checkpoint()
+    # When its last event is deleted (the job chain alone still verifies)
     _sql("DELETE FROM audit_events WHERE job_id = :j AND seq = 4", j=chain)
 
+    # Then the anchor names what is gone
     with session_scope() as s:
-        assert audit.verify_all(s) != []
+        assert audit.verify_job(s, chain) is None
+        [broken] = audit.verify_all(s)
+        assert (broken.job_id, broken.seq) == (chain, 4) and "gone" in broken.problem
+        assert audit.verify_one(s, chain) == [broken]
+
+
+def test_a_deleted_job_is_detected(chain: str) -> None:
+    _checkpoint()
+    _sql("DELETE FROM audit_events WHERE job_id = :j", j=chain)
+
+    with session_scope() as s:
+        [broken] = audit.verify_all(s)
+    assert broken.job_id == chain and "gone" in broken.problem
+
+
+def test_a_chain_rewritten_from_the_start_is_detected(chain: str) -> None:
+    # Given an anchored chain, then every event re-hashed consistently with a forged payload
+    _checkpoint()
+    with session_scope() as s:
+        rows = s.execute(
+            text(
+                "SELECT seq, kind, actor, payload FROM audit_events WHERE job_id = :j ORDER BY seq"
+            ),
+            {"j": chain},
+        ).all()
+    prev = audit.GENESIS
+    for row in rows:
+        payload = json.loads(row.payload)
+        if row.seq == 3:
+            payload["amount"] = 1
+        digest = audit.event_hash(prev, chain, row.seq, row.kind, row.actor, payload)
+        _sql(
+            "UPDATE audit_events SET payload = :p, prev_hash = :prev, hash = :h "
+            "WHERE job_id = :j AND seq = :seq",
+            p=json.dumps(payload),
+            prev=prev,
+            h=digest,
+            j=chain,
+            seq=row.seq,
+        )
+        prev = digest
+    # Then the job chain alone holds, but the anchored head does not
+    with session_scope() as s:
+        assert audit.verify_job(s, chain) is None
+        [broken] = audit.verify_all(s)
+    assert (broken.seq, "differs" in broken.problem) == (4, True)
+
+
+def test_an_edited_checkpoint_is_detected(chain: str) -> None:
+    _checkpoint()
+    _sql("UPDATE audit_checkpoints SET heads = '{}' WHERE seq = 1")
+
+    with session_scope() as s:
+        [broken] = audit.verify_all(s)
+    assert (broken.job_id, broken.seq) == (checkpoints.CHECKPOINTS, 1)
+
+
+def test_checkpoints_anchor_only_what_moved(chain: str) -> None:
+    _checkpoint()
+    with session_scope() as s:
+        # Nothing moved: no new checkpoint
+        assert checkpoints.take(s) is None
+        audit.append(s, chain, "transition", "agent", {"from": "ready", "to": "executed"})
+        point = checkpoints.take(s)
+        s.commit()
+        assert (
+            point is not None
+            and point.seq == 2
+            and point.heads == {chain: [5, point.heads[chain][1]]}
+        )
+        anchored, breaks = checkpoints.replay(s)
+    assert breaks == [] and anchored.heads[chain][0] == 5 and anchored.checkpoints == 2
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_events SET actor = 'x' WHERE job_id = :j",
+        "DELETE FROM audit_events WHERE job_id = :j",
+    ],
+)
+def test_the_database_refuses_to_change_audit_rows(chain: str, statement: str) -> None:
+    with session_scope() as s, pytest.raises(DBAPIError, match="append-only"):
+        s.execute(text(statement), {"j": chain})
+    with session_scope() as s:
+        assert audit.count(s, chain) == 4
 
 
 def test_other_jobs_chains_are_independent(chain: str) -> None:

@@ -1,0 +1,318 @@
+"""`opsgate audit show|verify|export|checkpoint` and `opsgate data erase|purge`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from app import audit, checkpoints, privacy
+from app.audit_story import story
+from app.cli.common import emit_json, prepare_database, setup_logging
+from app.db import session_scope
+from app.errors import InputError
+from app.models import AuditCheckpoint, AuditEvent
+from app.settings import cli_actor
+from app.timespec import parse_since
+from app.views import find_job
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The tamper-evident audit trail: tell a job's story, verify, export."""
+
+
+@audit_group.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def audit_show(job_id: str, as_json: bool) -> None:
+    """Who asked, which agent acted, what data it saw, what it proposed, who allowed it,
+    what changed where under which identity, and what it cost."""
+    setup_logging()
+    prepare_database()
+    with session_scope() as session:
+        job = find_job(session, job_id)
+        if job is None:
+            raise InputError(f"no job {job_id!r}")
+        told = story(session, job)
+    if as_json:
+        emit_json(told)
+        return
+    _print_story(told)
+
+
+def _print_story(t: dict[str, Any]) -> None:
+    c = Console(width=max(Console().width, 120))
+    job, who = t["job"], t["who_asked"]
+    incident = "  [bold red]INCIDENT[/]" if job["incident"] else ""
+    c.print(f"[bold]job {job['id']}[/]  {job['workflow']}  [bold]{job['status']}[/]{incident}")
+    c.print("\n[bold]Who asked[/]")
+    c.print(
+        f"  {who['requester']} (ref {who['requester_ref']}), vouched for by "
+        f"{who['submitted_by']}, via {who['source']} {who['external_id']}"
+    )
+    c.print("\n[bold]Which agent runtime acted[/]")
+    c.print("  " + (", ".join(t["agent_runtimes"]) or "none (nothing ran)"))
+    c.print("\n[bold]What data it saw[/]")
+    for d in t["data_seen"]:
+        if "tool" in d:
+            c.print(f"  {d['tool']} as {d['service_identity']} ({d['stage']}): {d['outcome']}")
+        else:
+            c.print(
+                f"  model {d['model']} ({d['tier']}, {d['prompt_version']}), policy passages "
+                f"{', '.join(d['passages']) or 'none'}: {d['outcome']}"
+            )
+    p = t["proposed"]
+    c.print(f"\n[bold]What it proposed[/] (tier {p['tier']}, confidence {p['confidence']})")
+    c.print(f"  {p['summary']}")
+    for s in p["steps"]:
+        c.print(
+            f"  {s['step_id']} r{s['revision']} {s['tool']} {json.dumps(s['args'])}: {s['status']}"
+        )
+    c.print("\n[bold]Which rules and people allowed it[/]")
+    for a in t["allowed_by"]:
+        c.print(f"  #{a['seq']} {a['what']}  ({a['actor']})")
+    if t["escalations"]:
+        for e in t["escalations"]:
+            decided = f", {e['decision']} by {e['decided_by']}" if e["decision"] else ""
+            c.print(f"  escalated: {e['reason']}: {e['detail']} [{e['status']}{decided}]")
+    c.print("\n[bold]What changed[/]")
+    for ch in t["changed"] or []:
+        c.print(
+            f"  {ch['step']} {ch['tool']} in {ch['system']} as {ch['service_identity']} "
+            f"(agent {ch['agent']}, for requester ref {ch['requester_ref']}): {ch['result_id']}"
+            + (f", approval {ch['approval_id']}" if ch["approval_id"] else "")
+        )
+    if not t["changed"]:
+        c.print("  nothing was written")
+    cost = t["cost"]
+    c.print(
+        f"\n[bold]What it cost[/]  {cost['model_usd']} USD in {cost['model_calls']} model "
+        f"call(s) ({cost['input_tokens']}+{cost['output_tokens']} tokens), "
+        f"{cost['tool_calls']} tool call(s)"
+    )
+    table = Table("#", "at", "kind", "actor", "what", title="timeline", title_justify="left")
+    for ev in t["timeline"]:
+        table.add_row(str(ev["seq"]), (ev["at"] or "")[:19], ev["kind"], ev["actor"], ev["what"])
+    c.print(table)
+    chain = t["chain"]
+    if chain["verified"]:
+        c.print(f"[green]chain verified[/]: {chain['events']} events")
+    else:
+        for b in chain["breaks"]:
+            c.print(f"[bold red]chain broken[/]: {b['chain']} at {b['seq']}: {b['problem']}")
+
+
+@audit_group.command("verify")
+@click.option("--job", "job_id", help="Verify one job's chain (and the checkpoints) only.")
+@click.option(
+    "--anchor",
+    "anchors",
+    multiple=True,
+    help="A checkpoint hash kept outside the database (e.g. from the logs) that must be there.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def audit_verify(job_id: str | None, anchors: tuple[str, ...], as_json: bool) -> None:
+    """Recompute every chain and the checkpoints; name the first broken link of each.
+    Exit 1 on any break."""
+    setup_logging()
+    prepare_database()
+    with session_scope() as session:
+        if job_id is not None:
+            job = find_job(session, job_id)
+            if job is None:
+                raise InputError(f"no job {job_id!r}")
+            breaks = audit.verify_one(session, job.id)
+            chains = 1
+        else:
+            breaks = audit.verify_all(session)
+            chains = session.scalar(select(func.count(func.distinct(AuditEvent.job_id)))) or 0
+        anchored, _ = checkpoints.replay(session)
+        events = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
+        newest = session.scalar(select(func.max(AuditCheckpoint.seq))) or 0
+    missing = [a for a in anchors if a not in anchored.hashes]
+    result = {
+        "chains": chains,
+        "events": events,
+        "checkpoints": newest,
+        "anchored_chains": len(anchored.heads),
+        "breaks": [{"chain": b.job_id, "seq": b.seq, "problem": b.problem} for b in breaks],
+        "missing_anchors": missing,
+        "ok": not breaks and not missing,
+    }
+    if as_json:
+        emit_json(result)
+    else:
+        for b in breaks:
+            click.echo(f"BROKEN {b.job_id} at {b.seq}: {b.problem}")
+        for a in missing:
+            click.echo(f"BROKEN checkpoints: anchor {a} is not in the checkpoint chain")
+        verdict = "verified" if result["ok"] else "NOT verified"
+        click.echo(
+            f"{verdict}: {chains} chain(s), {events} event(s), {newest} checkpoint(s) "
+            f"anchoring {len(anchored.heads)} chain(s)"
+        )
+    if not result["ok"]:
+        sys.exit(1)
+
+
+@audit_group.command("export")
+@click.option("--job", "job_id", help="Only this job's chain.")
+@click.option("--since", help="Only events at or after this time (ISO date/time, or 24h, 7d).")
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE, not stdout."
+)
+def audit_export(job_id: str | None, since: str | None, output: Path | None) -> None:
+    """Every audit event as JSON lines, oldest first, for a SIEM (checkpoints included)."""
+    setup_logging()
+    prepare_database()
+    start = parse_since(since) if since else None
+    with session_scope() as session:
+        query = select(AuditEvent).order_by(AuditEvent.id)
+        if job_id is not None:
+            job = find_job(session, job_id)
+            if job is None:
+                raise InputError(f"no job {job_id!r}")
+            query = query.where(AuditEvent.job_id == job.id)
+        if start is not None:
+            query = query.where(AuditEvent.at >= start)
+        stream: TextIO = output.open("w") if output else sys.stdout
+        try:
+            written = 0
+            for ev in session.scalars(query.execution_options(yield_per=500)):
+                stream.write(
+                    json.dumps(
+                        {
+                            "type": "event",
+                            "chain": ev.job_id,
+                            "seq": ev.seq,
+                            "kind": ev.kind,
+                            "actor": ev.actor,
+                            "payload": ev.payload,
+                            "prev_hash": ev.prev_hash,
+                            "hash": ev.hash,
+                        },
+                        default=str,
+                    )
+                    + "\n"
+                )
+                written += 1
+            if job_id is None:
+                for point in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.seq)):
+                    stream.write(
+                        json.dumps(
+                            {
+                                "type": "checkpoint",
+                                "seq": point.seq,
+                                "heads": point.heads,
+                                "prev_hash": point.prev_hash,
+                                "hash": point.hash,
+                            }
+                        )
+                        + "\n"
+                    )
+        finally:
+            if output:
+                stream.close()
+    if output:
+        click.echo(f"wrote {written} event(s) to {output}", err=True)
+
+
+@audit_group.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Anchor every chain whose head moved now (beat does this every minute)."""
+    setup_logging()
+    prepare_database()
+    with session_scope() as session:
+        point = checkpoints.take(session)
+        session.commit()
+        if point is None:
+            click.echo("nothing moved since the last checkpoint")
+        else:
+            click.echo(f"checkpoint {point.seq} {point.hash} anchors {len(point.heads)} chain(s)")
+
+
+@click.group("data")
+def data_group() -> None:
+    """Personal data: erase a data subject, purge what is past retention."""
+
+
+@data_group.command("erase")
+@click.argument("subject")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def data_erase(subject: str, yes: bool, as_json: bool) -> None:
+    """Erase SUBJECT (an e-mail address, a login, a requester id) from every store of
+    personal data; the audit chains keep verifying (they hold references only)."""
+    setup_logging()
+    prepare_database()
+    if not yes and not click.confirm(f"erase every trace of {subject!r}?", err=True):
+        raise InputError("not confirmed; nothing erased")
+    with session_scope() as session:
+        try:
+            result = privacy.erase_subject(session, subject, actor=cli_actor())
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        session.commit()
+    _report(result, as_json)
+
+
+@data_group.command("purge")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.IntRange(min=1),
+    help="Retention in days (default OPSGATE_RETENTION_DAYS).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def data_purge(days: int | None, as_json: bool) -> None:
+    """Scrub personal data of jobs settled before the retention window (beat runs this hourly)."""
+    from app.settings import get_settings
+
+    setup_logging()
+    prepare_database()
+    window = days if days is not None else get_settings().retention_days
+    with session_scope() as session:
+        result = privacy.purge_expired(
+            session, older_than=timedelta(days=window), actor=cli_actor()
+        )
+        session.commit()
+    _report(result, as_json)
+
+
+def _report(result: privacy.Scrubbed, as_json: bool) -> None:
+    data = {
+        "jobs": result.jobs,
+        "deliveries": result.deliveries,
+        "tool_calls": result.tool_calls,
+        "model_calls": result.model_calls,
+        "escalations": result.escalations,
+        "job_ids": result.job_ids,
+        "skipped_unfinished": result.skipped_active,
+    }
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(
+        f"scrubbed {result.jobs} job(s), {result.tool_calls} tool call(s), "
+        f"{result.model_calls} model call(s), {result.deliveries} delivery(ies), "
+        f"{result.escalations} escalation(s)"
+    )
+    if result.skipped_active:
+        click.echo(
+            f"not yet: {len(result.skipped_active)} unfinished job(s) "
+            f"({', '.join(j[:8] for j in result.skipped_active)}); erase again once they settle"
+        )
+
+
+def register(cli: click.Group) -> None:
+    """Add the commands to the CLI."""
+    cli.add_command(audit_group)
+    cli.add_command(data_group)
