@@ -16,7 +16,7 @@ from app.errors import PermanentError, RetryableError
 from app.models import ModelCall, ToolCall
 from app.settings import get_settings
 from tools.base import Risk
-from tools.catalog import get_tool
+from tools.catalog import SERVICE_IDENTITIES, get_tool
 
 T = TypeVar("T")
 
@@ -115,6 +115,12 @@ class CallRecorder:
                 (time.perf_counter() - started) * 1000,
             )
         )
+
+    def read(self, name: str, args: dict[str, Any], fn: Callable[[], T]) -> T:
+        """A read that is not a catalog tool (comments, group lists, queries), named
+        `<system>.<what>`: run and recorded as the system's service account."""
+        system = name.split(".", 1)[0]
+        return self.run(name, system, SERVICE_IDENTITIES[system], args, fn)
 
     def tool(self, name: str, args: dict[str, Any], key: str | None = None) -> dict[str, Any]:
         """Call a catalog tool with validated arguments."""

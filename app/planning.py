@@ -64,10 +64,8 @@ def _soql_text(value: str) -> str:
 
 
 def _soql(rec: CallRecorder, query: str) -> list[dict[str, Any]]:
-    return rec.run(
+    return rec.read(
         "salesforce.query",
-        "salesforce",
-        salesforce_api.SERVICE_IDENTITY,
         {"soql": query},
         lambda: salesforce_api.query(query),
     )
@@ -91,10 +89,8 @@ def _invoice_context(job: JobView, rec: CallRecorder) -> dict[str, Any]:
     po_id = invoice.get("Purchase_Order__c")
     if po_id:
         context["purchase_order"] = _unless_missing(
-            lambda: rec.run(
+            lambda: rec.read(
                 "salesforce.get_purchase_order",
-                "salesforce",
-                salesforce_api.SERVICE_IDENTITY,
                 {"record_id": po_id},
                 lambda: salesforce_api.get_record("Purchase_Order__c", po_id),
             )
@@ -128,10 +124,8 @@ def _access_context(job: JobView, rec: CallRecorder) -> dict[str, Any]:
     groups: list[dict[str, Any]] = []
     if target is not None:
         user_id = target["id"]
-        groups = rec.run(
+        groups = rec.read(
             "okta.list_user_groups",
-            "okta",
-            okta_api.SERVICE_IDENTITY,
             {"user_id": user_id},
             lambda: okta_api.user_groups(user_id),
         )

@@ -144,3 +144,13 @@ def find_job(session: Session, ident: str) -> Job | None:
         return job
     found = session.scalars(select(Job).where(Job.id.startswith(ident)).limit(2)).all()
     return found[0] if len(found) == 1 else None
+
+
+def require_job(session: Session, ident: str) -> Job:
+    """find_job, or InputError naming what was not found (for commands)."""
+    from app.errors import InputError
+
+    job = find_job(session, ident)
+    if job is None:
+        raise InputError(f"no job {ident!r}")
+    return job

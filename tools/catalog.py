@@ -14,7 +14,7 @@ from tools import args as a
 from tools.actions import marker
 from tools.base import Risk
 
-__all__ = ["CATALOG", "ToolSpec", "get_tool", "marker"]
+__all__ = ["CATALOG", "SERVICE_IDENTITIES", "ToolSpec", "get_tool", "marker"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class ToolSpec:
 
 _ZD, _ST = zendesk_api.SERVICE_IDENTITY, stripe_api.SERVICE_IDENTITY
 _SF, _OK = salesforce_api.SERVICE_IDENTITY, okta_api.SERVICE_IDENTITY
+# The service account opsgate acts as in each downstream system.
+SERVICE_IDENTITIES = {"zendesk": _ZD, "stripe": _ST, "salesforce": _SF, "okta": _OK}
 R, W, X = Risk.READ, Risk.WRITE, Risk.IRREVERSIBLE
 
 CATALOG: dict[str, ToolSpec] = {

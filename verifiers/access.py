@@ -53,10 +53,8 @@ def gather_grant(rec: CallRecorder, facts: Facts) -> None:
     gather(rec, facts)
     group_id = facts.args["group_id"]
     facts.data["group"] = _or_none(
-        lambda: rec.run(
+        lambda: rec.read(
             "okta.get_group",
-            "okta",
-            okta_api.SERVICE_IDENTITY,
             {"group_id": group_id},
             lambda: okta_api.get_group(group_id),
         )
@@ -241,10 +239,8 @@ def read_back_grant(
 ) -> Verdict:
     """After the write: the group is among the user's groups."""
     user_id, group_id = args["user_id"], args["group_id"]
-    groups = rec.run(
+    groups = rec.read(
         "okta.user_groups",
-        "okta",
-        okta_api.SERVICE_IDENTITY,
         {"user_id": user_id},
         lambda: okta_api.user_groups(user_id),
     )

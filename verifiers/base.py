@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+S = TypeVar("S")
+S_contra = TypeVar("S_contra", contravariant=True)
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,19 @@ class Rule:
         return Verdict(False, self.name, detail, evidence)
 
 
-def run_chain(rules: Sequence[Rule], facts: Facts) -> tuple[Verdict | None, list[Verdict]]:
+class Checks(Protocol[S_contra]):
+    """Anything that judges a subject: a step's Rule (Facts) or a PlanRule (the steps)."""
+
+    def check(self, subject: S_contra) -> Verdict:
+        """Judge the subject."""
+        ...
+
+
+def run_chain(rules: Sequence[Checks[S]], subject: S) -> tuple[Verdict | None, list[Verdict]]:
     """Run rules in order; stop at the first failure, which is returned with all verdicts."""
     verdicts: list[Verdict] = []
     for rule in rules:
-        verdict = rule.check(facts)
+        verdict = rule.check(subject)
         verdicts.append(verdict)
         if not verdict.ok:
             return verdict, verdicts

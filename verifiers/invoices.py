@@ -43,10 +43,8 @@ def _purchase_order(rec: CallRecorder, po_id: Any) -> dict[str, Any] | None:
     if not isinstance(po_id, str) or not _SF_ID.fullmatch(po_id):
         return None
     return _or_none(
-        lambda: rec.run(
+        lambda: rec.read(
             "salesforce.get_purchase_order",
-            "salesforce",
-            salesforce_api.SERVICE_IDENTITY,
             {"purchase_order_id": po_id},
             lambda: salesforce_api.get_record(PURCHASE_ORDER, po_id),
         )
@@ -60,10 +58,8 @@ def _soql_string(value: str) -> str:
 def _same_number(rec: CallRecorder, invoice: dict[str, Any]) -> list[dict[str, Any]]:
     """Other invoice records carrying this invoice's number (Name)."""
     soql = f"SELECT Id, Name, Status__c FROM {INVOICE} WHERE Name = {_soql_string(invoice['Name'])}"
-    records = rec.run(
+    records = rec.read(
         "salesforce.query",
-        "salesforce",
-        salesforce_api.SERVICE_IDENTITY,
         {"soql": soql},
         lambda: salesforce_api.query(soql),
     )

@@ -12,7 +12,7 @@ from typing import Any
 from app.audit import canonical_json
 from tools.base import Risk
 from tools.catalog import get_tool
-from verifiers.base import Verdict
+from verifiers.base import Verdict, run_chain
 
 
 class PlanRule:
@@ -74,10 +74,4 @@ PLAN_RULES: list[PlanRule] = [NoRepeatedWrite(), OneRefundPerCharge()]
 
 def check_plan(steps: list[dict[str, Any]]) -> tuple[Verdict | None, list[Verdict]]:
     """Run the plan rules in order; the first failure stops them."""
-    verdicts = []
-    for rule in PLAN_RULES:
-        verdict = rule.check(steps)
-        verdicts.append(verdict)
-        if not verdict.ok:
-            return verdict, verdicts
-    return None, verdicts
+    return run_chain(PLAN_RULES, steps)

@@ -132,10 +132,8 @@ RULES: list[Rule] = [
 def read_back(rec: CallRecorder, args: dict[str, Any], result: dict[str, Any]) -> Verdict:
     """After the write: the refund exists on the charge with the amount, and succeeded."""
     refund_id = result.get("id")
-    refunds = rec.run(
+    refunds = rec.read(
         "stripe.list_refunds",
-        "stripe",
-        stripe_api.SERVICE_IDENTITY,
         {"charge": args["charge_id"]},
         lambda: stripe_api.list_refunds(args["charge_id"]),
     )

@@ -70,10 +70,8 @@ def _planned_writes(job: Job) -> set[str]:
 def ticket_history(job_id: str, ticket: dict[str, Any], rec: CallRecorder) -> list[HistoryEvent]:
     """What the ticket's comments say: opsgate already acted, or the customer took it back."""
     ticket_id = ticket["id"]
-    comments = rec.run(
+    comments = rec.read(
         "zendesk.list_comments",
-        "zendesk",
-        zendesk_api.SERVICE_IDENTITY,
         {"ticket_id": ticket_id},
         lambda: zendesk_api.list_comments(ticket_id),
     )

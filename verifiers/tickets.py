@@ -16,10 +16,8 @@ def requester_of(rec: CallRecorder, facts: Facts) -> None:
     """Read the job's ticket and its requester (email kept out of evidence: a hash instead)."""
     ticket_id = facts.job_input["ticket_id"]
     ticket = rec.tool("zendesk.get_ticket", {"ticket_id": ticket_id})["ticket"]
-    user = rec.run(
+    user = rec.read(
         "zendesk.get_user",
-        "zendesk",
-        zendesk_api.SERVICE_IDENTITY,
         {"user_id": ticket["requester_id"]},
         lambda: zendesk_api.get_user(ticket["requester_id"]),
     )
@@ -72,10 +70,8 @@ RULES: list[Rule] = [TicketIsTheJobs(), TicketOpenForComments()]
 def read_back(rec: CallRecorder, args: dict[str, Any], result: dict[str, Any], key: str) -> Verdict:
     """After the write: the ticket carries the comment with this step's marker."""
     tag = marker(key)
-    comments = rec.run(
+    comments = rec.read(
         "zendesk.list_comments",
-        "zendesk",
-        zendesk_api.SERVICE_IDENTITY,
         {"ticket_id": args["ticket_id"]},
         lambda: zendesk_api.list_comments(args["ticket_id"]),
     )

@@ -21,7 +21,7 @@ from app.errors import InputError
 from app.models import AuditCheckpoint, AuditEvent
 from app.settings import cli_actor
 from app.timespec import parse_since
-from app.views import find_job
+from app.views import require_job
 
 
 @click.group("audit")
@@ -38,9 +38,7 @@ def audit_show(job_id: str, as_json: bool) -> None:
     setup_logging()
     prepare_database()
     with session_scope() as session:
-        job = find_job(session, job_id)
-        if job is None:
-            raise InputError(f"no job {job_id!r}")
+        job = require_job(session, job_id)
         told = story(session, job)
     if as_json:
         emit_json(told)
@@ -126,9 +124,7 @@ def audit_verify(job_id: str | None, anchors: tuple[str, ...], as_json: bool) ->
     prepare_database()
     with session_scope() as session:
         if job_id is not None:
-            job = find_job(session, job_id)
-            if job is None:
-                raise InputError(f"no job {job_id!r}")
+            job = require_job(session, job_id)
             breaks = audit.verify_one(session, job.id)
             chains = 1
         else:
@@ -177,9 +173,7 @@ def audit_export(job_id: str | None, since: str | None, output: Path | None) -> 
     with session_scope() as session:
         query = select(AuditEvent).order_by(AuditEvent.id)
         if job_id is not None:
-            job = find_job(session, job_id)
-            if job is None:
-                raise InputError(f"no job {job_id!r}")
+            job = require_job(session, job_id)
             query = query.where(AuditEvent.job_id == job.id)
         if start is not None:
             query = query.where(AuditEvent.at >= start)

@@ -24,7 +24,13 @@ from app.decisions import REJECT_REASONS
 from app.errors import InputError
 from app.models import Escalation, Job
 from app.settings import cli_actor, get_settings
-from app.views import escalation_view, find_job, job_detail, job_summary, latest_escalation
+from app.views import (
+    escalation_view,
+    job_detail,
+    job_summary,
+    latest_escalation,
+    require_job,
+)
 
 
 def read_submissions(path: Path) -> list[Any]:
@@ -142,9 +148,7 @@ def jobs_show(job_id: str, as_json: bool) -> None:
     setup_logging()
     prepare_database()
     with session_scope() as session:
-        job = find_job(session, job_id)
-        if job is None:
-            raise InputError(f"no job {job_id!r}")
+        job = require_job(session, job_id)
         detail = job_detail(session, job)
     if as_json:
         emit_json(detail)
@@ -214,9 +218,7 @@ def _operate(job_id: str, action: str, reason: str) -> None:
 
     prepare_services()
     with session_scope() as session:
-        job = find_job(session, job_id)
-        if job is None:
-            raise InputError(f"no job {job_id!r}")
+        job = require_job(session, job_id)
         status = perform(session, job, action, actor=cli_actor(), reason=reason)
         session.commit()
         full_id = job.id
