@@ -60,6 +60,23 @@ def _two_person_threshold(job: Job, step: PlanStep) -> int | None:
     return tool_policy.two_person_above.get(str(step.args.get("currency", "")).lower())
 
 
+def person(actor: str) -> str:
+    """The person behind an actor: `key:alice@example.com` and `cli:alice@host` are alice's
+    (API keys of reviewers are named for the person who holds them)."""
+    kind, _, name = actor.partition(":")
+    if kind == "cli":
+        name = name.rsplit("@", 1)[0]
+    elif kind != "key":
+        name = actor
+    return name.strip().lower()
+
+
+def _same_person(actor: str, requester: str) -> bool:
+    who = person(actor)
+    wanted = requester.strip().lower()
+    return who == wanted or (bool(who) and "@" in wanted and who == wanted.split("@", 1)[0])
+
+
 def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dict[str, Any]:
     """Apply one reviewer's decision; returns what happened (the caller commits)."""
     job = session.get(Job, esc.job_id)
@@ -68,7 +85,7 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
         raise ConflictError(
             f"escalation {esc.id} is already decided ({esc.decision or esc.status})"
         )
-    if actor == job.requester:
+    if _same_person(actor, job.requester):
         raise Forbidden("separation of duties: the requester cannot decide their own job")
     now = utcnow()
     claimed_until = as_utc(esc.claimed_until)

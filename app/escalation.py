@@ -23,12 +23,15 @@ APPROVABLE = frozenset({"approval_required", "shadow_proposal", "low_confidence"
 _WRITE_STAGES = {"execute", "verify_outcome"}
 
 
-def completed_writes(job: Job) -> list[dict[str, Any]]:
-    """The plan's steps that already changed a downstream system."""
+def completed_writes(job: Job, *, unconfirmed: int | None = None) -> list[dict[str, Any]]:
+    """The plan's steps that already changed a downstream system (confirmed ones: the step
+    at position `unconfirmed`, whose read-back is what failed, is not one of them)."""
     return [
         {"step": s.step_id, "tool": s.tool, "result_id": (s.result or {}).get("id")}
         for s in job.steps
-        if s.status == "succeeded" and get_tool(s.tool).risk is not Risk.READ
+        if s.status == "succeeded"
+        and get_tool(s.tool).risk is not Risk.READ
+        and s.position != unconfirmed
     ]
 
 
@@ -48,7 +51,10 @@ def escalate(
     escalation says `partial` and lists them, keeping the original reason in the evidence.
     """
     reasons.check(reason)
-    done = completed_writes(job) if stage in _WRITE_STAGES else []
+    # At verify_outcome the current step ran but its read-back failed: it is the subject of
+    # the escalation, not an earlier write that makes the stop partial.
+    current = job.current_step if stage == "verify_outcome" else None
+    done = completed_writes(job, unconfirmed=current) if stage in _WRITE_STAGES else []
     if done:
         evidence = dict(evidence, original_reason=reason, completed_steps=done)
         reason = "partial"

@@ -113,6 +113,11 @@ def check_facts(
             workflow=job.workflow,
             requester=job.requester,
             approved=decision.rule == "approved",
+            earlier=[
+                {"tool": e["tool"], "args": e["args"]}
+                for e in steps[: steps.index(step)]
+                if get_tool(e["tool"]).risk is not Risk.READ
+            ],
         )
         chain.gather(rec, facts)
         failure, ran = run_chain(chain.rules, facts)

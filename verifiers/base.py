@@ -34,6 +34,9 @@ class Facts:
     requester: str = ""
     # Whether a human's approval token covers this exact step (policy decided it needed one).
     approved: bool = False
+    # The plan's earlier write steps ({"tool", "args"}): a step is judged against the systems
+    # as they will be once those ran (each is confirmed by its read-back before this runs).
+    earlier: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Rule:

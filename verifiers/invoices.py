@@ -73,9 +73,24 @@ def gather_update(rec: CallRecorder, facts: Facts) -> None:
         facts.data["purchase_order"] = _purchase_order(rec, facts.args["fields"][PURCHASE_ORDER])
 
 
+def _after_earlier_updates(invoice: dict[str, Any], facts: Facts) -> dict[str, Any]:
+    """The invoice as it will read once the plan's earlier updates of it ran (a plan that
+    links the missing purchase order, then approves)."""
+    for step in facts.earlier:
+        args = step["args"]
+        if step["tool"] == "salesforce.update_invoice" and (
+            str(args.get("invoice_id"))[:15] == str(invoice.get("Id"))[:15]
+        ):
+            invoice = {**invoice, **args["fields"]}
+    return invoice
+
+
 def gather_approve(rec: CallRecorder, facts: Facts) -> None:
-    """Read the invoice, its purchase order, and other invoices with the same number."""
+    """Read the invoice (as the plan's earlier steps will leave it), its purchase order, and
+    other invoices with the same number."""
     invoice = _invoice(rec, facts.args["invoice_id"])
+    if invoice is not None:
+        invoice = _after_earlier_updates(invoice, facts)
     facts.data["invoice"] = invoice
     if invoice is None:
         return

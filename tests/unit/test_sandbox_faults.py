@@ -1,5 +1,6 @@
-"""Fault injection in the sandbox: 5xx, 429, timeouts, latency, count, seed, environment, and
-"commit then drop the connection" against a real uvicorn server."""
+"""Fault injection in the sandbox: 5xx, 429, timeouts, latency, count, seed, environment,
+lost writes ("acknowledge without applying"), and "commit then drop the connection" against a
+real uvicorn server."""
 
 from __future__ import annotations
 
@@ -291,6 +292,108 @@ def test_invalid_environment_faults_fail_at_start(
 
     with pytest.raises(ValueError, match="OPSGATE_SANDBOX_FAULTS"):
         create_app(str(tmp_path / "sandbox.db"))
+
+
+# --- lost writes: acknowledged, not applied ---------------------------------------------------
+
+
+def invoice(client: Any) -> dict[str, Any]:
+    return dict(client.get(SF_INVOICE, headers=SALESFORCE).json())
+
+
+def test_lost_salesforce_write_answers_204_and_changes_nothing(client: TestClient) -> None:
+    before = invoice(client)
+    set_faults(client, system="salesforce", lost_write_rate=1.0, count=1)  # the next request
+
+    response = client.patch(
+        SF_INVOICE, json={"Status__c": "On Hold", "Hold_Reason__c": "x"}, headers=SALESFORCE
+    )
+
+    # The system says it is done; a read-back says otherwise
+    assert response.status_code == 204
+    after = invoice(client)
+    assert (after["Status__c"], after["Hold_Reason__c"]) == ("Exception", None)
+    assert after["LastModifiedDate"] == before["LastModifiedDate"]
+    [entry] = ledger(client)
+    assert (entry["outcome"], entry["fault"], entry["status_code"]) == ("noop", "lost_write", 204)
+    assert entry["body"] == {"Status__c": "On Hold", "Hold_Reason__c": "x"}
+    assert ledger(client, outcome="applied") == []
+    # The fault's count is spent: the same write now lands
+    again = client.patch(SF_INVOICE, json={"Status__c": "On Hold"}, headers=SALESFORCE)
+    assert again.status_code == 204
+    assert invoice(client)["Status__c"] == "On Hold"
+    assert [(w["outcome"], w["fault"]) for w in ledger(client)] == [
+        ("noop", "lost_write"),
+        ("applied", None),
+    ]
+
+
+def test_lost_okta_writes_leave_status_and_membership_as_they_were(client: TestClient) -> None:
+    set_faults(client, system="okta", lost_write_rate=1.0)
+
+    suspended = client.post(f"/api/v1/users/{ALICE}/lifecycle/suspend", headers=OKTA)
+    added = client.put(f"/api/v1/groups/{ADMINS}/users/{BOB}", headers=OKTA)
+    reset = client.post(f"/api/v1/users/{BOB}/lifecycle/reset_password", headers=OKTA)
+
+    assert (suspended.status_code, added.status_code, reset.status_code) == (200, 204, 200)
+    assert client.get(f"/api/v1/users/{ALICE}", headers=OKTA).json()["status"] == "ACTIVE"
+    assert client.get(f"/api/v1/users/{BOB}", headers=OKTA).json()["status"] == "ACTIVE"
+    assert client.get(f"/api/v1/groups/{ADMINS}/users", headers=OKTA).json() == []
+    assert [(w["outcome"], w["fault"]) for w in ledger(client)] == [("noop", "lost_write")] * 3
+    assert client.get("/_sandbox/faults").json()["faults"]["okta"]["fired"] == {"lost_write": 3}
+
+
+def test_a_refused_write_is_not_turned_into_a_lost_one(client: TestClient) -> None:
+    # carol is SUSPENDED: Okta refuses the suspension itself, and that refusal is what is sent
+    set_faults(client, system="okta", lost_write_rate=1.0)
+    carol = OKTA_USERS[2].id
+
+    response = client.post(f"/api/v1/users/{carol}/lifecycle/suspend", headers=OKTA)
+
+    assert response.status_code == 400 and response.json()["errorCode"] == "E0000001"
+    [entry] = ledger(client)
+    assert (entry["outcome"], entry["fault"]) == ("rejected", "lost_write")
+
+
+def test_lost_stripe_refund_forgets_its_idempotency_key_too(client: TestClient) -> None:
+    set_faults(client, system="stripe", lost_write_rate=1.0, count=1)
+
+    lost = refund(client, "k-lost")
+
+    assert lost.status_code == 200 and lost.json()["object"] == "refund"
+    assert refunded(client) == 0
+    listed = client.get("/v1/refunds", params={"charge": "ch_1001"}, headers=STRIPE).json()
+    assert listed["data"] == []
+    # Nothing happened, so the same key is fresh: applied, not replayed
+    retry = refund(client, "k-lost")
+    assert retry.status_code == 200 and "Idempotent-Replayed" not in retry.headers
+    assert refunded(client) == 500
+    assert [w["outcome"] for w in ledger(client)] == ["noop", "applied"]
+
+
+def test_reads_are_never_lost_and_other_systems_are_untouched(client: TestClient) -> None:
+    set_faults(client, system="salesforce", lost_write_rate=1.0)
+
+    for _system, path, headers in READS:
+        assert client.get(path, headers=headers).status_code == 200
+    assert client.post(f"/api/v1/users/{ALICE}/lifecycle/suspend", headers=OKTA).status_code == 200
+
+    assert client.get(f"/api/v1/users/{ALICE}", headers=OKTA).json()["status"] == "SUSPENDED"
+    assert client.get("/_sandbox/faults").json()["faults"]["salesforce"]["fired"] == {}
+    assert [(w["system"], w["outcome"]) for w in ledger(client)] == [("okta", "applied")]
+
+
+def test_a_seeded_spec_without_lost_writes_draws_as_before(client: TestClient) -> None:
+    # Lost writes add a draw only when asked for: older seeded runs replay the same faults.
+    import random
+
+    expected = random.Random(7)
+    draws = [[expected.random() for _ in range(4)][1] < 0.5 for _ in range(12)]
+    set_faults(client, system="stripe", error_rate=0.5, seed=7)
+
+    statuses = [client.get("/v1/charges/ch_1002", headers=STRIPE).status_code for _ in range(12)]
+
+    assert statuses == [503 if failed else 200 for failed in draws]
 
 
 # --- commit then drop, in process -----------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Fault injection: latency, 5xx, 429, timeouts and "commit, then drop the connection".
+"""Fault injection: latency, 5xx, 429, timeouts, "commit, then drop the connection" and
+"acknowledge without applying" (a lost write).
 
 Faults are set per downstream system (or "*" for all) through /_sandbox/faults or the
 OPSGATE_SANDBOX_FAULTS environment variable, and apply to every later request of that system
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import random
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -38,6 +40,14 @@ ENV_VAR = "OPSGATE_SANDBOX_FAULTS"
 TRANSPORT_EXTENSION = "opsgate.sandbox.transport"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DROPPED = "dropped_after_commit"
+LOST = "lost_write"
+# What a write of each system can change; a lost write puts these rows back as they were.
+SYSTEM_TABLES = {
+    "stripe": ("customers", "charges", "refunds", "idempotency"),
+    "zendesk": ("zd_users", "tickets", "audits", "comments"),
+    "salesforce": ("sf_records",),
+    "okta": ("okta_users", "okta_groups", "okta_members"),
+}
 _PREFIXES = (
     ("/v1/", "stripe"),
     ("/api/v2/", "zendesk"),
@@ -63,6 +73,9 @@ class FaultSpec(BaseModel):
     timeout_rate: float = Rate
     timeout_seconds: float = Field(30, ge=0)
     commit_then_drop_rate: float = Rate
+    # The system answers the write as a success, but the change is rolled back (a silently
+    # lost write): only a read-back after the write can tell.
+    lost_write_rate: float = Rate
     count: int | None = Field(None, ge=1)
     seed: int | None = None
 
@@ -108,6 +121,8 @@ class Faults:
     def __init__(self, store: Store, specs: list[FaultSpec] | None = None) -> None:
         self.store = store
         self._lock = threading.Lock()
+        # One lost write at a time: its snapshot and restore must not interleave with another's.
+        self._lost = asyncio.Lock()
         self._active: dict[str, _Active] = {}
         for spec in specs or ():
             self.set(spec)
@@ -145,8 +160,9 @@ class Faults:
                 if active.remaining <= 0:
                     del self._active[key]
             spec = active.spec
-            # Always four draws in a fixed order, so a seed fixes the whole sequence.
-            draws = [active.rng.random() for _ in range(4)]
+            # Always four draws in a fixed order, so a seed fixes the whole sequence (a fifth
+            # only when lost writes are asked for, so older seeded sequences stay the same).
+            draws = [active.rng.random() for _ in range(5 if spec.lost_write_rate else 4)]
             kind: str | None = None
             if draws[0] < spec.timeout_rate:
                 kind = "timeout"
@@ -156,6 +172,8 @@ class Faults:
                 kind = "rate_limited"
             elif write and draws[3] < spec.commit_then_drop_rate:
                 kind = DROPPED
+            elif write and spec.lost_write_rate and draws[4] < spec.lost_write_rate:
+                kind = LOST
             if kind is not None:
                 active.fired[kind] += 1
             return Decision(spec, kind)
@@ -177,6 +195,9 @@ class Faults:
         if kind == DROPPED:
             await _commit_then_drop(scope, receive, send, app, spec)
             return
+        if kind == LOST:
+            await self._acknowledge_without_applying(scope, receive, send, app, system or "")
+            return
         status = {"timeout": 504, "rate_limited": 429}.get(kind, spec.error_status)
         if write:  # refused before reaching the system: no state change, but on the ledger
             raw = await _read_body(receive)
@@ -184,6 +205,33 @@ class Faults:
         if kind == "timeout":
             await asyncio.sleep(spec.timeout_seconds)
         await fault_response(system or "", status, spec.retry_after)(scope, receive, send)
+
+    async def _acknowledge_without_applying(
+        self, scope: Scope, receive: Receive, send: Send, app: ASGIApp, system: str
+    ) -> None:
+        """Serve the write, then undo its effect before the client hears the (successful) answer.
+
+        The route runs as usual (validation, effect, ledger entry marked fault=lost_write);
+        then the rows of the system's tables are put back as they were, and the ledger entry
+        says `noop` instead of `applied`: the request was answered as done and changed nothing.
+        A row another request changes in that window is put back too (a sandbox fault, not a
+        concurrency model: aim it at one job, or bound it with `count`).
+        """
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        async with self._lost:
+            before = await run_in_threadpool(_snapshot, self.store, system)
+            token = LEDGER_FAULT.set(LOST)
+            try:
+                await app(scope, receive, hold)
+            finally:
+                LEDGER_FAULT.reset(token)
+            await run_in_threadpool(_restore, self.store, system, before)
+        for message in held:  # only now: a read-back right after the answer finds no change
+            await send(message)
 
     def _record(self, scope: Scope, system: str, raw: bytes, status: int, kind: str) -> None:
         """Ledger entry for a write the fault layer refused."""
@@ -211,6 +259,58 @@ class Faults:
                 outcome="rejected",
                 fault=kind,
             )
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """A system's rows (by table, by rowid) and the last ledger entry before a lost write."""
+
+    rows: dict[str, dict[int, tuple[Any, ...]]]
+    columns: dict[str, list[str]]
+    ledger_seq: int
+
+
+def _read_rows(
+    conn: sqlite3.Connection, table: str
+) -> tuple[list[str], dict[int, tuple[Any, ...]]]:
+    cursor = conn.execute(f"SELECT rowid AS _rowid, * FROM {table}")  # noqa: S608 - fixed names
+    columns = [d[0] for d in cursor.description][1:]
+    return columns, {int(row[0]): tuple(row[1:]) for row in cursor.fetchall()}
+
+
+def _snapshot(store: Store, system: str) -> _Snapshot:
+    """The rows a write of `system` could change, as they are now."""
+    rows: dict[str, dict[int, tuple[Any, ...]]] = {}
+    columns: dict[str, list[str]] = {}
+    with store.connect() as conn:
+        for table in SYSTEM_TABLES.get(system, ()):
+            columns[table], rows[table] = _read_rows(conn, table)
+        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ledger").fetchone()[0]
+    return _Snapshot(rows, columns, int(seq))
+
+
+def _restore(store: Store, system: str, before: _Snapshot) -> None:
+    """Put the system's rows back as in `before`; the lost write's ledger entry becomes noop."""
+    with store.transaction() as conn:
+        # Rows come back in any order: check references once, at commit.
+        conn.execute("PRAGMA defer_foreign_keys = ON")
+        for table, old in before.rows.items():
+            names = before.columns[table]
+            _, now = _read_rows(conn, table)
+            for rowid in now.keys() - old.keys():
+                conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (rowid,))  # noqa: S608
+            insert = (
+                f"INSERT OR REPLACE INTO {table} (rowid, {', '.join(names)}) "  # noqa: S608
+                f"VALUES ({', '.join('?' * (len(names) + 1))})"
+            )
+            for rowid, values in old.items():
+                if now.get(rowid) != values:
+                    conn.execute(insert, (rowid, *values))
+        conn.execute(
+            "UPDATE ledger SET outcome = 'noop' WHERE seq > ? AND system = ? AND fault = ?"
+            " AND outcome = 'applied'",
+            (before.ledger_seq, system, LOST),
+        )
 
 
 async def _read_body(receive: Receive) -> bytes:
