@@ -72,8 +72,7 @@ def person(actor: str) -> str:
 
 
 def _same_person(actor: str, requester: str) -> bool:
-    who = person(actor)
-    wanted = requester.strip().lower()
+    who, wanted = person(actor), person(requester)
     return who == wanted or (bool(who) and "@" in wanted and who == wanted.split("@", 1)[0])
 
 

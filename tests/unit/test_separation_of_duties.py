@@ -28,6 +28,7 @@ def test_the_person_behind_an_actor(actor: str, who: str) -> None:
         ("cli:alice@laptop", "alice@example.com", True),
         ("key:bob@example.com", "alice@example.com", False),
         ("key:rev", "zendesk-user:101", False),
+        ("key:rev", "key:rev", True),
         ("cli:root@host", "zendesk-user:101", False),
     ],
 )
