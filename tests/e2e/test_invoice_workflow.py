@@ -11,12 +11,13 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 
 from app import jobs
+from tests.api_fleet import SETTLED, ApiFleet
 from tests.conftest import ROOT, Proc, Sandbox, reset_process_state, wait_for
 from tests.intake_helpers import ORG_15, Note, outbound_message
 from tools import salesforce_api
@@ -32,7 +33,7 @@ ERP = {"Authorization": "Bearer erp-key-0001"}
 FINANCE = {"Authorization": "Bearer fin-key-0002"}
 OPS = {"Authorization": "Bearer ops-key-0004"}
 SOAP = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
-SETTLED = jobs.TERMINAL | {jobs.ESCALATED}
+
 INVOICE = "Invoice__c"
 
 
@@ -42,11 +43,10 @@ def notification_id(label: str, delivery: int = 0) -> str:
 
 
 @dataclass
-class Fleet:
-    """The running system as the tests drive it: the API's URL and the sandbox."""
+class Fleet(ApiFleet):
+    """The running system, with this workflow's submissions."""
 
-    api: str
-    sandbox: Sandbox
+    reviewer: ClassVar[dict[str, str]] = FINANCE
 
     def deliver(self, *labels: str, delivery: int = 0) -> list[str]:
         """Send one Outbound Message about the seeded invoices; returns their job ids."""
@@ -89,47 +89,11 @@ class Fleet:
         [job] = self.jobs_about(record_id)
         return str(job["id"])
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        """GET /v1/jobs/{id}: status, steps, events, latest escalation with its evidence."""
-        resp = httpx.get(f"{self.api}/v1/jobs/{job_id}", headers=FINANCE)
-        resp.raise_for_status()
-        return dict(resp.json())
-
-    def settle(self, job_id: str) -> dict[str, Any]:
-        """Wait until the job is done or with a human; returns its detail."""
-
-        def settled() -> dict[str, Any] | None:
-            detail = self.job(job_id)
-            return detail if detail["status"] in SETTLED else None
-
-        found: dict[str, Any] = wait_for(settled, timeout=90, what=f"job {job_id} to settle")
-        return found
-
-    def escalated(self, job_id: str, reason: str) -> dict[str, Any]:
-        """Wait for the job to reach the human queue with `reason`; returns the escalation."""
-        detail = self.settle(job_id)
-        assert detail["status"] == jobs.ESCALATED, detail
-        escalation: dict[str, Any] = detail["escalation"]
-        assert escalation["reason"] == reason, escalation
-        assert escalation["status"] == "open"
-        return escalation
-
-    def decide(
-        self, escalation: dict[str, Any], body: dict[str, Any], headers: dict[str, str] = FINANCE
-    ) -> httpx.Response:
-        return httpx.post(
-            f"{self.api}/v1/escalations/{escalation['id']}/decision", json=body, headers=headers
-        )
-
     def writes(self) -> list[tuple[str, dict[str, Any]]]:
         """The Salesforce writes that changed state: (record id, fields), oldest first."""
         return [
             (w["path"].rsplit("/", 1)[1], w["body"]) for w in self.sandbox.applied("salesforce")
         ]
-
-    def faults(self, **spec: Any) -> None:
-        resp = httpx.post(f"{self.sandbox.url}/_sandbox/faults", json=spec, timeout=10)
-        resp.raise_for_status()
 
 
 def invoice(label: str) -> dict[str, Any]:

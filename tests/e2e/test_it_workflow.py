@@ -7,13 +7,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 
 from app import jobs
-from tests.conftest import Proc, Sandbox, reset_process_state, wait_for
+from tests.api_fleet import ApiFleet
+from tests.conftest import Proc, Sandbox, reset_process_state
 from tools import okta_api
 from tools.sandbox.seed import OKTA_GROUPS, OKTA_USERS
 
@@ -29,7 +30,6 @@ DESK = {"Authorization": "Bearer desk-key-0001"}
 LEAD = {"Authorization": "Bearer lead-key-0002"}
 ALICE_KEY = {"Authorization": "Bearer alice-key-0003"}
 OPS = {"Authorization": "Bearer ops-key-0004"}
-SETTLED = jobs.TERMINAL | {jobs.ESCALATED}
 
 USERS = {u.login.split("@")[0]: u for u in OKTA_USERS}
 ALICE, BOB, CAROL, DAVE, ERIN = (USERS[n] for n in ("alice", "bob", "carol", "dave", "erin"))
@@ -38,11 +38,10 @@ ENGINEERING, FINANCE, ADMINS = GROUPS["Engineering"], GROUPS["Finance"], GROUPS[
 
 
 @dataclass
-class Fleet:
-    """The running system as the tests drive it: the API's URL and the sandbox."""
+class Fleet(ApiFleet):
+    """The running system, with this workflow's submissions."""
 
-    api: str
-    sandbox: Sandbox
+    reviewer: ClassVar[dict[str, str]] = LEAD
     tickets: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
 
     def request(
@@ -72,50 +71,15 @@ class Fleet:
         assert resp.status_code == 202, resp.text
         return str(resp.json()["job_id"])
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        """GET /v1/jobs/{id}: status, steps, events, latest escalation with its evidence."""
-        resp = httpx.get(f"{self.api}/v1/jobs/{job_id}", headers=LEAD)
-        resp.raise_for_status()
-        return dict(resp.json())
-
-    def settle(self, job_id: str) -> dict[str, Any]:
-        """Wait until the job is done or with a human; returns its detail."""
-
-        def settled() -> dict[str, Any] | None:
-            detail = self.job(job_id)
-            return detail if detail["status"] in SETTLED else None
-
-        found: dict[str, Any] = wait_for(settled, timeout=90, what=f"job {job_id} to settle")
-        return found
-
     def completed(self, job_id: str) -> dict[str, Any]:
         detail = self.settle(job_id)
         assert detail["status"] == jobs.COMPLETED, detail["escalation"]
         assert not detail["incident"]
         return detail
 
-    def escalated(self, job_id: str, reason: str) -> dict[str, Any]:
-        """Wait for the job to reach the human queue with `reason`; returns the escalation."""
-        detail = self.settle(job_id)
-        assert detail["status"] == jobs.ESCALATED, detail
-        escalation: dict[str, Any] = detail["escalation"]
-        assert escalation["reason"] == reason, escalation
-        return escalation
-
-    def decide(
-        self, escalation: dict[str, Any], body: dict[str, Any], headers: dict[str, str] = LEAD
-    ) -> httpx.Response:
-        return httpx.post(
-            f"{self.api}/v1/escalations/{escalation['id']}/decision", json=body, headers=headers
-        )
-
     def writes(self) -> list[tuple[str, str]]:
         """The Okta writes that changed state: (method, path), oldest first."""
         return [(w["method"], w["path"]) for w in self.sandbox.applied("okta")]
-
-    def faults(self, **spec: Any) -> None:
-        resp = httpx.post(f"{self.sandbox.url}/_sandbox/faults", json=spec, timeout=10)
-        resp.raise_for_status()
 
 
 def status_of(user: Any) -> str:
