@@ -17,6 +17,7 @@ from tools.base import Risk
 from tools.catalog import get_tool
 from verifiers.base import Facts, Verdict, run_chain
 from verifiers.chains import CHAINS
+from verifiers.common import COMMON_RULES
 from verifiers.plan_rules import check_plan
 from verifiers.soft import HistoryEvent, SoftEvidence
 from verifiers.soft_check import history_of, judge_plan, request_text, ticket_history
@@ -119,8 +120,11 @@ def check_facts(
                 if get_tool(e["tool"]).risk is not Risk.READ
             ],
         )
-        chain.gather(rec, facts)
-        failure, ran = run_chain(chain.rules, facts)
+        failure, ran = run_chain(COMMON_RULES, facts)
+        if failure is None:
+            chain.gather(rec, facts)
+            failure, more = run_chain(chain.rules, facts)
+            ran += more
         verdicts.extend(ran)
         if failure is not None:
             raise EscalationRequired(

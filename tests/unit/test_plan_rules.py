@@ -54,3 +54,15 @@ def test_two_different_refunds_of_one_charge_are_refused() -> None:
         "one_refund_per_charge",
         {"charge_id": "ch_1001", "steps": ["s1", "s2"]},
     )
+
+
+def test_arguments_that_no_longer_validate_fail_the_common_rule() -> None:
+    from verifiers.base import Facts, run_chain
+    from verifiers.common import COMMON_RULES
+
+    good = Facts("stripe.refund", dict(REFUND), {"ticket_id": 1})
+    bad = Facts("stripe.refund", dict(REFUND, amount=-5), {"ticket_id": 1})
+    assert run_chain(COMMON_RULES, good)[0] is None
+    failure = run_chain(COMMON_RULES, bad)[0]
+    assert failure is not None and failure.rule == "arguments_valid"
+    assert "amount" in failure.detail
