@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from app import broker, db, observability
-from app.api import jobs, killswitch, problems, webhooks
+from app.api import jobs, killswitch, privacy, problems, webhooks
 from app.errors import ServiceUnavailable
 from app.metrics import FleetCollector
 
@@ -45,4 +45,5 @@ def create_app() -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(jobs.router)
     app.include_router(killswitch.router)
+    app.include_router(privacy.router)
     return app

@@ -14,8 +14,9 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from app import audit, checkpoints, privacy
+from app.api.privacy import as_data
 from app.audit_story import story
-from app.cli.common import emit_json, prepare_database, setup_logging
+from app.cli.common import emit_json, prepare_database, setup_logging, through_api
 from app.db import session_scope
 from app.errors import InputError
 from app.models import AuditCheckpoint, AuditEvent
@@ -249,13 +250,17 @@ def data_erase(subject: str, yes: bool, as_json: bool) -> None:
     prepare_database()
     if not yes and not click.confirm(f"erase every trace of {subject!r}?", err=True):
         raise InputError("not confirmed; nothing erased")
+    remote = through_api("/v1/privacy/erasures", {"subject": subject})
+    if remote is not None:
+        _report(remote, as_json)
+        return
     with session_scope() as session:
         try:
             result = privacy.erase_subject(session, subject, actor=cli_actor())
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         session.commit()
-    _report(result, as_json)
+    _report(as_data(result), as_json)
 
 
 @data_group.command("purge")
@@ -273,36 +278,32 @@ def data_purge(days: int | None, as_json: bool) -> None:
     setup_logging()
     prepare_database()
     window = days if days is not None else get_settings().retention_days
+    remote = through_api("/v1/privacy/purges", {"older_than_days": window})
+    if remote is not None:
+        _report(remote, as_json)
+        return
     with session_scope() as session:
         result = privacy.purge_expired(
             session, older_than=timedelta(days=window), actor=cli_actor()
         )
         session.commit()
-    _report(result, as_json)
+    _report(as_data(result), as_json)
 
 
-def _report(result: privacy.Scrubbed, as_json: bool) -> None:
-    data = {
-        "jobs": result.jobs,
-        "deliveries": result.deliveries,
-        "tool_calls": result.tool_calls,
-        "model_calls": result.model_calls,
-        "escalations": result.escalations,
-        "job_ids": result.job_ids,
-        "skipped_unfinished": result.skipped_active,
-    }
+def _report(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
     click.echo(
-        f"scrubbed {result.jobs} job(s), {result.tool_calls} tool call(s), "
-        f"{result.model_calls} model call(s), {result.deliveries} delivery(ies), "
-        f"{result.escalations} escalation(s)"
+        f"scrubbed {data['jobs']} job(s), {data['tool_calls']} tool call(s), "
+        f"{data['model_calls']} model call(s), {data['deliveries']} delivery(ies), "
+        f"{data['escalations']} escalation(s)"
     )
-    if result.skipped_active:
+    skipped = data["skipped_unfinished"]
+    if skipped:
         click.echo(
-            f"not yet: {len(result.skipped_active)} unfinished job(s) "
-            f"({', '.join(j[:8] for j in result.skipped_active)}); erase again once they settle"
+            f"not yet: {len(skipped)} unfinished job(s) "
+            f"({', '.join(j[:8] for j in skipped)}); erase again once they settle"
         )
 
 

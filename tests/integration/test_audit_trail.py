@@ -10,6 +10,7 @@ import subprocess
 import sys
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy import select, text
@@ -265,3 +266,39 @@ def test_kill_switch_flips_are_on_the_fleet_chain(completed_job: str) -> None:
         ).all()
         assert [f.payload["engaged"] for f in flips] == [True, False]
         assert audit.verify_one(s, audit.FLEET) == []
+
+
+def test_erasure_through_the_api_records_the_admin_key_as_the_actor(
+    completed_job: str, start_api: Any
+) -> None:
+    # Given an API with an admin key and a reviewer key, and the CLI pointed at it
+    keys = "dpo:admin:dpo-key-0001,rita:reviewer:rev-key-0002"
+    api = start_api({"OPSGATE_API_KEYS": keys})
+    # A reviewer may not erase
+    refused = httpx.post(
+        f"{api}/v1/privacy/erasures",
+        json={"subject": "alice@example.com"},
+        headers={"Authorization": "Bearer rev-key-0002"},
+    )
+    assert refused.status_code == 403
+    # When the data protection officer's key erases through the CLI
+    env = dict(os.environ, OPSGATE_API_URL=api, OPSGATE_API_KEY="dpo-key-0001")
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "data", "erase", "alice@example.com", "--yes", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert completed_job in json.loads(done.stdout)["job_ids"]
+    # Then the erasure is on the chains in the key's name, and the chains still verify
+    with session_scope() as s:
+        actors = s.scalars(
+            select(AuditEvent.actor).where(
+                AuditEvent.job_id == completed_job, AuditEvent.kind == "erasure"
+            )
+        ).all()
+        assert actors == ["key:dpo"]
+        assert audit.verify_all(s) == []
