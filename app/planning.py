@@ -29,14 +29,22 @@ def step_key(job_id: str, step_id: str, revision: int) -> str:
     return base if revision == 1 else f"{base}:r{revision}"
 
 
-def gather_context(job: JobView, rec: CallRecorder) -> dict[str, Any]:
+def gather_context(
+    job: JobView, rec: CallRecorder, seen: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Read what the planner needs to see: the ticket for support work, the invoice and its
-    orders for an invoice exception, the Okta users for an IT request (missing ones None)."""
+    orders for an invoice exception, the Okta users for an IT request (missing ones None).
+
+    `seen`: facts this stage already read; the job's ticket among them is not read again.
+    """
     if job.workflow == "invoice_exception":
         return {"input": job.input, "requester": job.requester, **_invoice_context(job, rec)}
     if job.workflow == "it_request":
         return {"input": job.input, "requester": job.requester, **_access_context(job, rec)}
     if "ticket_id" in job.input:
+        known = (seen or {}).get("ticket")
+        if known is not None and known.get("id") == job.input["ticket_id"]:
+            return {"ticket": known}
         ticket = rec.tool("zendesk.get_ticket", {"ticket_id": job.input["ticket_id"]})["ticket"]
         return {"ticket": ticket}
     return {}

@@ -167,7 +167,7 @@ def soft_check(
     rec: CallRecorder,
 ) -> Verdict:
     """Judge the plan's grounding; below the workflow's threshold, escalate `low_confidence`."""
-    context = gather_context(job, rec)
+    context = gather_context(job, rec, seen=facts)
     if context.get("ticket"):
         history = history + ticket_history(job.id, context["ticket"], rec)
     steps = plan["steps"]

@@ -440,6 +440,39 @@ def models_config_dir(tmp_path: Path, **tiers: dict[str, Any]) -> Path:
     return target
 
 
+def submit_ticket(ticket: int, requester: int, delivery: str, submitted_by: str = "test") -> str:
+    """One support_refund job for a Zendesk ticket, as the Zendesk bridge submits it."""
+    from app import intake
+
+    job_id, _ = intake.submit(
+        {
+            "workflow": "support_refund",
+            "source": "zendesk",
+            "external_id": str(ticket),
+            "delivery_id": delivery,
+            "requester": f"zendesk-user:{requester}",
+            "input": {"ticket_id": ticket},
+        },
+        submitted_by=submitted_by,
+    )
+    return job_id
+
+
+def settle(job_id: str, timeout: float = 90) -> str:
+    """Wait until the job is done or with a human; returns its status."""
+    from app import jobs
+    from app.db import session_scope
+    from app.models import Job
+
+    def status() -> str | None:
+        with session_scope() as s:
+            job = s.get(Job, job_id)
+            assert job is not None
+            return job.status if job.status in jobs.TERMINAL | {jobs.ESCALATED} else None
+
+    return str(wait_for(status, timeout=timeout, what=f"job {job_id} to settle"))
+
+
 def submit_refund_jobs(cases: list[dict[str, Any]], tag: str, source: str) -> list[str]:
     """One support_refund job per sandbox refund case; returns the job ids."""
     from app import intake

@@ -11,39 +11,20 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app import audit, breaker, intake, jobs
+from app import audit, breaker, jobs
 from app.db import session_scope
 from app.models import AuditEvent, Escalation, Job, ModelCall, ToolCall
-from tests.conftest import ROOT, ModelServer, Sandbox, wait_for
+from tests.conftest import ROOT, ModelServer, Sandbox, settle, submit_ticket
 
 pytestmark = pytest.mark.e2e
 
-SETTLED = jobs.TERMINAL | {jobs.ESCALATED}
-
 
 def submit(ticket: int, requester: int, delivery: str) -> str:
-    job_id, _ = intake.submit(
-        {
-            "workflow": "support_refund",
-            "source": "zendesk",
-            "external_id": str(ticket),
-            "delivery_id": delivery,
-            "requester": f"zendesk-user:{requester}",
-            "input": {"ticket_id": ticket},
-        },
-        submitted_by="test",
-    )
-    return job_id
+    return submit_ticket(ticket, requester, delivery)
 
 
 def settled(job_id: str) -> str:
-    def status() -> str | None:
-        with session_scope() as s:
-            job = s.get(Job, job_id)
-            assert job is not None
-            return job.status if job.status in SETTLED else None
-
-    return str(wait_for(status, timeout=90, what=f"job {job_id} to settle"))
+    return settle(job_id)
 
 
 def verdict(confidence: float, supported: bool = True) -> dict[str, Any]:

@@ -15,36 +15,17 @@ import psycopg
 import pytest
 from sqlalchemy import select, text
 
-from app import audit, checkpoints, intake, jobs
+from app import audit, checkpoints, jobs
 from app.db import session_scope
 from app.models import AuditEvent, Delivery, Job, ModelCall, ToolCall
-from tests.conftest import ROOT, Sandbox, wait_for
+from tests.conftest import ROOT, Sandbox, settle, submit_ticket
 
 pytestmark = pytest.mark.integration
 
-SETTLED = jobs.TERMINAL | {jobs.ESCALATED}
-
 
 def run_refund(ticket: int, requester: int, delivery: str) -> str:
-    job_id, _ = intake.submit(
-        {
-            "workflow": "support_refund",
-            "source": "zendesk",
-            "external_id": str(ticket),
-            "delivery_id": delivery,
-            "requester": f"zendesk-user:{requester}",
-            "input": {"ticket_id": ticket},
-        },
-        submitted_by="key:zendesk-bridge",
-    )
-
-    def settled() -> str | None:
-        with session_scope() as s:
-            job = s.get(Job, job_id)
-            assert job is not None
-            return job.status if job.status in SETTLED else None
-
-    wait_for(settled, timeout=60, what=f"job {job_id}")
+    job_id = submit_ticket(ticket, requester, delivery, submitted_by="key:zendesk-bridge")
+    settle(job_id, timeout=60)
     return job_id
 
 
