@@ -2,10 +2,12 @@
 
 After every deterministic rule has passed, the soft check asks whether the plan is what
 the request, the record history and the policy text support. A model judges when one is
-configured (app/llm/judge.py); otherwise, and whenever the judge cannot answer, this scorer
-stands in. It starts at 1.0 and subtracts each missing signal's penalty; a critical signal
-(a charge the ticket never names, a conflicting event in the history) alone takes the
-score below the default threshold of 0.85, a weak one (no policy passage found) does not.
+configured (app/llm/judge.py), but this scorer always runs and the judge can only lower its
+confidence (verifiers/soft_check.py). It starts at 1.0 and subtracts each missing signal's
+penalty; a weak signal (no policy passage found) costs a little. A critical signal (a charge
+the ticket never names, an amount it does not state, a payer who is not the requester, a
+target that is not the job's, a request taken back) vetoes the plan on its own, whatever the
+confidence and whatever a model judge says.
 
 One signal per class, like the rules: adding a signal is adding a class and a line in
 SIGNALS.
@@ -87,6 +89,7 @@ class Observation:
     ok: bool
     detail: str
     penalty: float
+    critical: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class Signal:
     name = "signal"
     penalty = 0.1
     workflows: frozenset[str] | None = None  # None: every workflow
+    # A critical signal that does not hold vetoes the plan alone (no confidence outweighs it).
+    critical = False
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
         """Whether the signal holds for this plan, and a sentence saying so."""
@@ -118,6 +123,7 @@ class ChargeNamed(Signal):
     """Every refunded charge is named in the ticket."""
 
     name, penalty, workflows = "charge_named", 0.3, frozenset({"support_refund"})
+    critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
         missing = [
@@ -134,6 +140,7 @@ class AmountStated(Signal):
     """Every refund's amount and currency is one the ticket states."""
 
     name, penalty, workflows = "amount_stated", 0.2, frozenset({"support_refund"})
+    critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
         stated = {(a.minor, a.currency) for a in find_amounts(ev.request_text)}
@@ -154,6 +161,7 @@ class RequesterIsPayer(Signal):
     """The ticket's requester paid the charge."""
 
     name, penalty, workflows = "requester_is_payer", 0.3, frozenset({"support_refund"})
+    critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
         charge, requester = ev.facts.get("charge"), ev.facts.get("requester")
@@ -182,6 +190,7 @@ class TargetIsTheJobs(Signal):
         0.4,
         frozenset({"invoice_exception", "it_request"}),
     )
+    critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
         wanted_invoice = str(ev.job_input.get("invoice_id", ""))[:15]
@@ -206,6 +215,7 @@ class ActionMatchesRequest(Signal):
     """The plan does what the service desk asked for, nothing else."""
 
     name, penalty, workflows = "action_matches_request", 0.4, frozenset({"it_request"})
+    critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
         asked = _REQUEST_TOOLS.get(str(ev.job_input.get("request_type")))
@@ -223,6 +233,7 @@ class AmountMatchesInvoice(Signal):
     """A payment approval is for exactly the invoice's amount."""
 
     name, penalty, workflows = "amount_matches_invoice", 0.4, frozenset({"invoice_exception"})
+    critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
         invoice = ev.context.get("invoice") or {}
@@ -258,6 +269,7 @@ class HistoryClear(Signal):
     """Nothing in the subject's history conflicts with the plan (done before, taken back)."""
 
     name, penalty = "history_clear", 0.4
+    critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
         conflicts = [e.detail for e in ev.history if e.conflicting]
@@ -323,7 +335,8 @@ def score(ev: SoftEvidence) -> Score:
         if signal.workflows is not None and ev.workflow not in signal.workflows:
             continue
         ok, detail = signal.observe(ev)
-        observations.append(Observation(signal.name, ok, detail, 0.0 if ok else signal.penalty))
+        penalty = 0.0 if ok else signal.penalty
+        observations.append(Observation(signal.name, ok, detail, penalty, signal.critical))
     confidence = max(0.0, 1.0 - sum(o.penalty for o in observations))
     return Score(round(confidence, 4), observations)
 

@@ -23,7 +23,7 @@ from tools.base import Risk
 from tools.catalog import get_tool
 from verifiers import config
 from verifiers.base import Verdict
-from verifiers.soft import HistoryEvent, SoftEvidence, score, withdrawn
+from verifiers.soft import HistoryEvent, Observation, SoftEvidence, score, withdrawn
 
 
 def history_of(session: Session, job: Job) -> list[HistoryEvent]:
@@ -107,10 +107,14 @@ def request_text(workflow: str, job_input: dict[str, Any], context: dict[str, An
 
 
 def judge_plan(ev: SoftEvidence, planner_tier: str, rec: CallRecorder) -> Verdict:
-    """The soft check's verdict: the model judge's confidence when one judges, the
-    deterministic scorer's otherwise (or when the judge cannot answer)."""
+    """The soft check's verdict. The deterministic scorer always judges; a model judge, when
+    one is configured and answers, can only lower its confidence or add reasons, never raise
+    it; a critical signal that does not hold vetoes the plan on its own, whatever the
+    confidence. (The judge may share a compromised endpoint with the planner: a prompt-
+    injected ticket must not be able to talk its way past the scorer.)"""
     threshold = config.current().soft_check.threshold_for(ev.workflow)
     scored = score(ev)
+    vetoes = [o for o in scored.observations if o.critical and not o.ok]
     evidence: dict[str, Any] = {
         "threshold": threshold,
         "scorer_confidence": scored.confidence,
@@ -119,8 +123,8 @@ def judge_plan(ev: SoftEvidence, planner_tier: str, rec: CallRecorder) -> Verdic
     }
     confidence, reasons, supported = scored.confidence, scored.reasons(), True
     judged_by = "scorer"
-    tier = model_judge.configured_tier(planner_tier)
-    if tier is not None and get_settings().model_configured:
+    tier = model_judge.configured_tier(planner_tier, get_settings().model_configured)
+    if tier is not None:
         query = " ".join([ev.summary, *(s.get("rationale", "") for s in ev.steps)])
         signals = [
             f"{o.signal}: {'holds' if o.ok else 'missing'} ({o.detail})"
@@ -138,14 +142,41 @@ def judge_plan(ev: SoftEvidence, planner_tier: str, rec: CallRecorder) -> Verdic
         except model_judge.JudgeUnavailable as exc:
             evidence["judge_unavailable"] = str(exc)[:500]
         else:
-            confidence, reasons, supported = found.confidence, found.reasons, found.supported
             judged_by = f"model:{found.model}"
-    evidence.update(judged_by=judged_by, confidence=confidence, reasons=reasons)
-    ok = supported and confidence >= threshold
+            evidence["judge"] = {
+                "model": found.model,
+                "tier": found.tier,
+                "confidence": found.confidence,
+                "supported": found.supported,
+                "reasons": found.reasons,
+            }
+            supported = found.supported
+            if found.confidence < confidence:
+                confidence, reasons = found.confidence, found.reasons
+            elif not found.supported:
+                reasons = [*reasons, *found.reasons]
+    if vetoes:
+        reasons = [o.detail for o in vetoes] + [r for r in reasons if r not in _details(vetoes)]
+    evidence.update(
+        judged_by=judged_by,
+        confidence=confidence,
+        reasons=reasons,
+        vetoed_by=[o.signal for o in vetoes],
+    )
+    ok = supported and confidence >= threshold and not vetoes
     detail = (
         f"confidence {confidence:.2f} (judged by {judged_by}) "
         f"{'meets' if ok else 'is below'} the threshold {threshold:.2f}"
     )
-    if not supported:
+    if vetoes:
+        detail = (
+            f"critical signal {', '.join(o.signal for o in vetoes)} does not hold: "
+            f"{'; '.join(o.detail for o in vetoes)[:300]}"
+        )
+    elif not supported:
         detail = f"the judge ({judged_by}) finds the plan unsupported: {'; '.join(reasons)[:300]}"
     return Verdict(ok, "soft_check", detail, evidence, confidence)
+
+
+def _details(observations: list[Observation]) -> set[str]:
+    return {o.detail for o in observations}

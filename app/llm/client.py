@@ -9,6 +9,8 @@ plan could make max_retries x models x Celery-retries calls.
 
 from __future__ import annotations
 
+import os
+
 import openai
 
 from app.settings import get_settings
@@ -23,21 +25,30 @@ UNAVAILABLE = (
 )
 
 
-def client(timeout: float) -> openai.OpenAI:
-    """This process's client for calls with `timeout` seconds."""
+def client(
+    timeout: float, base_url: str | None = None, api_key_env: str | None = None
+) -> openai.OpenAI:
+    """This process's client for calls with `timeout` seconds, to the tier's own endpoint
+    (`base_url`, key from the environment variable named `api_key_env`) or the default one
+    (OPENAI_BASE_URL, OPENAI_API_KEY)."""
 
     def make() -> openai.OpenAI:
         settings = get_settings()
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        if api_key_env is not None:
+            # models.yaml names the variable (a tier's key is not a fixed Settings field);
+            # read here, once per process, and never logged.
+            key = os.environ.get(api_key_env)
+        else:
+            key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         # A local OpenAI-compatible server may need no key; the SDK insists on one.
         return openai.OpenAI(
             api_key=key or "not-needed",
-            base_url=settings.openai_base_url,
+            base_url=base_url or settings.openai_base_url,
             timeout=timeout,
             max_retries=0,
         )
 
-    return per_process(f"openai:{timeout}", make)
+    return per_process(f"openai:{timeout}:{base_url}:{api_key_env}", make)
 
 
 def retry_after(exc: Exception) -> float | None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -30,12 +32,33 @@ class ModelPrice(_Strict):
         return total / Decimal(1_000_000)
 
 
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
 class Tier(_Strict):
-    """A model tier: its models in fallback order, a timeout and an output cap."""
+    """A model tier: its models in fallback order, a timeout and an output cap, and
+    optionally an endpoint of its own (otherwise OPENAI_BASE_URL / OPENAI_API_KEY)."""
 
     timeout_seconds: float = Field(gt=0, le=600)
     max_output_tokens: int = Field(gt=0, le=100_000)
     models: list[ModelPrice] = Field(min_length=1)
+    # Any OpenAI-compatible endpoint (OpenAI, Azure OpenAI, vLLM, Ollama, llama-server).
+    base_url: str | None = None
+    # The NAME of the environment variable holding this endpoint's key: keys never in YAML.
+    api_key_env: str | None = None
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> Tier:
+        if self.base_url is not None:
+            parts = urlparse(self.base_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"base_url {self.base_url!r} is not an http(s) URL")
+        if self.api_key_env is not None and not _ENV_NAME.match(self.api_key_env):
+            raise ValueError(
+                f"api_key_env {self.api_key_env!r} must name an environment variable "
+                "(A-Z, 0-9, _), not hold the key itself"
+            )
+        return self
 
 
 class LargeWhen(_Strict):
@@ -78,9 +101,13 @@ class Budgets(_Strict):
 
 
 class SoftCheckModel(_Strict):
-    """Which tier judges plans in the soft check (config/verifiers.yaml sets the threshold)."""
+    """Which tier judges plans in the soft check (config/verifiers.yaml sets the threshold).
 
-    tier: ModelTier
+    Any tier named in `tiers`: `small` or `large`, or one only the judge uses (say `judge`,
+    with its own base_url and api_key_env: a different model at a different endpoint than
+    the planner's is what we recommend, so one compromised endpoint cannot do both)."""
+
+    tier: str = Field(min_length=1)
     # Rules-tier plans are built from the very signals the deterministic scorer checks; a
     # model judging them adds cost, not assurance, unless this says otherwise.
     judge_rules_plans: bool = False
@@ -89,7 +116,9 @@ class SoftCheckModel(_Strict):
 class ModelsConfig(_Strict):
     """The whole of config/models.yaml."""
 
-    tiers: dict[ModelTier, Tier]
+    # `small` and `large` are the planner's (the router climbs them in TIER_ORDER); a tier of
+    # any other name is used only where named (soft_check.tier).
+    tiers: dict[str, Tier]
     router: Router = Router()
     cache: Cache = Cache()
     budgets: Budgets = Budgets()
@@ -107,7 +136,8 @@ class ModelsConfig(_Strict):
     def tiers_from(self, tier: str) -> list[ModelTier]:
         """The configured model tiers from `tier` upwards, cheapest first."""
         index = TIER_ORDER.index(tier)
-        return [t for t in TIER_ORDER[index:] if t in self.tiers]
+        planner_tiers: tuple[ModelTier, ...] = ("small", "large")
+        return [t for t in planner_tiers if t in TIER_ORDER[index:] and t in self.tiers]
 
     def price(self, model: str) -> ModelPrice | None:
         """The price entry of a model name, wherever it is configured."""

@@ -1,9 +1,12 @@
 """The soft check's model judge: one structured call asking how well a plan is grounded.
 
-It shares the planner's machinery (budget reservation, response cache, breaker, the call
-record that puts tokens and cost in model_calls and the audit chain); only the question and
-the answer's schema differ. When no model of the tier answers usably, JudgeUnavailable lets
-the soft check fall back to the deterministic scorer: the gate never opens for lack of a judge.
+It goes through the planner's call engine (app/llm/engine.py: redaction of every message,
+budget reservation, response cache, breaker, the call record that puts tokens and cost in
+model_calls and the audit chain); only the question and the answer's schema differ. Its
+verdict can only lower the deterministic scorer's confidence (verifiers/soft_check.py): a
+prompt-injected ticket that compromises the planner's endpoint may compromise the judge's
+too, so the judge is never the reason a write goes ahead. When no model of the tier answers
+usably, JudgeUnavailable leaves the decision to the scorer alone.
 """
 
 from __future__ import annotations
@@ -14,18 +17,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app import breaker
 from app.calls import CallRecorder
-from app.errors import CircuitOpen
 from app.llm import cache, prompts, retrieval
-from app.llm.config import ModelTier, models_config
-from app.llm.planner import (
-    PlanRequest,
-    _answer,
-    _Call,
-    _finish_record,
-    _Invalid,
-    _Unavailable,
+from app.llm.config import models_config
+from app.llm.engine import (
+    Conversation,
+    InvalidAnswer,
+    Unavailable,
+    breaker_open,
+    send,
     untrusted_block,
 )
 from app.redaction import Placeholders
@@ -58,19 +58,26 @@ class JudgeUnavailable(Exception):
     """Raised when no model of the judging tier gave a usable answer."""
 
 
-def configured_tier(planner_tier: str) -> ModelTier | None:
-    """The tier that judges a plan made by `planner_tier`, or None (the scorer judges)."""
-    setting = models_config().soft_check
+def configured_tier(planner_tier: str, model_configured: bool) -> str | None:
+    """The tier that judges a plan made by `planner_tier`, or None (the scorer alone judges).
+
+    `model_configured` says whether OPENAI_API_KEY or OPENAI_BASE_URL is set; a tier with
+    an endpoint of its own (base_url in models.yaml) judges without them.
+    """
+    cfg = models_config()
+    setting = cfg.soft_check
     if setting is None:
         return None
     if planner_tier == "rules" and not setting.judge_rules_plans:
+        return None
+    if not model_configured and cfg.tiers[setting.tier].base_url is None:
         return None
     return setting.tier
 
 
 def judge(
     workflow: str,
-    tier_name: ModelTier,
+    tier_name: str,
     untrusted: dict[str, Any],
     signals: list[str],
     passages: list[retrieval.Passage],
@@ -91,39 +98,36 @@ def judge(
         {"role": "system", "content": system},
         {"role": "user", "content": untrusted_block(untrusted, ph)},
     ]
-    call = _Call(
-        PlanRequest(workflow, [], untrusted, []),
+    conv = Conversation(
+        workflow,
         cfg,
         prompt.version,
         [p.id for p in passages],
         ph,
         messages,
         ["soft check"],
-        lambda _plan, _workflow: None,
         rec,
         response_model=lambda: SoftVerdict,
     )
     problems: list[str] = []
     for model in tier.models:
-        try:
-            breaker.before_call(f"model:{model.name}", write=False)
-        except CircuitOpen:
+        if breaker_open(conv, model):
             problems.append(f"{model.name}: breaker open")
             continue
         try:
-            answer = _answer(call, tier_name, tier, model, messages)
-        except _Unavailable:
+            answer = send(conv, tier_name, tier, model, messages)
+        except Unavailable:
             problems.append(f"{model.name}: unavailable")
             continue
-        except _Invalid as exc:
+        except InvalidAnswer as exc:
             problems.append(str(exc))
             continue
         if answer.refusal is not None or not isinstance(answer.parsed, SoftVerdict):
             why = "refused" if answer.refusal is not None else (answer.parse_error or "no answer")
-            _finish_record(answer, "refused" if answer.refusal else "invalid", {"error": why})
+            answer.finish("refused" if answer.refusal else "invalid", {"error": why})
             problems.append(f"{model.name}: {why}")
             continue
-        _finish_record(answer, "ok", {})
+        answer.finish("ok")
         if not answer.record.cache_hit:
             cache.put(answer.cache_key, answer.cached(), cfg.cache.ttl_seconds)
         verdict = answer.parsed

@@ -57,10 +57,24 @@ def plan_for(tool: str, args: dict[str, Any], ticket: int) -> dict[str, Any]:
     }
 
 
+# A ticket the rules tier cannot plan (no refund word it knows) that states the charge and the
+# amount: every signal of the deterministic scorer holds for a plan refunding $30.00 on it.
+GROUNDED = {
+    "id": 4850,
+    "requester_id": 103,
+    "subject": "Second seat",
+    "description": "I cancelled one of my two seats within the hour. Please give me the "
+    "$30.00 for that seat back on charge ch_1003.",
+    "status": "open",
+    "tags": ["refund"],
+}
+
+
 @pytest.fixture
 def fleet(pg_env, model_server: ModelServer, sandbox: Sandbox, start_worker) -> ModelServer:
     for model in ("gpt-4o-mini", "gpt-4o"):
         breaker.reset(f"model:{model}")
+    sandbox.add_tickets(GROUNDED)
     start_worker()
     return model_server
 
@@ -80,13 +94,13 @@ def test_a_ticket_the_rules_cannot_plan_is_planned_by_the_model_and_done(
                     "currency": "usd",
                     "reason": "requested_by_customer",
                 },
-                4830,
+                4850,
             ),
             "usage": {"prompt_tokens": 2100, "completion_tokens": 180},
         },
         verdict(0.93),
     )
-    job_id = submit(4830, 103, "model-1")
+    job_id = submit(4850, 103, "model-1")
     # Then the job completes with the model's plan, and the refund happened once
     assert settled(job_id) == jobs.COMPLETED
     assert [(w["body"]["charge"], int(w["body"]["amount"])) for w in sandbox.applied("stripe")] == [
@@ -159,17 +173,19 @@ def test_without_a_model_endpoint_the_rules_tier_escalates_no_model(
 
 
 REFUND_4830 = {"charge_id": "ch_1003", "amount": 3000, "currency": "usd", "reason": "duplicate"}
+REFUND_4850 = {**REFUND_4830, "reason": "requested_by_customer"}
 
 
 def test_a_plan_the_judge_doubts_escalates_low_confidence_and_writes_nothing(
     fleet: ModelServer, sandbox: Sandbox
 ) -> None:
-    # Given a valid model plan that every rule accepts, and a judge that is not sure of it
+    # Given a valid model plan that every rule and every signal accepts, and a judge that is
+    # not sure of it
     fleet.script(
-        {"match": "ch_1003", "content": plan_for("stripe.refund", REFUND_4830, 4830)},
+        {"match": "ch_1003", "content": plan_for("stripe.refund", REFUND_4850, 4850)},
         verdict(0.55),
     )
-    job_id = submit(4830, 103, "doubt-1")
+    job_id = submit(4850, 103, "doubt-1")
     # Then the job waits for a human as low_confidence, with the judge's reasons
     assert settled(job_id) == jobs.ESCALATED
     with session_scope() as s:
@@ -204,16 +220,40 @@ def test_when_the_judge_cannot_answer_the_deterministic_scorer_decides(
     assert sandbox.applied() == []
 
 
+def test_a_confident_judge_cannot_raise_the_scorer_or_overrule_a_critical_signal(
+    fleet: ModelServer, sandbox: Sandbox
+) -> None:
+    # Given a plan refunding an amount the ticket never states, and a judge (on the same,
+    # compromised endpoint) that approves it with full confidence
+    fleet.script(
+        {"match": "ch_1003", "content": plan_for("stripe.refund", REFUND_4830, 4830)},
+        verdict(1.0),
+    )
+    job_id = submit(4830, 103, "judge-overruled-1")
+    # Then the judge's verdict was used, but the scorer's lower confidence and its critical
+    # signal decide: a human reviews it and nothing is written
+    assert settled(job_id) == jobs.ESCALATED
+    with session_scope() as s:
+        esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
+        assert esc.reason == "low_confidence"
+        assert esc.evidence["judged_by"] == "model:gpt-4o-mini"
+        assert esc.evidence["judge"]["confidence"] == 1.0
+        assert esc.evidence["confidence"] == esc.evidence["scorer_confidence"] < 0.85
+        assert esc.evidence["vetoed_by"] == ["amount_stated"]
+        assert "amount_stated" in esc.detail
+    assert sandbox.applied() == []
+
+
 def test_a_reviewer_approves_a_doubted_plan_and_it_runs_once(
     fleet: ModelServer, sandbox: Sandbox
 ) -> None:
     from app import decisions
 
     fleet.script(
-        {"match": "ch_1003", "content": plan_for("stripe.refund", REFUND_4830, 4830)},
+        {"match": "ch_1003", "content": plan_for("stripe.refund", REFUND_4850, 4850)},
         verdict(0.4),
     )
-    job_id = submit(4830, 103, "doubt-approve-1")
+    job_id = submit(4850, 103, "doubt-approve-1")
     assert settled(job_id) == jobs.ESCALATED
     # When a reviewer approves the doubted step
     with session_scope() as s:

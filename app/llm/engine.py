@@ -1,0 +1,248 @@
+"""The one call engine: every request opsgate sends to a model vendor goes through `send`.
+
+The planner and the soft check's judge differ only in their question and their answer's
+schema; both build a `Conversation` and call `send` for each model turn. `send` is the one
+place that
+- redacts personal data from every message of the conversation (system prompt, the
+  untrusted block, the model's own earlier answers and the repair prompts that quote
+  validation errors) with the job's placeholder map, just before the request leaves;
+- answers from the response cache when the same (redacted) request was answered before;
+- reserves budget, calls the tier's endpoint through the SDK's structured outputs and
+  settles the reservation to the real cost;
+- feeds the fleet-wide breaker and records the call (tokens, cost, outcome) on the stage's
+  CallRecorder, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import openai
+import pydantic
+from openai.lib._pydantic import to_strict_json_schema
+
+from app import breaker
+from app.calls import CallRecorder, RecordedModelCall
+from app.errors import CircuitOpen
+from app.llm import budget, cache
+from app.llm.client import UNAVAILABLE, client, retry_after
+from app.llm.config import ModelPrice, ModelsConfig, Tier
+from app.redaction import Placeholders
+
+
+class Unavailable(Exception):
+    """Raised when a model cannot be reached now (429, 5xx, timeout, connection)."""
+
+
+class InvalidAnswer(Exception):
+    """Raised when a model's answer cannot be used (after its repairs), or the API refused
+    the request itself (a 4xx: bad key, unknown model)."""
+
+
+@dataclass
+class Conversation:
+    """What every model call about one job's question shares: the config, the prompt's
+    version, the passages cited, the placeholder map, the opening messages, the router's
+    reasons, where calls are recorded, and what the answer must parse as."""
+
+    workflow: str
+    cfg: ModelsConfig
+    prompt_version: str
+    passages: list[str]
+    placeholders: Placeholders
+    messages: list[dict[str, Any]]
+    reasons: list[str]
+    rec: CallRecorder
+    response_model: Callable[[], type[pydantic.BaseModel]]
+    unavailable: list[str] = field(default_factory=list)
+    retry_after: float | None = None
+
+
+@dataclass
+class Answer:
+    """One answer (from the model or the cache) and its record."""
+
+    record: RecordedModelCall
+    cache_key: str
+    content: str | None
+    parsed: pydantic.BaseModel | None
+    parse_error: str | None
+    refusal: str | None = None
+
+    def cached(self) -> dict[str, Any]:
+        """What the response cache keeps of a usable answer."""
+        return {
+            "content": self.content,
+            "input_tokens": self.record.input_tokens,
+            "output_tokens": self.record.output_tokens,
+        }
+
+    def finish(self, outcome: str, extra: dict[str, Any] | None = None) -> None:
+        """Settle the record's outcome (ok, invalid, refused) with any detail."""
+        self.record.outcome = outcome
+        self.record.response.update(extra or {})
+
+
+def untrusted_block(value: dict[str, Any], ph: Placeholders) -> str:
+    """The outside party's data, redacted and fenced so it cannot close its own fence."""
+    text = ph.redact(json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True, default=str))
+    text = text.replace("</untrusted_input", "<\\/untrusted_input")
+    return f"<untrusted_input>\n{text}\n</untrusted_input>"
+
+
+def redacted(messages: list[dict[str, Any]], ph: Placeholders) -> list[dict[str, Any]]:
+    """Every message with its text (string content or text parts) redacted."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            message = {**message, "content": ph.redact(content)}
+        elif isinstance(content, list):
+            parts = [
+                {**p, "text": ph.redact(p["text"])}
+                if isinstance(p, dict) and isinstance(p.get("text"), str)
+                else p
+                for p in content
+            ]
+            message = {**message, "content": parts}
+        out.append(message)
+    return out
+
+
+def breaker_open(conv: Conversation, model: ModelPrice) -> bool:
+    """Whether the model's fleet-wide breaker refuses a call now (noted on the conversation)."""
+    try:
+        breaker.before_call(f"model:{model.name}", write=False)
+    except CircuitOpen as exc:
+        conv.unavailable.append(f"{model.name}: breaker open")
+        conv.retry_after = max(conv.retry_after or 0, exc.retry_at - time.time())
+        return True
+    return False
+
+
+def send(
+    conv: Conversation,
+    tier_name: str,
+    tier: Tier,
+    model: ModelPrice,
+    messages: list[dict[str, Any]],
+) -> Answer:
+    """One model call, or the cached answer to the same request; recorded either way."""
+    messages = redacted(messages, conv.placeholders)
+    model_cls = conv.response_model()
+    # A tier with its own endpoint may serve a model of the same name differently.
+    endpoint = f"{tier.base_url}|{model.name}" if tier.base_url else model.name
+    key = cache.key(conv.prompt_version, endpoint, messages)
+    record = RecordedModelCall(
+        tier=tier_name,
+        model=model.name,
+        prompt_version=conv.prompt_version,
+        passages=conv.passages,
+        router=list(conv.reasons),
+        request={"messages": messages, "max_output_tokens": tier.max_output_tokens},
+        response={},
+        outcome="pending",
+    )
+    conv.rec.model_calls.append(record)
+    hit = cache.get(key)
+    if hit is not None:
+        record.cache_hit = True
+        record.input_tokens, record.output_tokens = hit["input_tokens"], hit["output_tokens"]
+        record.response = {"content": hit["content"]}
+        try:
+            parsed = model_cls.model_validate_json(hit["content"] or "")
+        except pydantic.ValidationError as exc:
+            return Answer(record, key, hit["content"], None, errors(exc))
+        return Answer(record, key, hit["content"], parsed, None)
+    scope = conv.workflow
+    worst = model.cost(_estimate_tokens(messages, _schema_chars(model_cls)), tier.max_output_tokens)
+    held = budget.reserve(scope, conv.cfg.budgets.daily(scope), worst)
+    started = time.perf_counter()
+    system = f"model:{model.name}"
+    try:
+        sdk = client(tier.timeout_seconds, tier.base_url, tier.api_key_env)
+        raw = sdk.chat.completions.with_raw_response.parse(
+            model=model.name,
+            messages=messages,  # type: ignore[arg-type]
+            response_format=model_cls,
+            max_completion_tokens=tier.max_output_tokens,
+            temperature=0,
+        )
+    except UNAVAILABLE as exc:
+        record.settle = (held, Decimal(0))
+        breaker.record(system, ok=False)
+        record.latency_ms = (time.perf_counter() - started) * 1000
+        record.outcome, record.response = "unavailable", {"error": describe(exc)}
+        conv.unavailable.append(f"{model.name}: {describe(exc)}")
+        wait = retry_after(exc)
+        if wait is not None:
+            conv.retry_after = max(conv.retry_after or 0, wait)
+        raise Unavailable from exc
+    except openai.APIStatusError as exc:
+        # 4xx: this model will not take this request (bad key, unknown model, schema).
+        record.settle = (held, Decimal(0))
+        breaker.record(system, ok=True)
+        record.latency_ms = (time.perf_counter() - started) * 1000
+        record.outcome, record.response = "error", {"error": describe(exc)}
+        raise InvalidAnswer(f"{model.name}: {describe(exc)}") from exc
+    record.latency_ms = (time.perf_counter() - started) * 1000
+    breaker.record(system, ok=True)
+    body = _json_body(raw.http_response)
+    usage = body.get("usage") or {}
+    record.input_tokens = int(usage.get("prompt_tokens") or 0)
+    record.output_tokens = int(usage.get("completion_tokens") or 0)
+    record.cost_usd = model.cost(record.input_tokens, record.output_tokens)
+    # The unused part of the reservation goes back in the stage's own commit, with the
+    # call's record: no second transaction on the hot path.
+    record.settle = (held, record.cost_usd)
+    message = ((body.get("choices") or [{}])[0] or {}).get("message") or {}
+    content, refusal = message.get("content"), message.get("refusal")
+    record.response = {"content": content, "refusal": refusal}
+    if refusal:
+        record.outcome = "refused"
+        return Answer(record, key, content, None, None, refusal=conv.placeholders.redact(refusal))
+    try:
+        answer_model: pydantic.BaseModel | None = raw.parse().choices[0].message.parsed
+    except pydantic.ValidationError as exc:
+        return Answer(record, key, content, None, errors(exc))
+    except (openai.OpenAIError, ValueError) as exc:
+        return Answer(record, key, content, None, describe(exc))
+    return Answer(record, key, content, answer_model, None)
+
+
+def _estimate_tokens(messages: list[dict[str, Any]], schema_chars: int) -> int:
+    chars = sum(len(str(m.get("content") or "")) for m in messages) + schema_chars
+    return math.ceil(chars / 4) + 16 * len(messages)
+
+
+@functools.cache
+def _schema_chars(model_cls: type[pydantic.BaseModel]) -> int:
+    return len(json.dumps(to_strict_json_schema(model_cls)))
+
+
+def _json_body(response: Any) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def errors(exc: pydantic.ValidationError) -> str:
+    """A validation error as one line per problem (at most eight), for a repair prompt."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors()[:8]
+    )
+
+
+def describe(exc: Exception) -> str:
+    """An SDK error in one short line: class, status, message."""
+    status = getattr(exc, "status_code", None)
+    return f"{exc.__class__.__name__}{f' {status}' if status else ''}: {str(exc)[:300]}"
