@@ -273,3 +273,63 @@ def test_a_reviewer_approves_a_doubted_plan_and_it_runs_once(
             )
         ).all()
         assert len(judged) == 1
+
+
+def test_a_judge_tier_with_its_own_endpoint_and_key_judges_there(
+    pg_env,
+    model_server: ModelServer,
+    sandbox: Sandbox,
+    start_worker,
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+
+    import yaml
+
+    from tests.conftest import models_config_dir
+    from tools.sandbox.model_routes import serve_in_thread
+
+    # Given a judge tier at a second OpenAI-compatible endpoint whose key is in a variable
+    # that models.yaml names, and the planner at the default endpoint
+    judge_url, stop = serve_in_thread()
+    try:
+        judge_server = ModelServer(judge_url)
+        config = models_config_dir(tmp_path)
+        path = config / "models.yaml"
+        data = yaml.safe_load(path.read_text())
+        data["tiers"]["judge"] = {
+            "base_url": judge_url,
+            "api_key_env": "OPSGATE_TEST_JUDGE_KEY",
+            "timeout_seconds": 10,
+            "max_output_tokens": 300,
+            "models": [{"name": "judge-1", "input_per_million": 1, "output_per_million": 1}],
+        }
+        data["soft_check"] = {"tier": "judge"}
+        path.write_text(yaml.safe_dump(data))
+        monkeypatch.setenv("OPSGATE_CONFIG_DIR", str(config))
+        monkeypatch.setenv("OPSGATE_TEST_JUDGE_KEY", "sk-judge-only")
+        for model in ("gpt-4o-mini", "judge-1"):
+            breaker.reset(f"model:{model}")
+        sandbox.add_tickets(GROUNDED)
+        model_server.script(
+            {"match": "ch_1003", "content": plan_for("stripe.refund", REFUND_4850, 4850)}
+        )
+        judge_server.script({**verdict(0.5), "model": "judge-1"})
+        start_worker()
+        # When a job is planned and judged
+        job_id = submit(4850, 103, "own-endpoint-1")
+        # Then the judge's call went to its own endpoint with its own key, and its doubt holds
+        assert settled(job_id) == jobs.ESCALATED
+        judged = judge_server.requests()
+        assert [r["model"] for r in judged] == ["judge-1"]
+        sent = judged[0]["headers"]["authorization_sha256"]
+        assert sent == hashlib.sha256(b"Bearer sk-judge-only").hexdigest()
+        planner_texts = json.dumps(model_server.requests())
+        assert "You are the opsgate soft check" not in planner_texts
+        with session_scope() as s:
+            esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
+            assert (esc.reason, esc.evidence["judged_by"]) == ("low_confidence", "model:judge-1")
+        assert sandbox.applied() == []
+    finally:
+        stop()

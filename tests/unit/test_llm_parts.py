@@ -241,3 +241,44 @@ def test_concurrent_reservations_never_overspend(pg_env: dict[str, str]) -> None
     # Then exactly ten fit and the counter says so
     assert outcomes.count(True) == 10
     assert budget.held("race") == Decimal("0.10")
+
+
+def _with_judge_tier(**judge: Any) -> dict[str, Any]:
+    base = models_config().model_dump(mode="json")
+    base["tiers"]["judge"] = {
+        "timeout_seconds": 10,
+        "max_output_tokens": 300,
+        "models": [{"name": "j", "input_per_million": 1, "output_per_million": 1}],
+        **judge,
+    }
+    base["soft_check"] = {"tier": "judge"}
+    return base
+
+
+def test_a_tier_may_name_its_own_endpoint_and_key_variable() -> None:
+    cfg = ModelsConfig.model_validate(
+        _with_judge_tier(base_url="https://judge.example/v1", api_key_env="OPSGATE_JUDGE_KEY")
+    )
+    assert cfg.tiers["judge"].base_url == "https://judge.example/v1"
+    # A tier of another name is the judge's only: the planner's router never climbs to it
+    assert cfg.tiers_from("small") == ["small", "large"]
+
+
+@pytest.mark.parametrize(
+    "judge, error",
+    [
+        ({"api_key_env": "sk-live-abc123"}, "must name an environment variable"),
+        ({"base_url": "judge.example/v1"}, r"is not an http\(s\) URL"),
+        ({"base_url": "ftp://judge.example"}, r"is not an http\(s\) URL"),
+    ],
+)
+def test_a_key_in_yaml_or_a_bad_url_is_refused(judge: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        ModelsConfig.model_validate(_with_judge_tier(**judge))
+
+
+def test_the_judge_must_name_a_configured_tier() -> None:
+    base = models_config().model_dump(mode="json")
+    base["soft_check"] = {"tier": "judge"}
+    with pytest.raises(ValueError, match="no tier 'judge'"):
+        ModelsConfig.model_validate(base)

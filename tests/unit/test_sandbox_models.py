@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -68,9 +69,12 @@ def requests(base_url: str) -> list[dict[str, Any]]:
     return httpx.get(f"{_root(base_url)}/_models/requests").json()["requests"]
 
 
+SDK_KEY = "test"
+
+
 def sdk(base_url: str, timeout: float = 5, max_retries: int = 0) -> openai.OpenAI:
     return openai.OpenAI(
-        base_url=base_url, api_key="test", max_retries=max_retries, timeout=timeout
+        base_url=base_url, api_key=SDK_KEY, max_retries=max_retries, timeout=timeout
     )
 
 
@@ -389,7 +393,10 @@ def test_requests_are_recorded_with_what_the_sdk_sent(url: str) -> None:
     assert len(recorded) == 1
     first = recorded[0]
     assert first["model"] == "m"
-    assert first["headers"] == {"authorization": True, "x-stainless-retry-count": "0"}
+    assert first["headers"]["authorization"] is True
+    assert first["headers"]["x-stainless-retry-count"] == "0"
+    sent = first["headers"]["authorization_sha256"]
+    assert sent == hashlib.sha256(f"Bearer {SDK_KEY}".encode()).hexdigest()
     body = first["body"]
     assert body["messages"] == [USER]
     assert body["response_format"]["type"] == "json_schema"
@@ -399,7 +406,11 @@ def test_requests_are_recorded_with_what_the_sdk_sent(url: str) -> None:
     assert "alice@example.com" not in json.dumps(recorded)
 
     httpx.post(f"{url}/chat/completions", json={"model": "m", "messages": [USER]})
-    assert requests(url)[1]["headers"] == {"authorization": False, "x-stainless-retry-count": None}
+    assert requests(url)[1]["headers"] == {
+        "authorization": False,
+        "authorization_sha256": None,
+        "x-stainless-retry-count": None,
+    }
     httpx.delete(f"{_root(url)}/_models/requests").raise_for_status()
     assert requests(url) == []
 

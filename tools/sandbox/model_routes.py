@@ -9,6 +9,7 @@ memory on `app.state`, one copy per server process.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import secrets
@@ -383,6 +384,12 @@ async def chat_completions(request: Request) -> Response:
         "body": body,
         "headers": {
             "authorization": "authorization" in headers,
+            # Which key was sent, without keeping it: tests compare against their own hash.
+            "authorization_sha256": hashlib.sha256(
+                headers.get("authorization", "").encode()
+            ).hexdigest()
+            if "authorization" in headers
+            else None,
             "x-stainless-retry-count": headers.get("x-stainless-retry-count"),
         },
     }
