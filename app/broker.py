@@ -49,6 +49,11 @@ def check_redis(settings: Settings | None = None) -> None:
         raise ServiceUnavailable(f"redis unreachable at {_hide(url)}: {exc}") from exc
 
 
+def describe_url(settings: Settings | None = None) -> str:
+    """The Redis URL in use, its password masked, for messages."""
+    return _hide(redis_url(settings))
+
+
 def _hide(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -13,8 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.errors import ServiceUnavailable
-from app.settings import PROJECT_ROOT, get_settings
+from app.errors import SchemaNotCurrent, ServiceUnavailable
+from app.settings import PROJECT_ROOT, Settings, get_settings
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -38,7 +39,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int | None = None) -> Engine:
     """Build an engine with the settings each backend needs."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -48,7 +49,7 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    size = get_settings().db_pool_size
+    size = pool_size or get_settings().db_pool_size
     # pre_ping costs a round trip per checkout; it is what lets the fleet ride out a
     # PostgreSQL restart without failing the first request on each stale connection.
     return create_engine(url, pool_pre_ping=True, pool_size=size, max_overflow=size // 2)
@@ -96,15 +97,31 @@ def describe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def check_database() -> None:
-    """Raise ServiceUnavailable with a clear line if the database does not answer."""
-    url = get_settings().resolved_database_url()
+@contextmanager
+def _engine_for(settings: Settings | None) -> Iterator[tuple[Engine, str]]:
+    """This process's engine and URL; or, for other settings (`opsgate doctor` reads them
+    without the production checks), a one-connection engine of their own."""
+    if settings is None:
+        yield get_engine(), get_settings().resolved_database_url()
+        return
+    url = settings.resolved_database_url()
+    engine = make_engine(url, pool_size=1)
     try:
-        with get_engine().connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise ServiceUnavailable(f"database unreachable at {describe_url(url)}: {reason}") from exc
+        yield engine, url
+    finally:
+        engine.dispose()
+
+
+def check_database(settings: Settings | None = None) -> None:
+    """Raise ServiceUnavailable with a clear line if the database does not answer."""
+    with _engine_for(settings) as (engine, url):
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            where = describe_url(url)
+            raise ServiceUnavailable(f"database unreachable at {where}: {reason}") from exc
 
 
 def alembic_config() -> Any:
@@ -115,6 +132,68 @@ def alembic_config() -> Any:
     cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     cfg.set_main_option("sqlalchemy.url", get_settings().resolved_database_url())
     return cfg
+
+
+def schema_revisions(settings: Settings | None = None) -> tuple[str | None, str, set[str]]:
+    """The database's schema revision (None: no opsgate schema), the migrations' head, and
+    every revision the migrations know."""
+    # A read-only look: alembic's INFO lines (plugins, DDL mode) are noise before a command.
+    quiet = logging.getLogger("alembic")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory(str(PROJECT_ROOT / "migrations"))
+        head = script.get_current_head()
+        assert head is not None
+        with _engine_for(settings) as (engine, _), engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        quiet.setLevel(level)
+    return current, head, {rev.revision for rev in script.walk_revisions()}
+
+
+def check_schema(settings: Settings | None = None) -> None:
+    """Raise (one line that says what to do) unless the database answers and its schema is
+    at the migrations' head."""
+    check_database(settings)
+    current, head, known = schema_revisions(settings)
+    if current == head:
+        return
+    where = describe_url((settings or get_settings()).resolved_database_url())
+    if current is None:
+        raise SchemaNotCurrent(
+            f"database at {where} has no opsgate schema (head is {head}) — run: opsgate db upgrade"
+        )
+    if current not in known:
+        raise SchemaNotCurrent(
+            f"database at {where} is at schema {current}, which this opsgate does not know "
+            f"(its head is {head}) — run the opsgate version that migrated it"
+        )
+    raise SchemaNotCurrent(
+        f"database at {where}: schema is at {current}, head is {head} — run: opsgate db upgrade"
+    )
+
+
+def explain_error(exc: Exception) -> str | None:
+    """One line for a database error a command met, naming the fix; None if it is not one
+    of the kinds a user can fix (no schema, unreachable)."""
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(exc, DBAPIError):
+        return None
+    where = describe_url(get_settings().resolved_database_url())
+    text_ = str(exc.orig or exc).lower()
+    if "no such table" in text_ or ("relation" in text_ and "does not exist" in text_):
+        return f"database at {where} has no opsgate schema — run: opsgate db upgrade"
+    if "no such column" in text_ or ("column" in text_ and "does not exist" in text_):
+        return f"database at {where} has an older opsgate schema — run: opsgate db upgrade"
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        return f"database unreachable at {where}: {reason}"
+    return None
 
 
 def upgrade() -> None:

@@ -49,6 +49,10 @@ class ServiceUnavailable(OpsgateError):
     """Raised when the database or Redis cannot be reached; the message names which."""
 
 
+class SchemaNotCurrent(ServiceUnavailable):
+    """Raised when the database has no opsgate schema or is not at the migrations' head."""
+
+
 class InputError(OpsgateError):
     """Raised when a submission is malformed or does not match its workflow's input schema."""
 

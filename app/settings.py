@@ -7,6 +7,7 @@ import getpass
 import socket
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -166,6 +167,46 @@ class Settings(BaseSettings):
         # Compose files pass `VAR=` for optional settings; an empty value means "not set".
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator(
+        "stripe_api_base",
+        "zendesk_api_base",
+        "salesforce_api_base",
+        "okta_api_base",
+        "api_url",
+        "openai_base_url",
+    )
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_http_url(value)
+        return value
+
+    @field_validator("salesforce_org_id")
+    @classmethod
+    def _salesforce_org_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_salesforce_org_id(value.strip())
+            return value.strip()
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_key_triples(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_api_keys(value.get_secret_value())
+        return value
+
+    @field_validator("approval_keys")
+    @classmethod
+    def _approval_key_pairs(cls, value: SecretStr) -> SecretStr:
+        kids = [kid for kid, _ in parse_signing_keys(value.get_secret_value())]
+        if len(set(kids)) != len(kids):
+            duplicate = next(k for k in kids if kids.count(k) > 1)
+            raise ValueError(
+                f"key id {duplicate!r} appears twice (fix: give every kid:secret pair its own kid)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:
         if self.environment != "production":
@@ -181,28 +222,26 @@ class Settings(BaseSettings):
             # A system still pointed at the local sandbox address is not in use.
             in_use = name in ("stripe_api_key", "zendesk_api_token") or base != _SANDBOX
             if in_use and getattr(self, name).get_secret_value() in _PLACEHOLDER_SECRETS:
-                problems.append(name)
+                problems.append(f"{name} (OPSGATE_{name.upper()})")
         if any(
             secret in _PLACEHOLDER_SECRETS or len(secret) < 16 for _, secret in self.signing_keys()
         ):
-            problems.append("approval_keys (kid:secret pairs, secrets of 16+ characters)")
+            problems.append(
+                "approval_keys (OPSGATE_APPROVAL_KEYS: kid:secret pairs, secrets of 16+ characters)"
+            )
         if self.database_url is None:
-            problems.append("database_url (SQLite is for one machine only)")
+            problems.append("database_url (OPSGATE_DATABASE_URL: SQLite is for one machine only)")
         if self.redis_url is None:
-            problems.append("redis_url (the embedded redis-server is for one machine only)")
+            problems.append(
+                "redis_url (OPSGATE_REDIS_URL: the embedded redis-server is for one machine only)"
+            )
         if problems:
             raise ValueError("production settings need real values for: " + ", ".join(problems))
         return self
 
     def signing_keys(self) -> list[tuple[str, str]]:
         """The approval signing keys as (key id, secret), the signing one first."""
-        pairs = []
-        for item in self.approval_keys.get_secret_value().split(","):
-            kid, sep, secret = item.strip().partition(":")
-            if not sep or not kid or not secret:
-                raise ValueError("OPSGATE_APPROVAL_KEYS must be kid:secret pairs, comma-separated")
-            pairs.append((kid, secret))
-        return pairs
+        return parse_signing_keys(self.approval_keys.get_secret_value())
 
     @property
     def var_dir(self) -> Path:
@@ -225,19 +264,7 @@ class Settings(BaseSettings):
 
     def env_api_keys(self) -> list[tuple[str, str, str]]:
         """`name:role:key` triples from OPSGATE_API_KEYS."""
-        raw = self.api_keys.get_secret_value() if self.api_keys else ""
-        triples = []
-        for item in filter(None, (part.strip() for part in raw.split(","))):
-            name, _, rest = item.partition(":")
-            role, _, key = rest.partition(":")
-            if not (name and role and key):
-                raise ValueError("OPSGATE_API_KEYS entries must be name:role:key")
-            if role not in ROLES:
-                raise ValueError(
-                    f"OPSGATE_API_KEYS: role {role!r} of {name!r} is not one of {', '.join(ROLES)}"
-                )
-            triples.append((name, role, key))
-        return triples
+        return parse_api_keys(self.api_keys.get_secret_value() if self.api_keys else "")
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL, with the embedded SQLite default and the psycopg 3 driver."""
@@ -248,6 +275,81 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
+
+
+# The validators' messages end with "(fix: ...)": the CLI prints them as they are, on one
+# line after the variable's name, and never echoes a secret.
+
+
+def check_http_url(value: str) -> None:
+    """Raise ValueError unless `value` is an http(s) URL with a host."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{value!r} is not an http(s) URL with a host "
+            "(fix: give the full URL, e.g. https://api.example.com)"
+        )
+
+
+def check_salesforce_org_id(value: str) -> None:
+    """Raise ValueError unless `value` is an org id: 00D + 12 characters, or that plus its
+    3-character case checksum (Salesforce's 18-character form)."""
+    from app.webhooks.salesforce import canonical_id, to_18
+
+    where = "(fix: copy the Organization ID from Salesforce Setup > Company Information)"
+    if (
+        not value[:3].upper() == "00D"
+        or not (value.isascii() and value.isalnum())
+        or len(value) not in (15, 18)
+    ):
+        raise ValueError(
+            f"{value!r} is not a Salesforce organization id: it starts with 00D and has 15 "
+            f"letters and digits, or 18 with its checksum suffix {where}"
+        )
+    if len(value) == 15 and not value.startswith("00D"):
+        raise ValueError(
+            f"{value!r} is not a Salesforce organization id: the 15-character form is "
+            f"case-sensitive and starts with 00D {where}"
+        )
+    if canonical_id(value) is None:
+        raise ValueError(
+            f"{value!r} ends in {value[15:]!r}, which is not the checksum of its first 15 "
+            f"characters (that is {to_18(value[:15])[15:]!r}) {where}"
+        )
+
+
+def parse_signing_keys(raw: str) -> list[tuple[str, str]]:
+    """`kid:secret,...` as (key id, secret) pairs, the signing one first."""
+    pairs = []
+    for item in raw.split(","):
+        kid, sep, secret = item.strip().partition(":")
+        if not sep or not kid or not secret:
+            raise ValueError(
+                "must be kid:secret pairs, comma-separated "
+                "(fix: e.g. OPSGATE_APPROVAL_KEYS=k1:<openssl rand -hex 32>)"
+            )
+        pairs.append((kid, secret))
+    return pairs
+
+
+def parse_api_keys(raw: str) -> list[tuple[str, str, str]]:
+    """`name:role:key,...` as (name, role, key) triples; the message never shows a key."""
+    triples = []
+    for i, item in enumerate(filter(None, (part.strip() for part in raw.split(","))), 1):
+        name, _, rest = item.partition(":")
+        role, _, key = rest.partition(":")
+        if not (name and role and key.strip()):
+            raise ValueError(
+                f"entry {i} is not name:role:key with a non-empty key "
+                f"(fix: e.g. crm:requester:<openssl rand -hex 24>)"
+            )
+        if role not in ROLES:
+            raise ValueError(
+                f"role {role!r} of {name!r} is not one of {', '.join(ROLES)} "
+                f"(fix: use one of {', '.join(ROLES)})"
+            )
+        triples.append((name, role, key))
+    return triples
 
 
 @functools.cache

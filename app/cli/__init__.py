@@ -3,37 +3,92 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from pydantic import ValidationError
 
 from app.errors import InputError, OpsgateError, PermanentError, ServiceUnavailable
 
+# Commands that read their settings themselves (doctor reports a bad one as a finding).
+_OWN_SETTINGS = frozenset({"doctor"})
+
 
 class OpsgateGroup(click.Group):
-    """A click group that turns opsgate's errors into one clear line and an exit code."""
+    """A click group that validates the settings before any command runs and turns
+    opsgate's errors, and a database or Redis that is missing, unmigrated or unreachable,
+    into one clear line and an exit code (never a traceback)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["opsgate.argv"] = list(args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        argv: list[str] = ctx.meta.get("opsgate.argv", [])
         try:
+            if argv and argv[0] not in _OWN_SETTINGS and not {"-h", "--help"} & set(argv):
+                from app.settings import get_settings
+
+                get_settings()
             return super().invoke(ctx)
         except InputError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            _fail(f"error: {exc}", 2)
         except ServiceUnavailable as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(3)
+            _fail(f"error: {exc}", 3)
         except (PermanentError, OpsgateError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            _fail(f"error: {exc}", 1)
         except ValidationError as exc:
-            # Settings are validated on first use; a bad environment is one line, not a trace.
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            click.echo(f"error: invalid configuration: {problems}", err=True)
-            sys.exit(2)
+            if exc.title == "Settings":
+                _fail(settings_error_line(exc), 2)
+            _fail(f"error: invalid input: {_problems(exc)}", 2)
+        except Exception as exc:
+            line = _service_error_line(exc)
+            if line is None:
+                raise
+            _fail(f"error: {line}", 3)
+
+
+def _fail(line: str, code: int) -> NoReturn:
+    click.echo(line, err=True)
+    sys.exit(code)
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def settings_error_line(exc: ValidationError) -> str:
+    """`opsgate: invalid setting NAME: what is wrong (fix: ...)`, one line for all problems."""
+    parts = []
+    for e in exc.errors():
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        name = ".".join(str(p) for p in e["loc"])
+        if not name:
+            fix = "set real values, or OPSGATE_ENV=development on a development machine"
+            parts.append(f"invalid settings: {msg} (fix: {fix})")
+            continue
+        if "(fix:" not in msg:
+            msg += f" (fix: correct {name} in the environment or .env)"
+        parts.append(f"invalid setting {name}: {msg}")
+    return "opsgate: " + "; ".join(parts)
+
+
+def _service_error_line(exc: Exception) -> str | None:
+    """The one line for a database or Redis failure a command met mid-way, if it is one."""
+    import redis
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        from app import db
+
+        return db.explain_error(exc)
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        from app import broker
+
+        return f"redis unreachable at {broker.describe_url()}: {exc}"
+    return None
 
 
 @click.group(cls=OpsgateGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,7 +98,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from app.cli import audit, demo, jobs, keys, killswitch, report, services
+    from app.cli import audit, demo, doctor, jobs, keys, killswitch, report, services
 
     services.register(cli)
     keys.register(cli)
@@ -52,6 +107,7 @@ def _register() -> None:
     demo.register(cli)
     killswitch.register(cli)
     audit.register(cli)
+    doctor.register(cli)
 
 
 _register()

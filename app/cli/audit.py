@@ -247,13 +247,13 @@ def data_erase(subject: str, yes: bool, as_json: bool) -> None:
     """Erase SUBJECT (an e-mail address, a login, a requester id) from every store of
     personal data; the audit chains keep verifying (they hold references only)."""
     setup_logging()
-    prepare_database()
     if not yes and not click.confirm(f"erase every trace of {subject!r}?", err=True):
         raise InputError("not confirmed; nothing erased")
     remote = through_api("/v1/privacy/erasures", {"subject": subject})
     if remote is not None:
         _report(remote, as_json)
         return
+    prepare_database()
     with session_scope() as session:
         try:
             result = privacy.erase_subject(session, subject, actor=cli_actor())
@@ -276,12 +276,12 @@ def data_purge(days: int | None, as_json: bool) -> None:
     from app.settings import get_settings
 
     setup_logging()
-    prepare_database()
     window = days if days is not None else get_settings().retention_days
     remote = through_api("/v1/privacy/purges", {"older_than_days": window})
     if remote is not None:
         _report(remote, as_json)
         return
+    prepare_database()
     with session_scope() as session:
         result = privacy.purge_expired(
             session, older_than=timedelta(days=window), actor=cli_actor()

@@ -21,11 +21,12 @@ def setup_logging(default_level: str = "WARNING") -> None:
 
 
 def prepare_database() -> None:
-    """Embedded SQLite is migrated on first use; a configured database is only checked."""
+    """Embedded SQLite is migrated on first use; a configured database must answer and be at
+    the migrations' head (otherwise one line naming the URL or `opsgate db upgrade`)."""
     if get_settings().database_url is None:
         db.upgrade()
     else:
-        db.check_database()
+        db.check_schema()
 
 
 def prepare_services(*, redis: bool = True) -> bool:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from app import demo
 from app.cli.common import emit_json, setup_logging
+from app.errors import InputError
 from app.settings import get_settings
 
 
@@ -27,6 +28,11 @@ def demo_command(timeout: float, as_json: bool) -> None:
     """Process the sample inbox in examples/ end to end and print the outcomes."""
     setup_logging()
     settings = get_settings()
+    if settings.environment == "production":
+        raise InputError(
+            "opsgate demo is for a development machine: it migrates the database, starts a "
+            "sandbox and submits sample jobs (fix: run it without OPSGATE_ENV=production)"
+        )
     console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),

@@ -117,11 +117,26 @@ def to_18(id15: str) -> str:
 
 
 def canonical_id(value: str) -> str | None:
-    """The 18-character form of a 15- or 18-character id; None if it is neither or corrupt."""
-    if not value.isalnum() or len(value) not in (15, 18):
+    """The 18-character form of a 15- or 18-character id; None if it is neither or corrupt.
+
+    A 15-character id is case-sensitive. The 18-character form is case-safe: its suffix
+    says which of the first 15 characters are capitals, so the case of those is restored
+    from it (a lowercased copy still names the same record) and must be consistent."""
+    if not (value.isascii() and value.isalnum()) or len(value) not in (15, 18):
         return None
-    full = to_18(value[:15])
-    return full if len(value) == 15 or full == value else None
+    if len(value) == 15:
+        return to_18(value)
+    suffix = value[15:].upper()
+    chars = []
+    for n, code in enumerate(suffix):
+        bits = _CHECKSUM.find(code)
+        for i, ch in enumerate(value[5 * n : 5 * n + 5]):
+            capital = bool(bits >> i & 1)
+            if capital and not ch.isalpha():
+                return None  # the suffix marks a digit as a capital: corrupt
+            chars.append(ch.upper() if capital else ch.lower())
+    full = "".join(chars) + suffix
+    return full if to_18(full[:15]) == full else None
 
 
 def same_org(configured: str, given: str) -> bool:
