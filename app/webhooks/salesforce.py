@@ -120,13 +120,16 @@ def canonical_id(value: str) -> str | None:
     """The 18-character form of a 15- or 18-character id; None if it is neither or corrupt.
 
     A 15-character id is case-sensitive. The 18-character form is case-safe: its suffix
-    says which of the first 15 characters are capitals, so the case of those is restored
-    from it (a lowercased copy still names the same record) and must be consistent."""
+    says which of the first 15 characters are capitals, so a copy whose case was lost (all
+    lower or all upper) is restored from it; a mixed-case one must match its suffix."""
     if not (value.isascii() and value.isalnum()) or len(value) not in (15, 18):
         return None
     if len(value) == 15:
         return to_18(value)
     suffix = value[15:].upper()
+    if value[:15] not in (value[:15].lower(), value[:15].upper()):
+        full = to_18(value[:15])
+        return full if full == value[:15] + suffix else None
     chars = []
     for n, code in enumerate(suffix):
         bits = _CHECKSUM.find(code)
