@@ -81,6 +81,58 @@ class TicketSpec(BaseModel):
     comments: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class ChargeSpec(BaseModel):
+    """A Stripe charge (and its customer) to add or replace for a test or an evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^ch_[A-Za-z0-9_]+$")
+    customer_id: str = Field(pattern=r"^cus_[A-Za-z0-9_]+$")
+    customer_email: str = Field(min_length=3, max_length=320)
+    customer_name: str = Field("", max_length=200)
+    amount: int = Field(gt=0)
+    currency: str = Field(pattern="^[a-z]{3}$")
+    amount_refunded: int = Field(0, ge=0)
+    description: str | None = None
+    # Unix seconds, as Stripe reports them; default: one day ago.
+    created: int | None = Field(None, gt=0)
+    disputed: bool = False
+
+
+@control.post("/charges")
+def add_charges(request: Request, charges: list[ChargeSpec]) -> dict[str, Any]:
+    """Add or replace charges and their customers (not a Stripe write: the ledger stays)."""
+    now = int(utc_now().timestamp())
+    with _store(request).transaction() as conn:
+        for spec in charges:
+            if spec.amount_refunded > spec.amount:
+                raise StarletteHTTPException(422, f"{spec.id}: amount_refunded > amount")
+            conn.execute(
+                "INSERT INTO customers (id, email, name) VALUES (?, ?, ?) ON CONFLICT(id) DO"
+                " UPDATE SET email = excluded.email, name = excluded.name",
+                (spec.customer_id, spec.customer_email, spec.customer_name),
+            )
+            conn.execute(
+                "INSERT INTO charges (id, customer_id, amount, amount_refunded, currency,"
+                " description, created, disputed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET customer_id = excluded.customer_id,"
+                " amount = excluded.amount, amount_refunded = excluded.amount_refunded,"
+                " currency = excluded.currency, description = excluded.description,"
+                " created = excluded.created, disputed = excluded.disputed",
+                (
+                    spec.id,
+                    spec.customer_id,
+                    spec.amount,
+                    spec.amount_refunded,
+                    spec.currency,
+                    spec.description,
+                    spec.created or now - 86400,
+                    int(spec.disputed),
+                ),
+            )
+    return {"added": [c.id for c in charges]}
+
+
 @control.post("/tickets")
 def add_tickets(request: Request, tickets: list[TicketSpec]) -> dict[str, Any]:
     """Add tickets (not through the Zendesk API, so the ledger of writes stays untouched)."""

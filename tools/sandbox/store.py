@@ -24,7 +24,9 @@ CREATE TABLE IF NOT EXISTS charges (
     amount_refunded INTEGER NOT NULL DEFAULT 0,
     currency TEXT NOT NULL,
     description TEXT,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    -- Stripe's `disputed`: the customer opened a dispute (chargeback) with their bank.
+    disputed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS refunds (
     id TEXT PRIMARY KEY,
@@ -187,6 +189,7 @@ class Store:
             conn.executescript(SCHEMA)
         with self.transaction() as conn:
             _migrate_ledger(conn)
+            _migrate_charges(conn)
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -237,6 +240,13 @@ def _migrate_ledger(conn: sqlite3.Connection) -> None:
             f"INSERT INTO ledger ({_LEDGER_COLUMNS}) SELECT {_LEDGER_COLUMNS} FROM ledger_old"  # noqa: S608
         )
         conn.execute("DROP TABLE ledger_old")
+
+
+def _migrate_charges(conn: sqlite3.Connection) -> None:
+    """Add `disputed` to the charges of a sandbox database made before it existed."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(charges)")}
+    if "disputed" not in columns:
+        conn.execute("ALTER TABLE charges ADD COLUMN disputed INTEGER NOT NULL DEFAULT 0")
 
 
 def wipe(conn: sqlite3.Connection) -> None:

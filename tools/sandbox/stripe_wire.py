@@ -163,7 +163,7 @@ def charge_object(row: sqlite3.Row) -> dict[str, Any]:
         "currency": row["currency"],
         "customer": row["customer_id"],
         "description": row["description"],
-        "disputed": False,
+        "disputed": bool(row["disputed"]),
         "failure_code": None,
         "failure_message": None,
         "livemode": False,
