@@ -11,8 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app import approvals, audit, jobs, policy
-from app.audit import canonical_json, sha256_hex
+from app import approvals, audit, jobs, policy, revisions
 from app.errors import ConflictError, Forbidden, InputError, PermanentError
 from app.escalation import APPROVABLE
 from app.models import Escalation, Job, PlanStep, as_utc, utcnow
@@ -113,8 +112,7 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
             "can be approved (retry, resume or reject the others)"
         )
     step = _step(session, esc)
-    if body.decision == "edit":
-        revise(session, job, step, body.args, actor)
+    restated = revise(session, job, step, body.args, actor) if body.decision == "edit" else []
     approvers = [a for a in (esc.approved_by or []) if a != actor] + [actor]
     threshold = _two_person_threshold(job, step)
     amount = step.args.get("amount")
@@ -166,15 +164,18 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
         "job_status": target,
         "approval_id": approval.id,
         "approvers": approvers,
+        # Later steps restated from an edit (each a new revision); empty for an approve.
+        "restated_steps": restated,
     }
 
 
 def revise(
     session: Session, job: Job, step: PlanStep, args: dict[str, Any] | None, actor: str
-) -> None:
+) -> list[str]:
     """Make the step's next revision with the reviewer's arguments: a new idempotency key,
-    nothing carried over from the old one (which never ran: approvals stop before the call)."""
-    from app.planning import step_key
+    nothing carried over from the old one (which never ran: approvals stop before the call).
+    The edit then flows through the plan: later pending steps that state a changed value are
+    restated from it, each a revision of its own (app/revisions.py). Returns their ids."""
     from tools.catalog import get_tool
 
     if not args:
@@ -185,28 +186,10 @@ def revise(
         raise InputError(f"edited arguments for {step.tool}: {exc}") from exc
     if step.status not in ("pending", "failed"):
         raise ConflictError(f"step {step.step_id} is {step.status}; it cannot be edited now")
-    old = {"revision": step.revision, "args_hash": step.args_hash, "key": step.idempotency_key}
-    step.revision += 1
-    step.args = parsed
-    step.args_hash = sha256_hex(canonical_json(parsed))
-    step.idempotency_key = step_key(job.id, step.step_id, step.revision)
-    step.status, step.claim_token, step.claimed_at, step.error = "pending", None, None, None
-    audit.append(
-        session,
-        job.id,
-        "step_revised",
-        actor,
-        {
-            "step": step.step_id,
-            "from": old,
-            "to": {
-                "revision": step.revision,
-                "args_hash": step.args_hash,
-                "key": step.idempotency_key,
-            },
-        },
-    )
-    session.flush()
+    before = dict(step.args)
+    revisions.new_revision(session, job, step, parsed, actor)
+    edit = revisions.Edit.between(step.step_id, step.revision, before, parsed)
+    return revisions.restate_later(session, job, step, edit, actor)
 
 
 def _close(session: Session, esc: Escalation, decision: str, actor: str, note: str) -> None:

@@ -24,6 +24,7 @@ _AMOUNT_PATTERNS = (
     re.compile(r"\b([A-Z]{3})\s?" + _NUM),
     re.compile(r"(?<![\d.,])" + _NUM + r"\s?([A-Z]{3})\b"),
 )
+_BARE_NUMBER = re.compile(r"(?<![\w.,])" + _NUM)
 _CURRENCIES = frozenset({"usd", "eur", "gbp", "cad", "aud", "chf", "jpy", "sek", "nok", "dkk"})
 
 
@@ -46,9 +47,19 @@ def _plain_number(number: str) -> str:
     return f"{whole}.{decimals}" if decimals else whole
 
 
-def find_amounts(text: str) -> list[StatedAmount]:
-    """Every amount with an explicit currency, in the order they appear in the text."""
-    found: dict[int, StatedAmount] = {}
+@dataclass(frozen=True)
+class AmountSpan:
+    """Where an amount with its currency is stated in a text: `text[start:end]` is the whole
+    statement, symbol or code included ("$90.00", "90.00 USD", "USD 90", "€90,00")."""
+
+    start: int
+    end: int
+    amount: StatedAmount
+
+
+def find_amount_spans(text: str) -> list[AmountSpan]:
+    """Every amount with an explicit currency and where it is stated, in text order."""
+    found: dict[int, AmountSpan] = {}
     for pattern in _AMOUNT_PATTERNS:
         for match in pattern.finditer(text):
             a, b = match.groups()
@@ -61,8 +72,27 @@ def find_amounts(text: str) -> list[StatedAmount]:
             except ValueError:
                 continue
             start = match.start(1) if a[0].isdigit() else match.start(2)
-            found.setdefault(start, amount)
+            known = found.get(start)
+            if known is None:
+                found[start] = AmountSpan(match.start(), match.end(), amount)
+            elif known.amount == amount:
+                # "$90.00 USD": symbol and code state one amount; the span covers both.
+                found[start] = AmountSpan(
+                    min(known.start, match.start()), max(known.end, match.end()), amount
+                )
     return [found[k] for k in sorted(found)]
+
+
+def find_amounts(text: str) -> list[StatedAmount]:
+    """Every amount with an explicit currency, in the order they appear in the text."""
+    return [span.amount for span in find_amount_spans(text)]
+
+
+def find_bare_numbers(text: str) -> list[tuple[int, int, str]]:
+    """Every number in the text as (start, end, plain decimal), "1,250.00" -> "1250.00".
+    Digits glued to letters or an underscore (ch_1003) are an identifier, not a number;
+    amounts with a currency are found too (callers drop what `find_amount_spans` covers)."""
+    return [(m.start(1), m.end(1), _plain_number(m.group(1))) for m in _BARE_NUMBER.finditer(text)]
 
 
 def find_amount(text: str) -> StatedAmount | None:
