@@ -35,7 +35,21 @@ def scrubbed(value: Any) -> dict[str, Any]:
 
 def _redacted(value: Any) -> Any:
     """Strings with personal data patterns replaced, structure kept."""
-    return json.loads(redact(json.dumps(value, default=str)))
+    # Each string is redacted on its own (keys too): redacting the serialized JSON could turn
+    # a number that passes Luhn into "[card]" and leave text that no longer parses. A number
+    # is data, not text: one that is a card number is turned into a redacted string.
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+        return value if redact(text) == text else redact(text)
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    return redact(str(value))
 
 
 @dataclass

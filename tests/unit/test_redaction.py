@@ -259,3 +259,21 @@ def test_log_processor_redacts_string_values_only() -> None:
         "amount": 4242424242424242,
         "job_id": "123e4567-e89b-12d3-a456-426614174000",
     }
+
+
+def test_erasure_redaction_keeps_a_payload_parseable_and_its_structure() -> None:
+    from app.privacy import _redacted
+
+    payload = {
+        "amount": 4242424242424242,  # a Luhn-valid number: a card, even as a JSON number
+        "count": 3,
+        "note": "write to carol@example.com",
+        "nested": [{"phone": "+44 20 7946 0958"}, 1.5, None, True],
+    }
+    out = _redacted(payload)
+    assert out == {
+        "amount": "[card]",
+        "count": 3,
+        "note": "write to [email]",
+        "nested": [{"phone": "[phone]"}, 1.5, None, True],
+    }
