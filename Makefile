@@ -17,12 +17,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/opsgate demo
 
+# The whole gate: lint, format, types, then every test.
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy app tasks tools verifiers evals
 	$(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy app tasks tools verifiers
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy app tasks tools verifiers evals
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/pipeline.py
