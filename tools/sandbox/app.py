@@ -20,6 +20,7 @@ from tools.sandbox import (
     salesforce_model,
     salesforce_routes,
     stripe_routes,
+    world,
     zendesk_routes,
 )
 from tools.sandbox.seed import Ticket, add_ticket, reset, seed_missing
@@ -224,6 +225,7 @@ def create_app(db_path: str, *, seed_if_empty: bool = True) -> FastAPI:
     app.include_router(okta_routes.router)
     model_routes.install(app)
     app.include_router(control)
+    app.include_router(world.router)
     app.include_router(faults.router)
     app.add_exception_handler(StripeError, stripe_routes.stripe_error_handler)
     app.add_exception_handler(zendesk_routes.ZendeskError, zendesk_routes.zendesk_error_handler)
