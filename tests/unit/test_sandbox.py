@@ -648,44 +648,22 @@ def test_charges_can_be_added_with_their_age_and_an_open_dispute(tmp_path) -> No
     from tools.sandbox.app import create_app
 
     client = TestClient(create_app(str(tmp_path / "sandbox.db")))
+    zoe = {"id": "ch_old1", "customer_id": "cus_zoe", "customer_email": "zoe@example.com"}
+    zoe |= {"amount": 4200, "currency": "usd"}
+
+    def charge() -> dict:
+        resp = client.get("/v1/charges/ch_old1", headers={"Authorization": "Bearer sk_test_x"})
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
     resp = client.post(
-        "/_sandbox/charges",
-        json=[
-            {
-                "id": "ch_old1",
-                "customer_id": "cus_zoe",
-                "customer_email": "zoe@example.com",
-                "amount": 4200,
-                "currency": "usd",
-                "created": 1_700_000_000,
-                "disputed": True,
-            }
-        ],
+        "/_sandbox/charges", json=[{**zoe, "created": 1_700_000_000, "disputed": True}]
     )
     assert resp.status_code == 200, resp.text
-    charge = client.get("/v1/charges/ch_old1", headers={"Authorization": "Bearer sk_test_x"})
-    assert charge.status_code == 200, charge.text
-    body = charge.json()
+    body = charge()
     assert (body["created"], body["disputed"], body["customer"]) == (1_700_000_000, True, "cus_zoe")
     assert body["billing_details"]["email"] == "zoe@example.com"
     # Added again: replaced in place, and not a Stripe write
-    client.post(
-        "/_sandbox/charges",
-        json=[
-            {
-                "id": "ch_old1",
-                "customer_id": "cus_zoe",
-                "customer_email": "zoe@example.com",
-                "amount": 4200,
-                "currency": "usd",
-                "disputed": False,
-            }
-        ],
-    ).raise_for_status()
-    assert (
-        client.get("/v1/charges/ch_old1", headers={"Authorization": "Bearer sk_test_x"}).json()[
-            "disputed"
-        ]
-        is False
-    )
+    client.post("/_sandbox/charges", json=[{**zoe, "disputed": False}]).raise_for_status()
+    assert charge()["disputed"] is False
     assert client.get("/_sandbox/ledger").json()["writes"] == []
