@@ -1,0 +1,453 @@
+"""What a customer's words say about a refund: asked for, taken back, or disputed.
+
+Languages understood: English, German, French and Spanish (`LANGUAGES`). Every text is read
+with all four lexicons at once (tickets mix languages; a German customer writes "refund").
+
+Before anything is judged, quoted history is dropped (`strip_quoted`): lines starting with
+`>`, and everything after a reply or forward header ("On ... wrote:", "Am ... schrieb ...:",
+"Le ... a écrit :", "El ... escribió:", "-----Original Message-----", "---------- Forwarded
+message ---------", a "From:/Von:/De:" header block followed by "Sent:/Date:/To:" lines).
+
+Where the lines are drawn (the rules tier writes only on the first; everything else goes to
+the model tier or a human, so a doubt costs a model call, never a wrong refund):
+
+- A **request** is an unconditional ask for a refund in a sentence of its own: a polite
+  imperative ("Please refund ...", "Refund me", "Bitte erstatten Sie ...", "Remboursez-moi",
+  "Por favor, reembolsen ..."), a statement of want ("I'd like a refund", "Ich möchte eine
+  Rückerstattung", "Je souhaite être remboursé", "Quiero un reembolso"), or a question that
+  asks *us* to act ("Can you please refund ...?", "Können Sie ... erstatten?", "Pouvez-vous
+  me rembourser ?", "¿Pueden reembolsarme ...?").
+- A **question** asks for information, including whether the customer *could* get one:
+  "Is it possible to get a refund?", "Would I get the full amount back?", "Could I get a
+  refund?", "Can I have a refund?" (the customer is the subject: they ask about eligibility,
+  not for the act), "How long does a refund take?", "Could you tell me if ...".
+- **Conditional** or hypothetical wording is not a request ("If the parcel doesn't arrive,
+  I want a refund", "I might ask for a refund", "falls ...", "si ...", "si no ...");
+  politeness is not a condition ("if possible", "wenn möglich", "si possible", "si es
+  posible", "if you could").
+- A refund word without an ask is a **mention** ("I was promised a refund"); a complaint
+  without a refund word is **none**.
+
+A withdrawal (`withdrawal`) is read clause by clause: a certain cue ("never mind", "forget
+the refund", "I'll keep it", "cancel my refund request", "ich brauche die Erstattung nicht
+mehr", "annulez ma demande", "ya no necesito el reembolso", ...) is certain; a negation left
+in the same clause as a refund word once the harmless negations are taken out ("didn't
+arrive", "don't forget", "don't want to wait", "not happy", "still no refund") is a finding
+with `certain=False`, which callers escalate on.
+
+A dispute (`dispute`) is any mention of a chargeback, legal action, a regulator or fraud,
+negated or not: "I don't want to file a chargeback, just refund me" still goes to a human
+(the customer is weighing one, and a refund during a chargeback pays twice); the finding is
+then `certain=False`. A bare "dispute" without a bank or card ("no dispute here") is not one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+LANGUAGES = ("en", "de", "fr", "es")
+
+IntentKind = Literal["request", "negated", "conditional", "question", "mention", "quoted", "none"]
+DisputeKind = Literal["chargeback", "legal", "regulator", "fraud"]
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What the text does about a refund, with the sentence that decided it."""
+
+    kind: IntentKind
+    sentence: str = ""
+
+    @property
+    def requested(self) -> bool:
+        """Whether the text explicitly and unconditionally asks for a refund."""
+        return self.kind == "request"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A withdrawal or a dispute found in a text: which kind, the sentence, how sure."""
+
+    kind: str
+    sentence: str
+    certain: bool = True
+
+
+def _union(*parts: str) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE)
+
+
+# --- quoted history --------------------------------------------------------------------------
+
+_QUOTE_HEADERS = re.compile(
+    r"^\s*(?:"
+    r"on\b[^\n]{0,300}?\bwrote:"
+    r"|am\b[^\n]{0,300}?\bschrieb\b[^\n]{0,200}?:"
+    r"|le\b[^\n]{0,300}?\ba écrit\s?:"
+    r"|el\b[^\n]{0,300}?\bescribió\s?:"
+    r"|-{2,}\s*(?:original message|ursprüngliche nachricht|message d'origine|mensaje original)"
+    r"|-{2,}\s*(?:forwarded message|weitergeleitete nachricht|message transféré|mensaje reenviado)"
+    r")",
+    re.IGNORECASE | re.MULTILINE,
+)
+_FROM_LINE = re.compile(r"^\s*(?:from|von|de)\s?:\s*\S", re.IGNORECASE)
+_HEADER_LINE = re.compile(
+    r"^\s*(?:sent|date|to|cc|subject|gesendet|datum|an|betreff|envoyé|date|à|objet|enviado|"
+    r"fecha|para|asunto)\s?:",
+    re.IGNORECASE,
+)
+
+
+def strip_quoted(text: str) -> str:
+    """The text without quoted history: `>` lines and whatever follows a reply or forward
+    header."""
+    text = text or ""
+    # A mail client may wrap "On <date>, <name>\nwrote:" over two lines: join before matching.
+    joined = re.sub(r"\n(?=(?:wrote|schrieb|a écrit|escribió)\b)", " ", text, flags=re.I)
+    header = _QUOTE_HEADERS.search(joined)
+    if header:
+        joined = joined[: header.start()]
+    kept: list[str] = []
+    lines = joined.split("\n")
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(">"):
+            continue
+        if _FROM_LINE.match(line) and any(_HEADER_LINE.match(n) for n in lines[i + 1 : i + 5]):
+            break
+        kept.append(line)
+    return "\n".join(kept).strip()
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+|(?<=[.!?])(?=¿|¡)")
+
+
+def sentences(text: str) -> list[str]:
+    """The text's sentences (and lines), stripped, empty ones dropped."""
+    return [s.strip() for s in _SENTENCE_END.split(text or "") if s and s.strip()]
+
+
+_CLAUSE = re.compile(
+    r"\s*[,;:()]\s*|\s+[-–—]\s+|\s+(?:but|and|so|because|since|as|although|though|aber|und|"
+    r"denn|weil|da|mais|et|car|parce que|pero|y|porque|ya que|sino)\s+",
+    re.IGNORECASE,
+)
+
+
+def clauses(sentence: str) -> list[str]:
+    """A sentence cut at commas and conjunctions: the reach of a negation."""
+    return [c for c in _CLAUSE.split(sentence) if c and c.strip()]
+
+
+# --- lexicons --------------------------------------------------------------------------------
+
+_AMOUNT = r"(?:[$€£]\s?\d[\d.,]*|\d[\d.,]*\s?(?:[$€£]|usd|eur|gbp|dollars?|euros?))"
+
+# The refund itself, as a noun or a verb.
+REFUND = {
+    "en": rf"\brefund\w*|\breimburs\w*|\bmoney back\b|\bmy money\b|{_AMOUNT}\s+back\b|"
+    r"\b(?:get|have|want|receive|need|like)\b[^.?!]{0,30}\bback\b",
+    "de": rf"(?:rück|zurück)?erstatt\w*|\brückzahlung\w*|\bzurückzahl\w*|\bzurücküberweis\w*|"
+    rf"\bgeld zurück\b|\bmein geld\b|\bgutschrift\w*|{_AMOUNT}\s+zurück\b",
+    "fr": r"\brembours\w*|\bmon argent\b|\bme rendre\b",
+    "es": r"\breembols\w*|\bdevoluci[oó]n\w*|\bdevolv\w*|\bdevuelv\w*|\bmi dinero\b",
+}
+# A statement of want or a polite ask.
+ASK = {
+    "en": r"\bplease\b|\bpls\b|\bkindly\b|\bi(?:'d| would) (?:like|appreciate|prefer)\b|"
+    r"\bi (?:want|need|request|demand|expect)\b|\bi(?:'m| am) (?:asking|requesting)\b|"
+    r"\bi ask\b|\brequesting\b|\bgive me\b|\bsend me\b|\bi(?:'d| would) like\b",
+    "de": r"\bbitte\b|\bich (?:möchte|will|brauche|benötige|fordere|verlange|beantrage|"
+    r"erwarte|wünsche)\b|\bich (?:hätte|würde) gerne?\b|\bich bitte um\b",
+    "fr": r"\bs'il vous pla[iî]t\b|\bsvp\b|\bmerci de\b|\bveuillez\b|\bje vous prie\b|"
+    r"\bje (?:veux|voudrais|souhaite|souhaiterais|demande|exige|réclame)\b|\bj'aimerais\b",
+    "es": r"\bpor favor\b|\b(?:quiero|quisiera|necesito|solicito|pido|exijo|reclamo)\b|"
+    r"\bme gustar[ií]a\b|\bles? ruego\b|\bagradecer[ií]a\b",
+}
+# The refund verb as a command, at the start of a clause.
+IMPERATIVE = {
+    "en": r"^(?:just |now |so |then )?(?:refund|reimburse)\s+(?:me|us|it|this|that|the|my|"
+    r"[$€£\d]|ch_)",
+    "de": r"\b(?:zurück)?erstatten sie\b|\büberweisen sie\b|\bgeben sie mir\b|^erstatte\b",
+    "fr": r"\bremboursez\b|\brembourse[rz]?-moi\b|\brendez-moi\b",
+    "es": r"\breembols(?:en|e|ad)(?:me|nos|lo|la)?\b|\bdevu[eé]lv(?:an|a|ame|anme)\w*\b|"
+    r"\bhagan el reembolso\b",
+}
+# A question that asks us to act ("can you ...").
+YOU_CAN = {
+    "en": r"\b(?:can|could|would|will) (?:you|u)\b|\bwould you mind\b",
+    "de": r"\b(?:können|könnten|würden) sie\b|\b(?:kannst|könntest) du\b",
+    "fr": r"\b(?:pouvez|pourriez|voudriez)[- ]vous\b|\b(?:peux|pourrais)[- ]tu\b",
+    "es": r"\b(?:puede|pueden|podr[ií]a|podr[ií]an|puedes|podr[ií]as)\b",
+}
+# Asking for information, or about the customer's own prospects (not for the act).
+INFO = {
+    "en": r"\bis it possible\b|\b(?:would|could|can|will|do|did|should|may|am) i\b|"
+    r"\bhow (?:long|much|many|do|does|can|soon|would)\b|\bwhen (?:will|can|do|does|is|would)\b|"
+    r"\bwhat (?:is|are|happens|if|would)\b|\bwhether\b|\bis there\b|\bare there\b|"
+    r"\bdo you (?:offer|give|provide|allow|do)\b|\bdoes (?:the|your|it)\b|"
+    r"\b(?:know|ask|understand|check|find out|tell me|let me know) (?:if|whether|how|when|"
+    r"what|why)\b|\bi (?:wonder|was wondering)\b|\bwondering\b|\bany chance\b|\beligible\b|"
+    r"\bentitled\b",
+    "de": r"\bist es möglich\b|\b(?:bekomme|kriege|erhalte|würde|könnte|kann|sollte) ich\b|"
+    r"\bwie (?:lange|viel|schnell)\b|\bwann\b|\bob\b|\bgibt es\b|\bhabe ich anspruch\b",
+    "fr": r"\best-ce possible\b|\best-il possible\b|\bserai-je\b|\bpourrais-je\b|\bpuis-je\b|"
+    r"\best-ce que je\b|\bcombien\b|\bquand\b|\bcomment\b|\bsi je\b|\bsavoir\b",
+    "es": r"\bes posible\b|\bcu[aá]nto\b|\bcu[aá]ndo\b|\bc[oó]mo\b|\bsaber\b|"
+    r"\b(?:obtener|recibir|conseguir|tener)\b|\bme devolver[ií]an\b|\bhay\b|\btengo derecho\b",
+}
+# Conditions and hypotheses (politeness such as "if possible" is taken out first).
+CONDITION = {
+    "en": r"\bif\b|\bunless\b|\bin case\b|\bprovided (?:that )?\b|\bshould (?:it|the|they|this)\b|"
+    r"\b(?:might|may) (?:ask|want|need|request|have to)\b|\bwould (?:want|ask|need|request|"
+    r"expect)\b|\bthinking (?:about|of)\b|\bconsider(?:ing)?\b|\bmaybe\b|\bperhaps\b|"
+    r"\bi(?:'ll| will)(?: have to| probably| likely)? (?:ask|request|want|need|demand)\b",
+    "de": r"\bfalls\b|\bwenn\b|\bsofern\b|\bvielleicht\b|\beventuell\b|\bmöglicherweise\b|"
+    r"\büberlege\b|\bwerde (?:wohl |vielleicht )?\w+ (?:verlangen|fordern|beantragen)\b",
+    "fr": r"\bsi\b|\bau cas où\b|\bpeut-être\b|\béventuellement\b|\bje pourrais\b|"
+    r"\bj'envisage\b|\benvisage\b|\bje pense demander\b",
+    "es": r"\bsi\b|\ben caso de\b|\bquiz[aá]s?\b|\btal vez\b|\ba lo mejor\b|\bpuede que\b|"
+    r"\bestoy pensando\b|\bpienso pedir\b|\bpodr[ií]a pedir\b",
+}
+POLITE_CONDITION = {
+    "en": r"\bif (?:possible|you (?:could|can|would|don't mind))\b|\bif that's ok\b",
+    "de": r"\bwenn (?:möglich|es geht|das geht)\b|\bfalls möglich\b",
+    "fr": r"\bsi possible\b|\bsi vous (?:le )?pouvez\b|\bsi vous voulez bien\b",
+    "es": r"\bsi es posible\b|\bsi (?:pueden|puede|fuera posible)\b|\bsi no es molestia\b",
+}
+NEGATION = {
+    "en": r"\b(?:not|no|never|nor|without|no longer)\b|n't\b|\bdont\b",
+    "de": r"\b(?:nicht|kein\w*|nie|niemals)\b",
+    "fr": r"\bne\b|\bn'|\bpas\b|\bjamais\b|\bplus besoin\b|\baucun\w*",
+    "es": r"\b(?:no|nunca|jam[aá]s|ning[uú]n\w*|sin)\b",
+}
+# Negations that do not touch the request: taken out of a clause before it is judged.
+HARMLESS_NEGATION = {
+    "en": r"(?:n't|\bnot|\bnever|\bno longer|\byet to)\s+(?:\w+\s+)?(?:receive|received|get|got|"
+    r"gotten|see|seen|hear|heard|arrive|arrived|come|came|show|shown|showed|work|works|working|"
+    r"worked|processed|issued|deliver|delivered|fit|fits|match|matches|happy|"
+    r"satisfied|pleased|acceptable|ok|okay|fine|right|correct|order|ordered|use|used|"
+    r"understand|authori[sz]e\w*|recogni[sz]e\w*)\b|(?:n't|\bnot)\s+(?:want|wish) to wait|"
+    r"\bcan(?:'t|not) wait\b|(?:n't|\bnot|\bnever)\s+forget|\bno (?:response|reply|answer|one|"
+    r"word)\b|\bstill no\b|\bno (?:refund|reimbursement|money)(?: yet| so far)\b|\bno longer "
+    r"(?:works|working|available|sold)\b|\bnot yet\b|\bno idea\b",
+    "de": r"\bnicht (?:erhalten|bekommen|angekommen|geliefert|vergessen|zufrieden|funktioniert|"
+    r"bestellt|autorisiert|genehmigt|verwendet|benutzt)\b|\bnoch nicht\b|\bnoch keine?\b|"
+    r"\bnicht (?:länger|mehr) .{0,40}warten\b|\bkeine (?:antwort|reaktion)\b|"
+    r"\bvergessen sie\b.{0,40}\bnicht\b",
+    "fr": r"\bn'oubliez pas\b|\bpas (?:reçu|arrivé|livré|content|satisfait|commandé|autorisé)\b|"
+    r"\bjamais (?:reçu|arrivé|livré)\b|\btoujours pas\b|\bpas encore\b|\bn'ai (?:pas|jamais) "
+    r"(?:reçu|commandé|autorisé)\b|\bn'est (?:pas|jamais) (?:arrivé|livré)\b|\bne fonctionne pas\b",
+    "es": r"\bno (?:olvide|olviden|he recibido|recib[ií]|lleg[oó]|ha llegado|estoy content\w*|"
+    r"estoy satisfech\w*|funciona|ped[ií]|autoric[eé])\b|\btodav[ií]a no\b|\ba[uú]n no\b|"
+    r"\bnunca (?:lleg[oó]|recib[ií])\b",
+}
+# Certain withdrawals: the request taken back, whatever else the clause says.
+WITHDRAW = {
+    "en": r"\bnever ?mind\b|\bforget (?:about )?(?:it|the refund|my refund|the request|my request|"
+    r"that|this)\b|\bdisregard\b|\bplease ignore (?:my|this|the|that|previous)\b|\bwithdraw\w*|"
+    r"\bcancel (?:my|the|this) (?:refund|request|claim)\b|\b(?:refund|request) (?:is |can be |has "
+    r"been )?cancel+ed\b|\bcall(?:ing)? (?:it )?off\b|\b(?:i(?:'ll| will| am going to|'m going to) "
+    r"|decided to |i'd rather )keep (?:it|them|the)\b|\bi(?:'m| am) keeping\b|"
+    r"(?<!not )(?<!n't )(?<!never )\b(?:issue|problem|matter|it|this|everything|all)(?:'s| is| has "
+    r"been| was| got| have been)? (?:now |already |all )?(?:resolved|sorted(?: out)?|fixed|"
+    r"solved|settled|taken care of)\b|\bno (?:refund|reimbursement) (?:is )?(?:needed|necessary|"
+    r"required)\b|\bno need (?:for (?:a|the|my) refund|to refund)\b|\b(?:don't|do not|no need "
+    r"to) bother\b|\b(?:arrived|turned up|showed up|came) (?:\w+ )?after all\b",
+    "de": r"\bhat sich erledigt\b|\bist erledigt\b|\berledigt sich\b|\bvergessen sie\b|"
+    r"\bvergiss es\b|\bignorieren sie\b|\bziehe\b.{0,60}\bzurück\b|\bzurückziehen\b|"
+    r"\bstornier\w*\b.{0,40}\b(?:anfrage|antrag|erstattung|anliegen)\b|\bbehalte\b|"
+    r"\b(?:problem|anliegen|sache) (?:ist |wurde |hat sich )?(?:gelöst|erledigt|behoben)\b|"
+    r"\bnicht (?:mehr )?(?:nötig|notwendig|erforderlich)\b|\bbitte nicht\b.{0,30}"
+    r"(?:erstatten|zurück)|\bkeine (?:rück)?erstattung\w* (?:mehr|nötig)\b",
+    "fr": r"\bannule[zr]?\b.{0,30}\b(?:demande|réclamation|remboursement)\b|\bdemande (?:est )?"
+    r"annulée\b|\boubliez\b|\blaissez tomber\b|\bje (?:la |le |les )?garde\b|\bretire\w*\b.{0,20}"
+    r"\bdemande\b|\b(?:problème|souci) (?:est |a été )?(?:résolu|réglé)\b|\bc'est (?:résolu|réglé)"
+    r"\b|\bplus besoin\b|\bpas besoin\b|\bne (?:tenez|prenez) pas compte\b|\bignorez\b|"
+    r"\bn'ai plus besoin\b|\bne (?:veux|souhaite|voudrais) (?:plus|pas)\b.{0,40}\brembours|"
+    r"\bne (?:me )?rembours\w* pas\b",
+    "es": r"\bolv[ií]de(?:n|lo|nlo)?\b|\bcancel(?:e|en|ar|o)\b.{0,30}\b(?:solicitud|petici[oó]n|"
+    r"reclamaci[oó]n|devoluci[oó]n|reembolso)\b|\bretiro\b.{0,20}\b(?:solicitud|petici[oó]n|"
+    r"reclamaci[oó]n)\b|\bme lo quedo\b|\bme quedo con\b|\b(?:problema|asunto) (?:ya )?(?:est[aá] "
+    r"|fue |qued[oó] )?(?:resuelto|solucionado|arreglado)\b|\bya est[aá] resuelto\b|"
+    r"\bno hace falta\b|\bno es necesario\b|\bignore(?:n)? (?:mi|este|el)\b|\bya no (?:necesito|"
+    r"quiero|hace falta)\b|\bno (?:necesito|quiero|deseo|requiero)\b.{0,30}\b(?:reembolso|"
+    r"devoluci[oó]n)\b|\bno (?:me )?(?:reembolsen|devuelvan|hagan el reembolso)\b",
+}
+# A request verb negated in English ("please don't refund", "I don't want the refund").
+_NEGATED_REQUEST_EN = (
+    r"(?:n't|\bnot|\bno longer|\bnever)\s+(?:\w+\s+){0,2}?(?:want|need|require|expect|wish for)"
+    r"\s+(?:a |the |my |any |that |this )?(?:refund|money back|reimbursement)\b|"
+    r"(?:n't|\bnot)\s+(?:refund|reimburse|process (?:the|my|a) refund|issue (?:a|the) refund)\b|"
+    r"\b(?:refund|reimbursement) (?:is |isn't |is not )?(?:no longer|not) (?:needed|necessary|"
+    r"required|wanted)\b|\bno longer (?:need|want)\b"
+)
+_DE_NEGATED_REQUEST = (
+    r"\b(?:brauche|benötige|möchte|will|wünsche|verlange)\b.*\b(?:nicht|keine?n?)\b"
+)
+
+CHARGEBACK = {
+    "en": r"\bcharge ?backs?\b|\bcharged back\b|\b(?:dispute|contest)\w*\b.{0,40}\b(?:with|through|"
+    r"via) (?:my|the) (?:bank|card|credit card|issuer|card issuer|card company)\b|\b(?:my|the) "
+    r"bank (?:has |already )?(?:reversed|disputed|charged back)\b|\bmy bank to (?:reverse|dispute|"
+    r"charge back)\b",
+    "de": r"\brückbuchung\w*|\brücklastschrift\w*|\bbank\b.{0,40}\b(?:zurückbuchen|zurückholen|"
+    r"widersprechen|reklamieren)\b|\blastschrift\b.{0,30}\b(?:zurückgeben|widerrufen|"
+    r"widersprechen)\b",
+    "fr": r"\brétrofacturation\b|\bcontestation bancaire\b|\bcontest\w*\b.{0,40}\b(?:auprès de|"
+    r"avec) (?:ma|la) banque\b|\bfaire opposition\b|\bopposition bancaire\b",
+    "es": r"\bcontracargo\w*|\b(?:disputa|disputar|reclamar|reclamaci[oó]n)\b.{0,40}\b(?:con|ante"
+    r"|a) (?:mi|el) banco\b|\bdesconocer el cargo\b",
+}
+LEGAL = {
+    "en": r"\blawyers?\b|\battorneys?\b(?! general)|\bsolicitors?\b|\bsue (?:you|your|the|them)\b|"
+    r"\bi(?:'ll| will)? sue\b|\bsuing\b|\blawsuit\b|\blegal (?:action|proceedings|steps)\b|"
+    r"\bcourt\b|\blitigation\b|\bclass action\b",
+    "de": r"\b(?:rechts)?anw[aä]lt\w*|\bklage\b|\bverklagen\b|\bverklage\b|\bgericht\w*|"
+    r"\b(?:rechtliche|juristische) schritte\b",
+    "fr": r"\bavocats?\b|\bpoursuites?\b|\bpoursuivre\b|\btribunal\b|\baction en justice\b|"
+    r"\bprocès\b|\bmise en demeure\b",
+    "es": r"\babogad\w*|\bdemanda(?:r|ré|remos)?\b|\bdenunciar\b|\btribunal\w*|\bjuzgado\b|"
+    r"\bacci(?:ón|ones) legal(?:es)?\b|\bprocedimiento judicial\b",
+}
+REGULATOR = {
+    "en": r"\bcfpb\b|\bftc\b|\bconsumer (?:protection|financial protection|affairs|rights) "
+    r"(?:agency|bureau|office|authority|board)\b|\bconsumer protection\b|\bombudsman\b|"
+    r"\bbetter business bureau\b|\btrading standards\b|\battorney general\b|\bregulator\b|"
+    r"\breport (?:you|this|your company|it) to\b|\b(?:file|lodge) a complaint with\b",
+    "de": r"\bbafin\b|\bverbraucherzentrale\b|\bschlichtungsstelle\b|\bombudsmann\b|"
+    r"\baufsichtsbehörde\b|\bbundesnetzagentur\b",
+    "fr": r"\bdgccrf\b|\bmédiateur\b|\bufc[- ]que choisir\b|\bprotection des consommateurs\b|"
+    r"\bsignaler à\b",
+    "es": r"\bocu\b|\bfacua\b|\bomic\b|\b(?:oficina|autoridad|instituto|direcci[oó]n) (?:general )?"
+    r"de consumo\b|\bdefensor del (?:consumidor|cliente|pueblo)\b",
+}
+FRAUD = {
+    "en": r"\bfraud\w*|\bunauthori[sz]ed\b|\bnot authori[sz]ed\b|\b(?:didn't|did not|never) "
+    r"authori[sz]e\b|\bunrecogni[sz]ed (?:charge|transaction|payment)\b|\b(?:don't|do not) "
+    r"recogni[sz]e (?:this|the|that) (?:charge|transaction|payment)\b|\bstolen card\b|\bcard "
+    r"(?:was |got |has been )?stolen\b|\bsomeone (?:else )?used my card\b|\b(?:account|card) "
+    r"(?:was |got |has been )?(?:hacked|compromised)\b|\bidentity theft\b|\bscam\w*",
+    "de": r"\bbetrug\w*|\bbetrüg\w*|\bnicht autorisiert\b|\bunautorisiert\b|\bnicht genehmigt\b|"
+    r"\bkarte\b.{0,20}\bgestohlen\b|\bgestohlene karte\b|\bgehackt\b|\bidentitätsdiebstahl\b",
+    "fr": r"\bfraud\w*|\bescroquerie\b|\barnaque\b|\bnon autorisé\w*|\bpas autorisé\b|\bcarte "
+    r"(?:a été )?volée\b|\bpiraté\w*|\busurpation d'identité\b",
+    "es": r"\bfraude\w*|\bestafa\w*|\bno autorizad\w*|\bsin autorizaci[oó]n\b|\btarjeta robada\b|"
+    r"\bme robaron la tarjeta\b|\bhackead\w*|\bsuplantaci[oó]n de identidad\b",
+}
+
+_REFUND = _union(*REFUND.values())
+_ASK = _union(*ASK.values())
+_IMPERATIVE = _union(*IMPERATIVE.values())
+_YOU_CAN = _union(*YOU_CAN.values())
+_INFO = _union(*INFO.values())
+_CONDITION = _union(*CONDITION.values())
+_POLITE = _union(*POLITE_CONDITION.values())
+_NEGATION = _union(*NEGATION.values())
+_HARMLESS = _union(*HARMLESS_NEGATION.values())
+_WITHDRAW = _union(*WITHDRAW.values(), _NEGATED_REQUEST_EN)
+_DE_NEGATED = re.compile(_DE_NEGATED_REQUEST, re.IGNORECASE)
+_DISPUTES: tuple[tuple[DisputeKind, re.Pattern[str]], ...] = (
+    ("chargeback", _union(*CHARGEBACK.values())),
+    ("regulator", _union(*REGULATOR.values())),
+    ("legal", _union(*LEGAL.values())),
+    ("fraud", _union(*FRAUD.values())),
+)
+
+
+def _normal(text: str) -> str:
+    """Curly apostrophes straightened, spaces collapsed (the lexicons use ' and one space)."""
+    return re.sub(r"\s+", " ", text.replace("\u2019", "'").replace("\u00a0", " ")).strip()
+
+
+def _sentence_kind(sentence: str) -> IntentKind:
+    """What one sentence does about a refund."""
+    s = _normal(sentence)
+    if not _REFUND.search(s):
+        return "none"
+    if _withdrawn_in(s) is not None:
+        return "negated"
+    question = s.rstrip().endswith("?") or s.lstrip().startswith("¿")
+    if question and _INFO.search(s):
+        return "question"
+    if _CONDITION.search(_POLITE.sub(" ", s)):
+        return "conditional"
+    if question:
+        return "request" if _YOU_CAN.search(s) else "question"
+    # "I want to know whether ...", "please tell me how long ...": a question in words.
+    if _INFO.search(s) and not _IMPERATIVE.search(s) and _ASKS_TO_KNOW.search(s):
+        return "question"
+    if _ASK.search(s) or _YOU_CAN.search(s):
+        return "request"
+    if any(_IMPERATIVE.search(c.strip()) for c in clauses(s)):
+        return "request"
+    return "mention"
+
+
+_ASKS_TO_KNOW = re.compile(
+    r"\b(?:know|ask|tell me|let me know|wonder|wissen|savoir|saber)\b", re.IGNORECASE
+)
+_ORDER: tuple[IntentKind, ...] = ("negated", "conditional", "question", "mention")
+
+
+def request_intent(text: str) -> Intent:
+    """Whether the text (quoted history dropped) explicitly and unconditionally asks for a
+    refund; the deciding sentence as evidence."""
+    own = strip_quoted(text)
+    found: dict[IntentKind, str] = {}
+    for sentence in sentences(own):
+        kind = _sentence_kind(sentence)
+        if kind == "request":
+            return Intent("request", sentence)
+        if kind != "none":
+            found.setdefault(kind, sentence)
+    for kind in _ORDER:
+        if kind in found:
+            return Intent(kind, found[kind])
+    quoted = [s for s in sentences(text) if _sentence_kind(s.lstrip("> ")) == "request"]
+    if quoted:
+        return Intent("quoted", quoted[0])
+    return Intent("none")
+
+
+def _withdrawn_in(sentence: str) -> Finding | None:
+    """A withdrawal in one sentence: a certain cue, or a negation next to a refund word."""
+    s = _normal(sentence)
+    doubt = False
+    for clause in clauses(s):
+        plain = _HARMLESS.sub(" ", clause)
+        if _WITHDRAW.search(plain):
+            return Finding("withdrawal", sentence.strip(), certain=True)
+        if _REFUND.search(plain) and _NEGATION.search(plain):
+            if _DE_NEGATED.search(plain):
+                return Finding("withdrawal", sentence.strip(), certain=True)
+            doubt = True
+    return Finding("withdrawal", sentence.strip(), certain=False) if doubt else None
+
+
+def withdrawal(text: str) -> Finding | None:
+    """The first sentence (quoted history dropped) that takes a refund request back; certain
+    findings win over doubtful ones."""
+    doubtful: Finding | None = None
+    for sentence in sentences(strip_quoted(text)):
+        found = _withdrawn_in(sentence)
+        if found is not None and found.certain:
+            return found
+        doubtful = doubtful or found
+    return doubtful
+
+
+def dispute(text: str) -> Finding | None:
+    """The first sentence (quoted history dropped) that mentions a chargeback, legal action,
+    a regulator or fraud; `certain=False` when the mention is negated."""
+    for sentence in sentences(strip_quoted(text)):
+        s = _normal(sentence)
+        for kind, pattern in _DISPUTES:
+            match = pattern.search(s)
+            if match is None:
+                continue
+            before = s[max(0, match.start() - 40) : match.start()]
+            negated = bool(_NEGATION.search(before)) and kind != "fraud"
+            return Finding(kind, sentence.strip(), certain=not negated)
+    return None
