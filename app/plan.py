@@ -13,6 +13,9 @@ class PlanEscalation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=1)
+    # The verifier rule that would refuse the write (the rules tier names it, so the
+    # escalation says which rule the plan could never pass).
+    rule: str | None = None
 
 
 class Step(BaseModel):

@@ -10,6 +10,7 @@ from app import policy
 from app.calls import CallRecorder
 from app.errors import PermanentError
 from tools import okta_api
+from tools.okta_lifecycle import ALLOWED_STATUSES, allows
 from verifiers.base import Facts, Rule, Verdict
 
 
@@ -49,7 +50,8 @@ def gather(rec: CallRecorder, facts: Facts) -> None:
 
 
 def gather_grant(rec: CallRecorder, facts: Facts) -> None:
-    """The user and target as in `gather`, plus the group to add the user to."""
+    """The user and target as in `gather`, plus the group to add the user to and the groups
+    the user is in already."""
     gather(rec, facts)
     group_id = facts.args["group_id"]
     facts.data["group"] = _or_none(
@@ -58,6 +60,12 @@ def gather_grant(rec: CallRecorder, facts: Facts) -> None:
             {"group_id": group_id},
             lambda: okta_api.get_group(group_id),
         )
+    )
+    user_id = facts.args["user_id"]
+    facts.data["user_groups"] = (
+        rec.read("okta.user_groups", {"user_id": user_id}, lambda: okta_api.user_groups(user_id))
+        if facts.data.get("user") is not None
+        else []
     )
 
 
@@ -81,7 +89,8 @@ def _is_self(facts: Facts) -> bool:
 
 
 class UserActive(Rule):
-    """The user exists and is ACTIVE (not suspended, deprovisioned or mid-recovery)."""
+    """The user exists and is in a status the write may act on (tools/okta_lifecycle.py):
+    activated for a reset or a grant, ACTIVE for a suspension."""
 
     name = "user_active"
 
@@ -89,11 +98,15 @@ class UserActive(Rule):
         user_id, user = facts.args["user_id"], facts.data.get("user")
         if user is None:
             return self.failed(f"no Okta user has id {user_id}", user_id=user_id)
-        if user.get("status") != "ACTIVE":
+        status = user.get("status")
+        allowed = sorted(ALLOWED_STATUSES.get(facts.tool, ()))
+        if not allows(facts.tool, status):
             return self.failed(
-                f"user {user_id} is {user.get('status')}", user_id=user_id, status=user["status"]
+                f"user {user_id} is {status}: {facts.tool} needs {' or '.join(allowed)}",
+                user_id=user_id,
+                status=status,
             )
-        return self.passed("user is active", user_id=user_id, status="ACTIVE")
+        return self.passed("user is active", user_id=user_id, status=status)
 
 
 class UserIsTheTarget(Rule):
@@ -165,6 +178,38 @@ class GroupIsTheJobs(Rule):
         return self.passed("group matches the job", group_id=asked)
 
 
+class NotAlreadyMember(Rule):
+    """A user already in the group is not added again: there is nothing to do."""
+
+    name = "not_already_member"
+
+    def check(self, facts: Facts) -> Verdict:
+        group_id = facts.args["group_id"]
+        groups = facts.data.get("user_groups") or []
+        if group_id in {g.get("id") for g in groups}:
+            return self.failed(
+                f"user {facts.args['user_id']} is already in group {group_id}: nothing to do",
+                user_id=facts.args["user_id"],
+                group_id=group_id,
+            )
+        return self.passed("not a member yet", group_id=group_id)
+
+
+class SuspensionReasonStated(Rule):
+    """A suspension has a stated reason: the job is an offboarding request."""
+
+    name = "suspension_reason_stated"
+
+    def check(self, facts: Facts) -> Verdict:
+        kind = facts.job_input.get("request_type")
+        if kind != "offboarding":
+            return self.failed(
+                f"a suspension needs an offboarding request, this job is {kind!r}",
+                request_type=kind,
+            )
+        return self.passed("the job asks for offboarding", request_type=kind)
+
+
 class PrivilegedGroupApproved(Rule):
     """A privileged group is only granted with a human's approval of this step."""
 
@@ -204,10 +249,11 @@ GRANT_RULES: list[Rule] = [
     UserIsTheTarget(),
     GroupExists(),
     GroupIsTheJobs(),
+    NotAlreadyMember(),
     PrivilegedGroupApproved(),
     NoPrivilegedSelfGrant(),
 ]
-SUSPEND_RULES: list[Rule] = [UserActive(), UserIsTheTarget()]
+SUSPEND_RULES: list[Rule] = [UserActive(), UserIsTheTarget(), SuspensionReasonStated()]
 
 
 def _status_is(rec: CallRecorder, user_id: str, wanted: str, rule: str, done: str) -> Verdict:

@@ -1,8 +1,10 @@
 """it_request in the rules tier: a password reset, a group grant or an offboarding in Okta.
 
 The context (read by `app.planning.gather_context`) holds the target user, the requester's
-Okta user and the target's groups. The rules plan whoever asks: whether the requester may
-ask is for the verifiers and the policy (privileged groups and suspensions need a human).
+Okta user and the target's groups. Before planning a write the rules run that write's own
+verifier rules (verifiers/access.py) on what the context holds, and escalate with the rule
+that would refuse it: no plan is made that its verifiers are certain to reject. Whether a
+human must approve (privileged groups, suspensions) is the policy's, after planning.
 """
 
 from __future__ import annotations
@@ -10,11 +12,23 @@ from __future__ import annotations
 from typing import Any
 
 from app.plan import Plan, PlanEscalation, Step
+from tools.okta_lifecycle import ACTIVATED
+from verifiers import access
+from verifiers.base import Facts, Rule, Verdict, run_chain
 
 WORKFLOW = "it_request"
-# Okta statuses of an activated account (a reset or a grant makes sense for these).
-ACTIVE_STATES = frozenset({"ACTIVE", "RECOVERY", "LOCKED_OUT", "PASSWORD_EXPIRED"})
+# Okta statuses of an activated account: the access policy's "active" (one definition, in
+# tools/okta_lifecycle.py, which the verifiers and the sandbox read too).
+ACTIVE_STATES = ACTIVATED
 _JUSTIFICATION_SHOWN = 200
+# Rules the planner cannot judge from its context: the group's existence is read by the
+# verify stage, and a privileged grant's approval is asked for after planning.
+_JUDGED_LATER = frozenset({"group_exists", "privileged_group_approved"})
+_CHAINS: dict[str, list[Rule]] = {
+    "okta.reset_password": access.RESET_RULES,
+    "okta.add_to_group": access.GRANT_RULES,
+    "okta.suspend_user": access.SUSPEND_RULES,
+}
 
 
 def plan_it_request(context: dict[str, Any]) -> Plan | None:
@@ -24,11 +38,13 @@ def plan_it_request(context: dict[str, Any]) -> Plan | None:
     if not target or not target.get("id"):
         return None
     request = _Request(target, job_input, context.get("requester_user"))
+    request.requester = str(context.get("requester") or "")
+    request.groups = context.get("target_groups") or []
     kind = job_input.get("request_type")
     if kind == "password_reset":
         return request.password_reset()
     if kind == "group_access":
-        return request.group_access(context.get("target_groups") or [])
+        return request.group_access()
     if kind == "offboarding":
         return request.offboarding()
     return None
@@ -46,6 +62,8 @@ class _Request:
     ) -> None:
         self.target = target
         self.input = job_input
+        self.requester = ""
+        self.groups: list[dict[str, Any]] = []
         self.user_id = str(target["id"])
         self.status = str(target.get("status") or "")
         self.login = str((target.get("profile") or {}).get("login") or self.user_id)
@@ -60,95 +78,116 @@ class _Request:
             else "The requester is not a known Okta user."
         )
 
-    def escalate(self, summary: str, reason: str) -> Plan:
+    def escalate(self, summary: str, reason: str, rule: str | None = None) -> Plan:
         return Plan(
             workflow=WORKFLOW,
             summary=summary,
             confidence=0.95,
-            escalate=PlanEscalation(reason=reason),
+            escalate=PlanEscalation(reason=reason, rule=rule),
+        )
+
+    def refused(self, tool: str, args: dict[str, Any]) -> Verdict | None:
+        """The first of the write's verifier rules that fails on the context, if any."""
+        facts = Facts(
+            tool,
+            args,
+            self.input,
+            {"user": self.target, "target": self.target, "user_groups": self.groups},
+            workflow=WORKFLOW,
+            requester=self.requester,
+        )
+        rules = [r for r in _CHAINS[tool] if r.name not in _JUDGED_LATER]
+        failure, _ = run_chain(rules, facts)
+        return failure
+
+    def checked(self, what: str, step: Step) -> Plan | None:
+        """An escalation naming the rule that would refuse the step, or None when none would."""
+        failure = self.refused(step.tool, step.args)
+        if failure is None:
+            return None
+        if failure.rule == "user_active":
+            if step.tool == "okta.suspend_user" and self.status == "SUSPENDED":
+                return self.escalate(
+                    f"Okta user {self.user_id} is already suspended",
+                    "already suspended: nothing to do",
+                    failure.rule,
+                )
+            reason = (
+                f"the account is {self.status}: Okta suspends only ACTIVE accounts"
+                if step.tool == "okta.suspend_user"
+                else f"the account is {self.status}, not active"
+            )
+            return self.escalate(
+                f"Cannot {what} for Okta user {self.user_id}: the account is {self.status}",
+                reason,
+                failure.rule,
+            )
+        if failure.rule == "not_already_member":
+            group_id = step.args["group_id"]
+            member = next((g for g in self.groups if g.get("id") == group_id), {})
+            name = (member.get("profile") or {}).get("name") or group_id
+            return self.escalate(
+                f"Okta user {self.user_id} is already in group {name}",
+                "already a member: nothing to do",
+                failure.rule,
+            )
+        return self.escalate(
+            f"Cannot {what} for Okta user {self.user_id}", failure.detail, failure.rule
         )
 
     def one_step(self, summary: str, step: Step) -> Plan:
         return Plan(workflow=WORKFLOW, summary=summary, confidence=0.95, steps=[step])
 
-    def not_active(self, what: str) -> Plan | None:
-        if self.status in ACTIVE_STATES:
-            return None
-        return self.escalate(
-            f"Cannot {what} for Okta user {self.user_id}: the account is {self.status}",
-            f"the account is {self.status}, not active",
-        )
-
     def password_reset(self) -> Plan:
-        refused = self.not_active("reset the password")
+        step = Step(
+            id="reset",
+            tool="okta.reset_password",
+            args={"user_id": self.user_id},
+            rationale=(
+                f"A password reset is asked for {self.login} ({self.status}); Okta emails "
+                f"the user the reset link. {self.who}"
+            ),
+            evidence=[*self.evidence, "policy:access#password-resets"],
+        )
+        refused = self.checked("reset the password", step)
         if refused is not None:
             return refused
-        return self.one_step(
-            f"Reset the Okta password of user {self.user_id}",
-            Step(
-                id="reset",
-                tool="okta.reset_password",
-                args={"user_id": self.user_id},
-                rationale=(
-                    f"A password reset is asked for {self.login} ({self.status}); Okta emails "
-                    f"the user the reset link. {self.who}"
-                ),
-                evidence=[*self.evidence, "policy:access#password-resets"],
-            ),
-        )
+        return self.one_step(f"Reset the Okta password of user {self.user_id}", step)
 
-    def group_access(self, groups: list[dict[str, Any]]) -> Plan | None:
+    def group_access(self) -> Plan | None:
         group_id = self.input.get("group_id")
         if not group_id:
             return None
-        member = next((g for g in groups if g.get("id") == group_id), None)
-        if member is not None:
-            name = (member.get("profile") or {}).get("name") or group_id
-            return self.escalate(
-                f"Okta user {self.user_id} is already in group {name}",
-                "already a member: nothing to do",
-            )
-        refused = self.not_active("add to a group")
+        step = Step(
+            id="grant",
+            tool="okta.add_to_group",
+            args={"user_id": self.user_id, "group_id": group_id},
+            rationale=(
+                f"Access to group {group_id} is asked for {self.login}, who is not a member "
+                f"yet. {self.who}{self._justification()}"
+            ),
+            evidence=[*self.evidence, f"group:{group_id}", "policy:access#group-membership"],
+        )
+        refused = self.checked("add to a group", step)
         if refused is not None:
             return refused
-        return self.one_step(
-            f"Add Okta user {self.user_id} to group {group_id}",
-            Step(
-                id="grant",
-                tool="okta.add_to_group",
-                args={"user_id": self.user_id, "group_id": group_id},
-                rationale=(
-                    f"Access to group {group_id} is asked for {self.login}, who is not a member "
-                    f"yet. {self.who}{self._justification()}"
-                ),
-                evidence=[*self.evidence, f"group:{group_id}", "policy:access#group-membership"],
-            ),
-        )
+        return self.one_step(f"Add Okta user {self.user_id} to group {group_id}", step)
 
     def offboarding(self) -> Plan:
-        if self.status == "SUSPENDED":
-            return self.escalate(
-                f"Okta user {self.user_id} is already suspended", "already suspended: nothing to do"
-            )
-        if self.status != "ACTIVE":
-            # Okta suspends ACTIVE users only; deprovisioning and the rest are a person's call.
-            return self.escalate(
-                f"Cannot suspend Okta user {self.user_id}: the account is {self.status}",
-                f"the account is {self.status}: Okta suspends only ACTIVE accounts",
-            )
-        return self.one_step(
-            f"Suspend Okta user {self.user_id} (offboarding)",
-            Step(
-                id="suspend",
-                tool="okta.suspend_user",
-                args={"user_id": self.user_id},
-                rationale=(
-                    f"Offboarding is asked for {self.login}: suspend the account so it can no "
-                    f"longer sign in. {self.who}{self._justification()}"
-                ),
-                evidence=[*self.evidence, "policy:access#suspension"],
+        step = Step(
+            id="suspend",
+            tool="okta.suspend_user",
+            args={"user_id": self.user_id},
+            rationale=(
+                f"Offboarding is asked for {self.login}: suspend the account so it can no "
+                f"longer sign in. {self.who}{self._justification()}"
             ),
+            evidence=[*self.evidence, "policy:access#suspension"],
         )
+        refused = self.checked("suspend", step)
+        if refused is not None:
+            return refused
+        return self.one_step(f"Suspend Okta user {self.user_id} (offboarding)", step)
 
     def _justification(self) -> str:
         text = " ".join(str(self.input.get("justification") or "").split())

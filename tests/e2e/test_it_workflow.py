@@ -127,14 +127,16 @@ def test_own_password_reset_completes_with_one_okta_write(fleet: Fleet) -> None:
     assert status_of(ALICE) == "RECOVERY"
 
 
-def test_reset_of_someone_elses_password_fails_verification(fleet: Fleet) -> None:
+def test_reset_of_someone_elses_password_is_refused_with_the_verifiers_rule(
+    fleet: Fleet,
+) -> None:
     # Given bob asks for alice's password to be reset
     job_id = fleet.submit("password_reset", ALICE.login, requester=BOB.login)
 
-    # Then the verifier refuses: a reset is only ever for the person asking
-    escalation = fleet.escalated(job_id, "verification_failed")
+    # Then the planner makes no plan its verifier would refuse: it escalates with that rule
+    # (a reset is only ever for the person asking)
+    escalation = fleet.escalated(job_id, "planner_requested")
     assert escalation["evidence"]["rule"] == "requester_is_the_user"
-    assert escalation["evidence"]["tool"] == "okta.reset_password"
     assert fleet.sandbox.ledger(system="okta") == []
     assert status_of(ALICE) == "ACTIVE"
 
@@ -183,15 +185,11 @@ def test_privileged_self_grant_is_never_executed(fleet: Fleet) -> None:
     # Given dave asks for himself to join Okta Admins
     job_id = fleet.submit("group_access", DAVE.login, requester=DAVE.login, group_id=ADMINS)
 
-    # Then the first gate is policy: a privileged grant needs a person's approval
-    escalation = fleet.escalated(job_id, "approval_required")
-    assert escalation["evidence"]["rule"] == "privileged_value"
-
-    # When an IT lead approves it anyway
-    assert fleet.decide(escalation, {"decision": "approve"}).status_code == 200
-
-    # Then the verifier still refuses: nobody grants themselves a privileged group
-    refused = fleet.escalated(job_id, "verification_failed")
+    # Then no plan is made that the verifier would refuse: nobody grants themselves a
+    # privileged group, so the planner escalates with that rule and no reviewer is asked to
+    # approve a grant that could never run (verifiers/access.py still refuses it if a model
+    # tier proposes it: tests/unit/test_verifiers_access.py)
+    refused = fleet.escalated(job_id, "planner_requested")
     assert refused["evidence"]["rule"] == "no_privileged_self_grant"
     assert fleet.sandbox.ledger(system="okta") == []
     assert ADMINS not in groups_of(DAVE)

@@ -37,13 +37,16 @@ def context(
     target: dict[str, Any] | None = None,
     requester: dict[str, Any] | None = None,
     groups: list[dict[str, Any]] | None = None,
+    asker: str | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     target = user() if target is None else target
     login = (target.get("profile") or {}).get("login", "nobody@example.com")
+    # The job's requester: the Okta requester's login when one is given, else bob.
+    asker = asker or ((requester or {}).get("profile") or {}).get("login") or "bob@example.com"
     return {
         "input": {"request_type": request_type, "target_login": login, **fields},
-        "requester": "bob@example.com",
+        "requester": asker,
         "target": target,
         "requester_user": requester,
         "target_groups": groups or [],
@@ -90,29 +93,42 @@ def test_a_password_reset_for_ones_own_account() -> None:
     assert "alice@example.com" not in plan.summary
 
 
-def test_a_reset_asked_by_someone_else_is_still_planned_for_the_verifiers() -> None:
-    [step] = planned(context("password_reset", requester=user(BOB, "bob@example.com"))).steps
-    assert step.tool == "okta.reset_password"
-    assert "another user's account" in step.rationale
-    assert f"requester:okta-user:{BOB}" in step.evidence
+def test_a_reset_asked_by_someone_else_escalates_with_the_verifiers_rule() -> None:
+    # The verifier would refuse it (requester_is_the_user): no plan certain to fail is made
+    plan = planned(context("password_reset", requester=user(BOB, "bob@example.com")))
+    assert escalation(plan) == "the requester asks to reset someone else's password"
+    assert plan.escalate is not None and plan.escalate.rule == "requester_is_the_user"
 
 
 def test_a_requester_unknown_to_okta_is_said_so() -> None:
-    [step] = planned(context("password_reset", requester=None)).steps
+    [step] = planned(context("group_access", requester=None, group_id=VPN)).steps
     assert "not a known Okta user" in step.rationale
     assert not any(e.startswith("requester:") for e in step.evidence)
 
 
 @pytest.mark.parametrize("status", ["RECOVERY", "LOCKED_OUT", "PASSWORD_EXPIRED"])
 def test_a_locked_or_recovering_account_can_be_reset(status: str) -> None:
-    plan = planned(context("password_reset", user(status=status)))
+    plan = planned(context("password_reset", user(status=status), asker="alice@example.com"))
     assert plan.steps[0].tool == "okta.reset_password"
 
 
 @pytest.mark.parametrize("status", ["SUSPENDED", "DEPROVISIONED", "STAGED"])
 def test_no_reset_for_an_account_that_is_not_active(status: str) -> None:
-    plan = planned(context("password_reset", user(status=status)))
+    plan = planned(context("password_reset", user(status=status), asker="alice@example.com"))
     assert escalation(plan) == f"the account is {status}, not active"
+    assert plan.escalate is not None and plan.escalate.rule == "user_active"
+
+
+def test_a_short_name_for_the_target_escalates_as_the_verifier_would() -> None:
+    ctx = context("offboarding")
+    ctx["input"]["target_login"] = "alice"
+    plan = planned(ctx)
+    assert plan.escalate is not None and plan.escalate.rule == "user_is_the_target"
+
+
+def test_a_privileged_self_grant_escalates_at_planning() -> None:
+    plan = planned(context("group_access", requester=user(), group_id=ADMINS))
+    assert plan.escalate is not None and plan.escalate.rule == "no_privileged_self_grant"
 
 
 # --- group access --------------------------------------------------------------------------

@@ -68,6 +68,7 @@ def test_a_plain_grant_passes_every_rule_in_order() -> None:
         "user_is_the_target",
         "group_exists",
         "group_is_the_jobs",
+        "not_already_member",
         "privileged_group_approved",
         "no_privileged_self_grant",
     ]
@@ -81,13 +82,46 @@ def test_reset_and_suspend_rules_in_order() -> None:
         "requester_is_the_user",
     ]
     suspend = facts("okta.suspend_user")
+    suspend.job_input["request_type"] = "offboarding"
     assert [v.rule for v in run_chain(access.SUSPEND_RULES, suspend)[1]] == [
         "user_active",
         "user_is_the_target",
+        "suspension_reason_stated",
     ]
 
 
-@pytest.mark.parametrize("status", ["SUSPENDED", "DEPROVISIONED", "RECOVERY", "STAGED"])
+def test_a_suspension_needs_an_offboarding_request() -> None:
+    suspend = facts("okta.suspend_user")
+    suspend.job_input["request_type"] = "group_access"
+    failure, _ = run_chain(access.SUSPEND_RULES, suspend)
+    assert failure is not None and failure.rule == "suspension_reason_stated"
+
+
+def test_a_member_already_fails_not_already_member() -> None:
+    grant = facts()
+    grant.data["user_groups"] = [{"id": VPN}]
+    failure, _ = run_chain(access.GRANT_RULES, grant)
+    assert failure is not None and failure.rule == "not_already_member"
+
+
+@pytest.mark.parametrize(
+    ("tool", "status", "ok"),
+    [
+        ("okta.reset_password", "LOCKED_OUT", True),
+        ("okta.reset_password", "PASSWORD_EXPIRED", True),
+        ("okta.reset_password", "RECOVERY", True),
+        ("okta.reset_password", "STAGED", False),
+        ("okta.add_to_group", "LOCKED_OUT", True),
+        ("okta.suspend_user", "LOCKED_OUT", False),
+        ("okta.suspend_user", "RECOVERY", False),
+        ("okta.suspend_user", "ACTIVE", True),
+    ],
+)
+def test_user_active_follows_the_okta_state_table(tool: str, status: str, ok: bool) -> None:
+    assert access.UserActive().check(facts(tool, status=status)).ok is ok
+
+
+@pytest.mark.parametrize("status", ["SUSPENDED", "DEPROVISIONED", "PROVISIONED", "STAGED"])
 def test_user_not_active_fails(status: str) -> None:
     verdict = access.UserActive().check(facts(status=status))
 
@@ -318,7 +352,8 @@ def test_unknown_group_fails_group_exists(rec: CallRecorder) -> None:
 def test_suspension_of_the_named_user_passes_then_reads_back(rec: CallRecorder) -> None:
     erin = USERS["erin"]
     args = {"user_id": erin.id}
-    assert verify(rec, "okta.suspend_user", args, {"target_login": erin.login})[0] is None
+    job_input = {"target_login": erin.login, "request_type": "offboarding"}
+    assert verify(rec, "okta.suspend_user", args, job_input)[0] is None
     assert read_back(rec, "okta.suspend_user", args).rule == "user_suspended"
 
     rec.tool("okta.suspend_user", args, key="suspend-erin")

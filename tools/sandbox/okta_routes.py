@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from tools.okta_lifecycle import allows
 from tools.sandbox.seed import OKTA_USER_TYPE_ID, okta_time
 from tools.sandbox.store import Store, record_write, utc_now
 
@@ -109,9 +110,11 @@ def user_object(row: sqlite3.Row, base: str) -> dict[str, Any]:
     me = f"{base}/api/v1/users/{row['id']}"
     links = {"self": _link(me), "type": _link(f"{base}/api/v1/meta/types/user/{OKTA_USER_TYPE_ID}")}
     status = row["status"]
-    if status in ("ACTIVE", "RECOVERY"):
+    if allows("okta.reset_password", status):
         links["resetPassword"] = _link(f"{me}/lifecycle/reset_password", "POST")
-    if status == "ACTIVE":
+    if status == "LOCKED_OUT":
+        links["unlock"] = _link(f"{me}/lifecycle/unlock", "POST")
+    if allows("okta.suspend_user", status):
         links["suspend"] = _link(f"{me}/lifecycle/suspend", "POST")
     if status == "SUSPENDED":
         links["unsuspend"] = _link(f"{me}/lifecycle/unsuspend", "POST")
@@ -243,12 +246,13 @@ def _set_status(conn: sqlite3.Connection, user_id: str, status: str) -> None:
 async def reset_password(
     user_id: str, request: Request, send_email: Annotated[str, Query(alias="sendEmail")] = "true"
 ) -> Response:
-    """POST .../lifecycle/reset_password?sendEmail=true|false: user -> RECOVERY."""
+    """POST .../lifecycle/reset_password?sendEmail=true|false: an activated user (ACTIVE,
+    RECOVERY, LOCKED_OUT, PASSWORD_EXPIRED) -> RECOVERY; any other status is refused."""
     emailed = send_email.lower() != "false"
 
     def effect(conn: sqlite3.Connection) -> tuple[int, Any, str]:
         row = _user_row(conn, user_id, by_login=False)
-        if row["status"] not in ("ACTIVE", "RECOVERY"):
+        if not allows("okta.reset_password", row["status"]):
             raise OktaError(
                 403, "E0000038", "This operation is not allowed in the user's current status."
             )
@@ -267,7 +271,7 @@ async def suspend(user_id: str, request: Request) -> Response:
 
     def effect(conn: sqlite3.Connection) -> tuple[int, Any, str]:
         row = _user_row(conn, user_id, by_login=False)
-        if row["status"] != "ACTIVE":
+        if not allows("okta.suspend_user", row["status"]):
             reason = "Cannot suspend a user that is not active"
             raise OktaError(400, "E0000001", f"Api validation failed: {reason}", [reason])
         _set_status(conn, row["id"], "SUSPENDED")
