@@ -1,0 +1,680 @@
+"""The correctness set: real-shaped cases that carry their world, the event as it arrives, and
+the result opsgate must reach, planned by the rules tier (no model configured).
+
+`evals/correctness/cases.yaml` holds the cases (ids `COR-001`...). Each case has:
+
+- `world`: the state of the systems of record it needs (Zendesk users and tickets with later
+  comments, Stripe charges with their age and dispute flag, Okta users in any lifecycle
+  status and groups, Salesforce purchase orders and invoices), seeded into the sandbox
+  through its control endpoints. Ids are the case's own, so every case can run at once on one
+  sandbox (`load_cases` refuses two cases sharing an id).
+- `event`: the inbound delivery as it arrives: a Zendesk webhook body (`zendesk_webhook`), a
+  Salesforce Outbound Message envelope (`salesforce_outbound_message`) or a `POST /v1/jobs`
+  body (`jobs_api`).
+- `expect`: `completed` with the exact writes (tool and the arguments that matter, each
+  exactly once in the sandbox's ledger of applied writes, and nothing else), or `escalated`
+  with the reason, the rule where one decides, and text the escalation's evidence must hold.
+- `never`: what must not happen whatever the outcome (`NEVER` names them).
+
+Writes are judged from the sandbox ledger (`observed_write` turns an entry into the catalog
+tool and arguments it carries out), not from opsgate's own record of what it did.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from defusedxml import ElementTree as SafeET
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from app.reasons import REASONS
+from tools.sandbox.salesforce_model import normalize_id
+
+CASES_FILE = Path(__file__).resolve().parent / "correctness" / "cases.yaml"
+
+Workflow = Literal["support_refund", "invoice_exception", "it_request"]
+EventKind = Literal["zendesk_webhook", "salesforce_outbound_message", "jobs_api"]
+EVENT_WORKFLOWS: dict[str, tuple[str, ...]] = {
+    "zendesk_webhook": ("support_refund",),
+    "salesforce_outbound_message": ("invoice_exception",),
+    "jobs_api": ("support_refund", "invoice_exception", "it_request"),
+}
+
+# The classes of issue 14, each a way a real request was (or could be) handled wrongly.
+CLASSES: dict[str, str] = {
+    "question_became_refund": "a question, a complaint without an ask, a conditional or "
+    "hypothetical, or a request only in a forwarded thread's quoted history",
+    "withdrawn_request": "the requester took the request back in a later comment, or wrote a "
+    "look-alike that must still complete",
+    "dispute": "a chargeback, legal threat, regulator complaint or suspected fraud in the "
+    "thread, or a charge with an open Stripe dispute",
+    "policy_document": "the refund policy's own rules: the 30-day window, duplicate vs "
+    "requested_by_customer",
+    "okta_state": "a password reset or offboarding against the user's Okta lifecycle status",
+    "invoice_rules": "invoice exceptions against purchase orders, vendors and duplicates",
+    "request_lookalike": "a polite, unconditional request in a supported language that must "
+    "complete",
+}
+LANGUAGES = ("en", "de", "fr", "es")
+
+# What must never happen to a case, whatever its outcome.
+NEVER: dict[str, str] = {
+    "any_write": "no applied write touches the case's world",
+    "public_comment": "no customer-facing (public) Zendesk comment",
+    "other_charge_refunded": "no refund of a charge other than the expected writes name",
+    "payment_approved": "no invoice is approved for payment",
+    "other_okta_user_changed": "no Okta write to a user other than the expected writes name",
+}
+
+WRITE_TOOLS = (
+    "stripe.refund",
+    "zendesk.add_comment",
+    "zendesk.update_ticket",
+    "salesforce.update_invoice",
+    "salesforce.approve_payment",
+    "okta.reset_password",
+    "okta.add_to_group",
+    "okta.suspend_user",
+)
+
+_ID = re.compile(r"^COR-\d{3}$")
+_OKTA_ID = r"^[A-Za-z0-9]{20}$"
+_OKTA_STATUS = Literal[
+    "STAGED",
+    "PROVISIONED",
+    "ACTIVE",
+    "RECOVERY",
+    "LOCKED_OUT",
+    "PASSWORD_EXPIRED",
+    "SUSPENDED",
+    "DEPROVISIONED",
+]
+_SF_NS = {
+    "soapenv": "http://schemas.xmlsoap.org/soap/envelope/",
+    "om": "http://soap.sforce.com/2005/09/outbound",
+    "sf": "urn:sobject.enterprise.soap.sforce.com",
+}
+
+
+class CaseError(ValueError):
+    """Raised when the case file cannot be read or a case is invalid (names case and field)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- the world ------------------------------------------------------------------------------
+
+
+class ZendeskUser(_Strict):
+    """A Zendesk user: a ticket's requester (its email is the Stripe payer's for a refund)."""
+
+    id: int = Field(gt=0)
+    name: str = Field(min_length=1)
+    email: str = Field(min_length=3)
+
+
+class Charge(_Strict):
+    """A Stripe charge and its customer; `age_days` before the case runs."""
+
+    id: str = Field(pattern=r"^ch_[A-Za-z0-9]+$")
+    customer_id: str = Field(pattern=r"^cus_[A-Za-z0-9_]+$")
+    customer_email: str = Field(min_length=3)
+    customer_name: str = ""
+    amount: int = Field(gt=0)
+    currency: str = Field(pattern="^[a-z]{3}$")
+    amount_refunded: int = Field(0, ge=0)
+    age_days: float = Field(3, ge=0)
+    disputed: bool = False
+    description: str | None = None
+
+    def sandbox_spec(self, now: datetime) -> dict[str, Any]:
+        """The body item for `POST /_sandbox/charges`, aged from `now`."""
+        spec = self.model_dump(exclude={"age_days"})
+        spec["created"] = int((now - timedelta(days=self.age_days)).timestamp())
+        return spec
+
+
+class Comment(_Strict):
+    """A later public comment on a ticket (after its description)."""
+
+    author_id: int = Field(gt=0)
+    body: str = Field(min_length=1)
+
+
+class Ticket(_Strict):
+    """A Zendesk ticket: its description is the requester's first comment."""
+
+    id: int = Field(gt=0)
+    requester_id: int = Field(gt=0)
+    subject: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    status: Literal["new", "open", "pending", "hold", "solved", "closed"] = "open"
+    tags: list[str] = Field(default_factory=lambda: ["refund"])
+    comments: list[Comment] = Field(default_factory=list)
+
+
+class OktaGroup(_Strict):
+    """An Okta group."""
+
+    id: str = Field(pattern=_OKTA_ID)
+    name: str = Field(min_length=1)
+    description: str = ""
+
+
+class OktaUser(_Strict):
+    """An Okta user in a lifecycle status, with the ids of the groups it is in."""
+
+    id: str = Field(pattern=_OKTA_ID)
+    login: str = Field(min_length=3)
+    first_name: str = Field(min_length=1)
+    last_name: str = Field(min_length=1)
+    status: _OKTA_STATUS = "ACTIVE"
+    groups: list[str] = Field(default_factory=list)
+
+
+def _sf_id(value: str) -> str:
+    if len(value) != 18 or normalize_id(value) != value:
+        raise ValueError(f"{value!r} is not an 18-character Salesforce id with its checksum")
+    return value
+
+
+class PurchaseOrder(_Strict):
+    """A Purchase_Order__c."""
+
+    id: str
+    name: str = Field(min_length=1)
+    vendor: str = Field(min_length=1)
+    amount: Decimal = Field(gt=0)
+    currency: str = "USD"
+    status: Literal["Open", "Closed"] = "Open"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return _sf_id(value)
+
+    def sandbox_spec(self) -> dict[str, Any]:
+        """The body item for `POST /_sandbox/salesforce/records`."""
+        fields = {
+            "Name": self.name,
+            "Vendor__c": self.vendor,
+            "Amount__c": str(self.amount),
+            "CurrencyIsoCode": self.currency,
+            "Status__c": self.status,
+        }
+        return {"sobject": "Purchase_Order__c", "id": self.id, "fields": fields}
+
+
+class Invoice(_Strict):
+    """An Invoice__c flagged as an exception; due `due_in_days` after the case runs."""
+
+    id: str
+    name: str = Field(min_length=1)
+    vendor: str = Field(min_length=1)
+    amount: Decimal = Field(gt=0)
+    currency: str = "USD"
+    purchase_order: str | None = None
+    due_in_days: int = 14
+    status: Literal["New", "Exception", "On Hold", "Approved", "Paid", "Rejected"] = "Exception"
+    exception_reason: str | None = None
+
+    @field_validator("id", "purchase_order")
+    @classmethod
+    def _ids(cls, value: str | None) -> str | None:
+        return None if value is None else _sf_id(value)
+
+    def sandbox_spec(self, now: datetime) -> dict[str, Any]:
+        """The body item for `POST /_sandbox/salesforce/records`."""
+        fields = {
+            "Name": self.name,
+            "Vendor__c": self.vendor,
+            "Amount__c": str(self.amount),
+            "CurrencyIsoCode": self.currency,
+            "Purchase_Order__c": self.purchase_order,
+            "Due_Date__c": (now + timedelta(days=self.due_in_days)).date().isoformat(),
+            "Status__c": self.status,
+            "Exception_Reason__c": self.exception_reason,
+        }
+        return {"sobject": "Invoice__c", "id": self.id, "fields": fields}
+
+
+class World(_Strict):
+    """The state of the systems of record a case needs."""
+
+    zendesk_users: list[ZendeskUser] = Field(default_factory=list)
+    charges: list[Charge] = Field(default_factory=list)
+    tickets: list[Ticket] = Field(default_factory=list)
+    okta_groups: list[OktaGroup] = Field(default_factory=list)
+    okta_users: list[OktaUser] = Field(default_factory=list)
+    purchase_orders: list[PurchaseOrder] = Field(default_factory=list)
+    invoices: list[Invoice] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> World:
+        users = {u.id for u in self.zendesk_users}
+        for ticket in self.tickets:
+            if ticket.requester_id not in users:
+                raise ValueError(f"ticket {ticket.id}'s requester {ticket.requester_id} is no user")
+        orders = {p.id for p in self.purchase_orders}
+        for invoice in self.invoices:
+            if invoice.purchase_order and invoice.purchase_order not in orders:
+                raise ValueError(f"invoice {invoice.id}'s purchase order is not in the world")
+        groups = {g.id for g in self.okta_groups}
+        for user in self.okta_users:
+            if not set(user.groups) <= groups:
+                raise ValueError(f"okta user {user.id} is in a group not in the world")
+        return self
+
+    def subjects(self) -> set[str]:
+        """The records a write may touch, as `observed_write` names them."""
+        return (
+            {c.id for c in self.charges}
+            | {f"ticket:{t.id}" for t in self.tickets}
+            | {i.id for i in self.invoices}
+            | {p.id for p in self.purchase_orders}
+            | {u.id for u in self.okta_users}
+        )
+
+    def unique_ids(self) -> list[str]:
+        """Every id that must be unique across cases (so all run on one sandbox)."""
+        return [
+            *(f"zendesk-user:{u.id}" for u in self.zendesk_users),
+            *(f"charge:{c.id}" for c in self.charges),
+            *(f"ticket:{t.id}" for t in self.tickets),
+            *(f"okta:{g.id}" for g in self.okta_groups),
+            *(f"okta:{u.id}" for u in self.okta_users),
+            *(f"okta-login:{u.login.lower()}" for u in self.okta_users),
+            *(f"sf:{p.id}" for p in self.purchase_orders),
+            *(f"sf:{i.id}" for i in self.invoices),
+            *(f"invoice-number:{i.name}" for i in self.invoices),
+        ]
+
+
+# --- the event ------------------------------------------------------------------------------
+
+
+class Event(_Strict):
+    """The inbound delivery as it arrives."""
+
+    kind: EventKind
+    # A JSON object (Zendesk webhook, jobs API) or the SOAP envelope's text (Salesforce).
+    body: dict[str, Any] | str
+
+    @model_validator(mode="after")
+    def _shape(self) -> Event:
+        if self.kind == "salesforce_outbound_message":
+            if not isinstance(self.body, str):
+                raise ValueError("an Outbound Message body is the SOAP envelope's XML text")
+            self.notifications()  # parses, or says why not
+        elif not isinstance(self.body, dict):
+            raise ValueError(f"a {self.kind} body is a JSON object")
+        elif self.kind == "zendesk_webhook":
+            missing = {"type", "id", "detail"} - set(self.body)
+            if missing:
+                raise ValueError(f"a Zendesk event needs {sorted(missing)}")
+        else:
+            missing = {"workflow", "external_id", "input"} - set(self.body)
+            if missing:
+                raise ValueError(f"a POST /v1/jobs body needs {sorted(missing)}")
+        return self
+
+    def notifications(self) -> list[tuple[str, str]]:
+        """(notification id, record id) of each notification of an Outbound Message."""
+        assert isinstance(self.body, str)
+        try:
+            root = SafeET.fromstring(self.body.strip().encode(), forbid_dtd=True)
+        except SafeET.ParseError as exc:
+            raise ValueError(f"the Outbound Message is not well-formed XML: {exc}") from None
+        found = [
+            (n.findtext("om:Id", "", _SF_NS).strip(), n.findtext("om:sObject/sf:Id", "", _SF_NS))
+            for n in root.iterfind("soapenv:Body/om:notifications/om:Notification", _SF_NS)
+        ]
+        if not found or not all(a and b for a, b in found):
+            raise ValueError("the Outbound Message has no Notification with an Id and sObject Id")
+        return found
+
+    def workflow(self) -> str | None:
+        """The workflow the body names (jobs API) or implies (webhooks)."""
+        if self.kind == "jobs_api" and isinstance(self.body, dict):
+            return str(self.body.get("workflow"))
+        return EVENT_WORKFLOWS[self.kind][0]
+
+    def refers_to(self) -> str:
+        """The record the event is about: ticket, invoice or Okta login, as World names them."""
+        if self.kind == "salesforce_outbound_message":
+            return self.notifications()[0][1]
+        assert isinstance(self.body, dict)
+        if self.kind == "zendesk_webhook":
+            detail = self.body["detail"]
+            raw = detail.get("id") or str(self.body.get("subject", "")).rsplit(":", 1)[-1]
+            return f"ticket:{raw}"
+        job_input = self.body["input"]
+        if "ticket_id" in job_input:
+            return f"ticket:{job_input['ticket_id']}"
+        if "invoice_id" in job_input:
+            return str(job_input["invoice_id"])
+        return f"okta-login:{str(job_input.get('target_login', '')).lower()}"
+
+
+# --- the expectation ------------------------------------------------------------------------
+
+
+class ExpectedWrite(_Strict):
+    """A write that must be applied exactly once: its tool and the arguments that matter."""
+
+    tool: str
+    # A subset of the write's arguments as observed (nested objects: a subset too).
+    args: dict[str, Any] = Field(default_factory=dict)
+    # Text the write's arguments must contain (e.g. a hold reason's words).
+    text_contains: list[str] = Field(default_factory=list)
+
+    @field_validator("tool")
+    @classmethod
+    def _write_tool(cls, value: str) -> str:
+        if value not in WRITE_TOOLS:
+            raise ValueError(f"{value!r} is not a write tool ({', '.join(WRITE_TOOLS)})")
+        return value
+
+
+class AfterState(_Strict):
+    """What a system of record holds once the case settled."""
+
+    okta_user_status: dict[str, _OKTA_STATUS] = Field(default_factory=dict)
+    invoice_fields: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Expect(_Strict):
+    """How the case must end."""
+
+    status: Literal["completed", "escalated"]
+    writes: list[ExpectedWrite] = Field(default_factory=list)
+    reason: str | None = None
+    # The verifier or policy rule in the escalation's evidence (None: not checked).
+    rule: str | None = None
+    # Text the escalation's evidence (or detail) must contain: the triggering sentence.
+    evidence_contains: list[str] = Field(default_factory=list)
+    after: AfterState = Field(default_factory=AfterState)
+
+    @field_validator("reason")
+    @classmethod
+    def _in_taxonomy(cls, value: str | None) -> str | None:
+        if value is not None and value not in REASONS:
+            raise ValueError(f"{value!r} is not in the taxonomy (app/reasons.py)")
+        return value
+
+    @model_validator(mode="after")
+    def _status_fits(self) -> Expect:
+        if self.status == "completed":
+            if self.reason or self.rule or self.evidence_contains:
+                raise ValueError("a completed case names no reason, rule or evidence")
+            if not self.writes:
+                raise ValueError("a completed case names the writes it makes")
+        elif self.reason is None:
+            raise ValueError("an escalated case names its reason")
+        return self
+
+
+# --- the case -------------------------------------------------------------------------------
+
+
+class Case(_Strict):
+    """One real-shaped case: its world, the event, how it is planned, and what must happen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    id: str
+    title: str = Field(min_length=1)
+    workflow: Workflow
+    class_: str = Field(alias="class")
+    language: Literal["en", "de", "fr", "es"] | None = None
+    world: World
+    event: Event
+    planned_by: Literal["rules"] = "rules"
+    expect: Expect
+    never: list[str] = Field(default_factory=list)
+    # Why this is the right outcome (the policy or rule that decides it).
+    why: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(f"case id {value!r} is not COR-<3 digits>")
+        return value
+
+    @field_validator("class_")
+    @classmethod
+    def _known_class(cls, value: str) -> str:
+        if value not in CLASSES:
+            raise ValueError(f"unknown class {value!r}; known: {', '.join(CLASSES)}")
+        return value
+
+    @field_validator("never")
+    @classmethod
+    def _known_never(cls, value: list[str]) -> list[str]:
+        unknown = [v for v in value if v not in NEVER]
+        if unknown:
+            raise ValueError(f"unknown never condition(s) {unknown}; known: {', '.join(NEVER)}")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_together(self) -> Case:
+        if self.workflow not in EVENT_WORKFLOWS[self.event.kind]:
+            raise ValueError(f"a {self.event.kind} event cannot start {self.workflow}")
+        if self.event.workflow() != self.workflow:
+            raise ValueError(f"the event is for {self.event.workflow()}, the case {self.workflow}")
+        if self.workflow == "support_refund" and self.language is None:
+            raise ValueError("a support_refund case names the language of its request")
+        about = self.event.refers_to()
+        logins = {f"okta-login:{u.login.lower()}" for u in self.world.okta_users}
+        if about not in self.world.subjects() | logins:
+            raise ValueError(f"the event is about {about}, which is not in the case's world")
+        subjects = self.world.subjects()
+        for n, write in enumerate(self.expect.writes):
+            subject = _subject_of(write.tool, write.args)
+            if subject is not None and subject not in subjects:
+                raise ValueError(f"expect.writes.{n} touches {subject}, not in the case's world")
+        return self
+
+    def subjects(self) -> set[str]:
+        """The records of this case's world a write may touch."""
+        return self.world.subjects()
+
+
+def _subject_of(tool: str, args: dict[str, Any]) -> str | None:
+    if tool == "stripe.refund":
+        return str(args["charge_id"]) if "charge_id" in args else None
+    if tool.startswith("zendesk."):
+        return f"ticket:{args['ticket_id']}" if "ticket_id" in args else None
+    if tool.startswith("salesforce."):
+        return str(args["invoice_id"]) if "invoice_id" in args else None
+    return str(args["user_id"]) if "user_id" in args else None
+
+
+class CaseFile(_Strict):
+    """The file: the Salesforce organization the Outbound Messages come from, and the cases."""
+
+    salesforce_organization_id: str = Field(pattern=r"^00D[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
+    cases: list[Case]
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc if p not in ("function-after", "tagged-union")) or "case"
+
+
+def load_cases(path: Path = CASES_FILE) -> CaseFile:
+    """Read and validate the case file; a CaseError names the case id and the field."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CaseError(f"{path}: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("cases"), list):
+        raise CaseError(f"{path}: expected a mapping with a `cases` list")
+    problems: list[str] = []
+    cases: list[Case] = []
+    for n, item in enumerate(raw["cases"]):
+        name = item.get("id") if isinstance(item, dict) else None
+        label = f"case {name}" if name else f"case #{n + 1}"
+        try:
+            cases.append(Case.model_validate(item))
+        except ValidationError as exc:
+            problems += [f"{label}: {_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
+    try:
+        header = CaseFile.model_validate({**raw, "cases": []})
+    except ValidationError as exc:
+        problems += [f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
+    problems += _shared_ids(cases)
+    if problems:
+        raise CaseError(f"{path}: " + "; ".join(problems))
+    return CaseFile(salesforce_organization_id=header.salesforce_organization_id, cases=cases)
+
+
+def _shared_ids(cases: list[Case]) -> list[str]:
+    """Cases that repeat a case id or share a record id with another case."""
+    problems = [f"case {i}: id: used by {n} cases" for i, n in Counter(c.id for c in cases).items()]
+    problems = [p for p in problems if not p.endswith(" 1 cases")]
+    owner: dict[str, str] = {}
+    for case in cases:
+        for key in case.world.unique_ids():
+            if key in owner and owner[key] != case.id:
+                problems.append(f"case {case.id}: world: {key} is also in case {owner[key]}")
+            owner.setdefault(key, case.id)
+    return problems
+
+
+# --- judging --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A write the sandbox applied, as the catalog tool and arguments it carries out."""
+
+    tool: str
+    args: dict[str, Any]
+    subject: str
+
+
+def observed_write(entry: dict[str, Any]) -> Observed | None:
+    """The catalog write a ledger entry is, or None for a write no catalog tool makes."""
+    system, path, body = entry.get("system"), str(entry.get("path")), entry.get("body") or {}
+    parts = path.strip("/").split("/")
+    if system == "stripe" and path == "/v1/refunds":
+        args = {"charge_id": body.get("charge"), "amount": int(body.get("amount", 0))}
+        args["reason"] = body.get("reason")
+        return Observed("stripe.refund", args, str(body.get("charge")))
+    if system == "zendesk" and len(parts) == 4 and parts[2] == "tickets":
+        ticket_id = int(parts[3].removesuffix(".json"))
+        ticket = dict(body.get("ticket") or {})
+        comment = ticket.pop("comment", None)
+        if comment is not None and not ticket:
+            args = {"ticket_id": ticket_id, **comment}
+            args.setdefault("public", True)  # Zendesk's default for a new comment
+            return Observed("zendesk.add_comment", args, f"ticket:{ticket_id}")
+        return Observed(
+            "zendesk.update_ticket", {"ticket_id": ticket_id, **ticket}, f"ticket:{ticket_id}"
+        )
+    if system == "salesforce" and "sobjects" in parts:
+        record = normalize_id(parts[-1]) or parts[-1]
+        if body.get("Status__c") == "Approved":
+            args = {"invoice_id": record, "fields": body}
+            return Observed("salesforce.approve_payment", args, record)
+        return Observed("salesforce.update_invoice", {"invoice_id": record, "fields": body}, record)
+    if system == "okta" and parts[:3] == ["api", "v1", "users"] and len(parts) == 6:
+        tool = {"reset_password": "okta.reset_password", "suspend": "okta.suspend_user"}.get(
+            parts[5]
+        )
+        return Observed(tool, {"user_id": parts[3]}, parts[3]) if tool else None
+    if system == "okta" and parts[:3] == ["api", "v1", "groups"] and len(parts) == 6:
+        args = {"user_id": parts[5], "group_id": parts[3]}
+        return Observed("okta.add_to_group", args, parts[5])
+    return None
+
+
+def _subset(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and _subset(v, actual[k]) for k, v in expected.items()
+        )
+    if isinstance(expected, int | float | Decimal) and not isinstance(expected, bool):
+        try:
+            return Decimal(str(expected)) == Decimal(str(actual))
+        except ArithmeticError:
+            return False
+    return bool(expected == actual)
+
+
+def matches(expected: ExpectedWrite, observed: Observed) -> bool:
+    """Whether an applied write is the expected one."""
+    text = json.dumps(observed.args, ensure_ascii=False)
+    return (
+        expected.tool == observed.tool
+        and _subset(expected.args, observed.args)
+        and all(t in text for t in expected.text_contains)
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a case's job ended: status, and its latest escalation if any."""
+
+    status: str
+    reason: str | None = None
+    rule: str | None = None
+    detail: str = ""
+    evidence: dict[str, Any] | None = None
+
+
+def judge(case: Case, outcome: Outcome, writes: list[Observed]) -> list[str]:
+    """Everything about the case that is not as expected (empty: the case passed).
+
+    `writes` are the applied writes that touch the case's world.
+    """
+    expect, problems = case.expect, []
+    if outcome.status != expect.status:
+        problems.append(f"status {outcome.status}, expected {expect.status}")
+    if expect.reason is not None and outcome.reason != expect.reason:
+        problems.append(f"reason {outcome.reason}, expected {expect.reason}")
+    if expect.rule is not None and outcome.rule != expect.rule:
+        problems.append(f"rule {outcome.rule}, expected {expect.rule}")
+    shown = outcome.detail + " " + json.dumps(outcome.evidence or {}, ensure_ascii=False)
+    for text in expect.evidence_contains:
+        if text.lower() not in shown.lower():
+            problems.append(f"evidence lacks {text!r}")
+    unmatched = list(writes)
+    for write in expect.writes:
+        found = [w for w in unmatched if matches(write, w)]
+        if len(found) != 1:
+            problems.append(f"{write.tool} {write.args} applied {len(found)} times, expected once")
+        if found:
+            unmatched.remove(found[0])
+    problems += [f"unexpected write {w.tool} {w.args}" for w in unmatched]
+    problems += _never(case, writes)
+    return problems
+
+
+def _never(case: Case, writes: list[Observed]) -> list[str]:
+    named = {_subject_of(w.tool, w.args) for w in case.expect.writes}
+    broken = {
+        "any_write": bool(writes),
+        "public_comment": any(
+            w.tool == "zendesk.add_comment" and w.args.get("public") is not False for w in writes
+        ),
+        "other_charge_refunded": any(
+            w.tool == "stripe.refund" and w.subject not in named for w in writes
+        ),
+        "payment_approved": any(w.tool == "salesforce.approve_payment" for w in writes),
+        "other_okta_user_changed": any(
+            w.tool.startswith("okta.") and w.subject not in named for w in writes
+        ),
+    }
+    return [f"never: {NEVER[n]}" for n in case.never if broken[n]]
