@@ -21,6 +21,7 @@ from app.runner import JobView, agent_actor
 from app.settings import get_settings
 from tools import okta_api, salesforce_api
 from tools.catalog import get_tool
+from verifiers.thread import read_comments
 
 
 def step_key(job_id: str, step_id: str, revision: int) -> str:
@@ -184,6 +185,14 @@ def count_attachments(context: dict[str, Any]) -> int:
     return found
 
 
+def thread_context(job: JobView, context: dict[str, Any], rec: CallRecorder) -> dict[str, Any]:
+    """A refund's context with the ticket's comments, for the rules tier (which plans no
+    refund the thread takes back or disputes); the model tiers' prompt is left as it was."""
+    if job.workflow != "support_refund" or not context.get("ticket"):
+        return context
+    return {**context, "comments": read_comments(rec, context["ticket"])}
+
+
 class PlanStage:
     """Stage `plan`: queued -> planned."""
 
@@ -197,7 +206,7 @@ class PlanStage:
         context = gather_context(job, rec)
         plan, tier = None, "rules"
         if job.workflow not in models_config().router.skip_rules:
-            plan = rules.plan(job.workflow, context)
+            plan = rules.plan(job.workflow, thread_context(job, context, rec))
         if plan is None:
             if not get_settings().model_configured:
                 raise EscalationRequired(

@@ -21,6 +21,7 @@ from verifiers.common import COMMON_RULES
 from verifiers.plan_rules import check_plan
 from verifiers.soft import HistoryEvent, SoftEvidence
 from verifiers.soft_check import history_of, judge_plan, request_text, ticket_history
+from verifiers.thread import read_comments
 
 
 def approved(job_id: str, step: dict[str, Any], decision: policy.Decision) -> policy.Decision:
@@ -169,7 +170,11 @@ def soft_check(
     """Judge the plan's grounding; below the workflow's threshold, escalate `low_confidence`."""
     context = gather_context(job, rec, seen=facts)
     if context.get("ticket"):
-        history = history + ticket_history(job.id, context["ticket"], rec)
+        # The refund's chain read the comments already (one read serves both).
+        comments = facts.get("comments")
+        if comments is None:
+            comments = read_comments(rec, context["ticket"])
+        history = history + ticket_history(job.id, context["ticket"], comments)
     steps = plan["steps"]
     evidence = SoftEvidence(
         workflow=job.workflow,

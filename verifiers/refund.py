@@ -8,11 +8,12 @@ from app.calls import CallRecorder
 from app.errors import PermanentError
 from tools import stripe_api
 from verifiers.base import Facts, Rule, Verdict
+from verifiers.thread import NoDisputeInThread, RequestNotWithdrawn, read_comments
 from verifiers.tickets import requester_of
 
 
 def gather(rec: CallRecorder, facts: Facts) -> None:
-    """Read the charge and the ticket's requester."""
+    """Read the charge, the ticket's requester and the ticket's comments."""
     charge_id = facts.args["charge_id"]
     try:
         facts.data["charge"] = rec.tool("stripe.get_charge", {"charge_id": charge_id})["charge"]
@@ -21,6 +22,7 @@ def gather(rec: CallRecorder, facts: Facts) -> None:
             raise
         facts.data["charge"] = None
     requester_of(rec, facts)
+    facts.data["comments"] = read_comments(rec, facts.data["ticket"])
 
 
 def _charge(facts: Facts) -> dict[str, Any]:
@@ -121,6 +123,10 @@ class ChargeBelongsToRequester(Rule):
 
 
 RULES: list[Rule] = [
+    # The thread first: a request taken back or a dispute stops the refund whatever the
+    # charge says (and the rules tier checks them first too, in the same order).
+    RequestNotWithdrawn(),
+    NoDisputeInThread(),
     ChargeExists(),
     CurrencyMatches(),
     NotAlreadyRefunded(),

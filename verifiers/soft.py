@@ -6,7 +6,8 @@ configured (app/llm/judge.py), but this scorer always runs and the judge can onl
 confidence (verifiers/soft_check.py). It starts at 1.0 and subtracts each missing signal's
 penalty; a weak signal (no policy passage found) costs a little. A critical signal (a charge
 the ticket never names, an amount it does not state, a payer who is not the requester, a
-target that is not the job's, a request taken back) vetoes the plan on its own, whatever the
+target that is not the job's, a ticket that does not ask for the refund, a request taken
+back) vetoes the plan on its own, whatever the
 confidence and whatever a model judge says.
 
 One signal per class, like the rules: adding a signal is adding a class and a line in
@@ -22,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from app.llm import retrieval
+from app.planner.language import request_intent
 from app.planner.refunds import find_amounts
 
 # Which policy document speaks for each workflow (config/policies/<name>.md).
@@ -32,12 +34,6 @@ POLICY_DOCS = {"support_refund": "refunds", "invoice_exception": "invoices", "it
 _IDS = re.compile(
     r"\b(ch_[A-Za-z0-9_]+|00[ug][A-Za-z0-9]{17}|a0[12][A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?|"
     r"INV-\d+|PO-\d+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)\b"
-)
-# A customer taking the request back, in a comment after the ticket was opened.
-_WITHDRAWN = re.compile(
-    r"\b(cancel (?:my|the) refund|no longer (?:need|want)|never ?mind|disregard|"
-    r"please ignore|withdraw|chargeback|dispute)\b",
-    re.IGNORECASE,
 )
 
 
@@ -155,6 +151,24 @@ class AmountStated(Signal):
                     f"(it states {sorted(stated) or 'no amount'})"
                 )
         return True, "the ticket states the amount"
+
+
+class RequestAsks(Signal):
+    """The ticket explicitly and unconditionally asks for the refund, on the same reading as
+    the rules tier (`app.planner.language.request_intent`): a question, a condition or a
+    complaint is not an ask, whoever planned the refund."""
+
+    name, penalty, workflows = "request_asks", 0.3, frozenset({"support_refund"})
+    critical = True
+
+    def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
+        if not ev.writes("stripe.refund"):
+            return True, "no refund in the plan"
+        intent = request_intent(ev.request_text)
+        if not intent.requested:
+            said = f': "{intent.sentence[:160]}"' if intent.sentence else ""
+            return False, f"the ticket does not ask for a refund (it is a {intent.kind}){said}"
+        return True, f'the ticket asks for the refund: "{intent.sentence[:160]}"'
 
 
 class RequesterIsPayer(Signal):
@@ -318,6 +332,7 @@ def _known_amounts(ev: SoftEvidence, known: str) -> set[tuple[int, str]]:
 SIGNALS: list[Signal] = [
     ChargeNamed(),
     AmountStated(),
+    RequestAsks(),
     RequesterIsPayer(),
     TargetIsTheJobs(),
     ActionMatchesRequest(),
@@ -339,8 +354,3 @@ def score(ev: SoftEvidence) -> Score:
         observations.append(Observation(signal.name, ok, detail, penalty, signal.critical))
     confidence = max(0.0, 1.0 - sum(o.penalty for o in observations))
     return Score(round(confidence, 4), observations)
-
-
-def withdrawn(comment_body: str) -> bool:
-    """Whether a customer's comment takes the request back or disputes it."""
-    return bool(_WITHDRAWN.search(comment_body or ""))

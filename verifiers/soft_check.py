@@ -17,13 +17,13 @@ from app.calls import CallRecorder
 from app.llm import judge as model_judge
 from app.llm import retrieval
 from app.models import Escalation, Job, PlanStep
+from app.planner.language import dispute, withdrawal
 from app.settings import get_settings
-from tools import zendesk_api
 from tools.base import Risk
 from tools.catalog import get_tool
 from verifiers import config
 from verifiers.base import Verdict
-from verifiers.soft import HistoryEvent, Observation, SoftEvidence, score, withdrawn
+from verifiers.soft import HistoryEvent, Observation, SoftEvidence, score
 
 
 def history_of(session: Session, job: Job) -> list[HistoryEvent]:
@@ -67,16 +67,14 @@ def _planned_writes(job: Job) -> set[str]:
     return {s.tool for s in job.steps if get_tool(s.tool).risk is not Risk.READ}
 
 
-def ticket_history(job_id: str, ticket: dict[str, Any], rec: CallRecorder) -> list[HistoryEvent]:
-    """What the ticket's comments say: opsgate already acted, or the customer took it back."""
-    ticket_id = ticket["id"]
-    comments = rec.read(
-        "zendesk.list_comments",
-        {"ticket_id": ticket_id},
-        lambda: zendesk_api.list_comments(ticket_id),
-    )
+def ticket_history(
+    job_id: str, ticket: dict[str, Any], comments: list[dict[str, Any]]
+) -> list[HistoryEvent]:
+    """What the ticket's comments (`verifiers.thread.read_comments`) say: opsgate already
+    acted, or the customer took the request back or disputed it (app.planner.language)."""
     events = []
     mine = job_id  # this job's own notes carry its id in their marker, whatever the key form
+    requester = ticket.get("requester_id")
     for comment in comments[1:]:  # the first comment is the ticket's description
         body = comment.get("body") or ""
         if "[opsgate:" in body and mine not in body:
@@ -87,11 +85,13 @@ def ticket_history(job_id: str, ticket: dict[str, Any], rec: CallRecorder) -> li
                     conflicting=True,
                 )
             )
-        elif comment.get("author_id") == ticket.get("requester_id") and withdrawn(body):
+        elif comment.get("author_id") == requester and (withdrawal(body) or dispute(body)):
+            found = withdrawal(body) or dispute(body)
             events.append(
                 HistoryEvent(
                     "customer_comment",
-                    "a later comment by the requester takes the request back or disputes it",
+                    "a later comment by the requester takes the request back or disputes it"
+                    + (f': "{found.sentence[:160]}"' if found else ""),
                     conflicting=True,
                 )
             )

@@ -146,7 +146,7 @@ _AMOUNT = r"(?:[$€£]\s?\d[\d.,]*|\d[\d.,]*\s?(?:[$€£]|usd|eur|gbp|dollars?
 
 # The refund itself, as a noun or a verb.
 REFUND = {
-    "en": rf"\brefund\w*|\breimburs\w*|\bmoney back\b|\bmy money\b|{_AMOUNT}\s+back\b|"
+    "en": rf"\brefund\w*|\breimburs\w*|\bmoney back\b|\b(?:my|the) money\b|{_AMOUNT}\s+back\b|"
     r"\b(?:get|have|want|receive|need|like)\b[^.?!]{0,30}\bback\b",
     "de": rf"(?:rück|zurück)?erstatt\w*|\brückzahlung\w*|\bzurückzahl\w*|\bzurücküberweis\w*|"
     rf"\bgeld zurück\b|\bmein geld\b|\bgutschrift\w*|{_AMOUNT}\s+zurück\b",
@@ -278,7 +278,7 @@ WITHDRAW = {
 # A request verb negated in English ("please don't refund", "I don't want the refund").
 _NEGATED_REQUEST_EN = (
     r"(?:n't|\bnot|\bno longer|\bnever)\s+(?:\w+\s+){0,2}?(?:want|need|require|expect|wish for)"
-    r"\s+(?:a |the |my |any |that |this )?(?:refund|money back|reimbursement)\b|"
+    r"\s+(?:a |the |my |any |that |this )?(?:refund|money(?: back)?|reimbursement)\b|"
     r"(?:n't|\bnot)\s+(?:refund|reimburse|process (?:the|my|a) refund|issue (?:a|the) refund)\b|"
     r"\b(?:refund|reimbursement) (?:is |isn't |is not )?(?:no longer|not) (?:needed|necessary|"
     r"required|wanted)\b|\bno longer (?:need|want)\b"
@@ -451,3 +451,9 @@ def dispute(text: str) -> Finding | None:
             negated = bool(_NEGATION.search(before)) and kind != "fraud"
             return Finding(kind, sentence.strip(), certain=not negated)
     return None
+
+
+def mentions_refund(text: str) -> bool:
+    """Whether the text (quoted history dropped) speaks of a refund at all, in any of the
+    four languages."""
+    return bool(_REFUND.search(_normal(strip_quoted(text))))

@@ -6,13 +6,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from app.errors import EscalationRequired
 from app.money import format_minor, to_minor
 from app.plan import Plan, Step
+from app.planner.language import mentions_refund, request_intent, strip_quoted
+from verifiers.thread import stop
 
-_REFUND_WORDS = re.compile(
-    r"\b(refund\w*|reimburse\w*|money back|erstattung|rückerstattung|reembolso|remboursement)\b",
-    re.IGNORECASE,
-)
 _CHARGE = re.compile(r"\b(ch_[A-Za-z0-9]+)\b")
 # A number, with optional thousands separators ("1,250.00", "1.234,56") and decimals; never
 # cut inside a longer number.
@@ -104,7 +103,10 @@ def find_amount(text: str) -> StatedAmount | None:
 def plan_support_refund(ticket: dict[str, Any]) -> Plan | None:
     """A refund plan for a ticket that names a charge and an amount; None if not recognized."""
     text = f"{ticket.get('subject', '')}\n{ticket.get('description', '')}"
-    if not _REFUND_WORDS.search(text):
+    # Only an explicit, unconditional request in the ticket's own words (quoted history
+    # dropped) is planned here; a question, a condition or a complaint goes to the model tier.
+    text = strip_quoted(text)
+    if not request_intent(text).requested:
         return None
     charges = set(_CHARGE.findall(text))
     amounts = set(find_amounts(text))
@@ -145,3 +147,18 @@ def plan_support_refund(ticket: dict[str, Any]) -> Plan | None:
             ),
         ],
     )
+
+
+def check_thread(ticket: dict[str, Any], comments: list[dict[str, Any]]) -> None:
+    """Before a refund is planned: a request the requester took back, or a dispute anywhere in
+    the thread, escalates now with the verifier's own reason and rule (`verifiers/thread.py`)
+    instead of a plan certain to fail its chain."""
+    if not mentions_refund(f"{ticket.get('subject') or ''}\n{ticket.get('description') or ''}"):
+        return
+    refused = stop(ticket, comments)
+    if refused is not None:
+        raise EscalationRequired(
+            "verification_failed",
+            refused.detail,
+            {"tool": "stripe.refund", "stage": "plan", **refused.evidence},
+        )

@@ -12,7 +12,13 @@ from typing import Any
 from app.plan import Plan
 from app.planner.access import plan_it_request
 from app.planner.invoices import plan_invoice_exception
-from app.planner.refunds import StatedAmount, find_amount, find_amounts, plan_support_refund
+from app.planner.refunds import (
+    StatedAmount,
+    check_thread,
+    find_amount,
+    find_amounts,
+    plan_support_refund,
+)
 
 __all__ = [
     "RULES",
@@ -29,6 +35,7 @@ Planner = Callable[[dict[str, Any]], Plan | None]
 
 
 def _support_refund(context: dict[str, Any]) -> Plan | None:
+    check_thread(context["ticket"], context.get("comments") or [])
     return plan_support_refund(context["ticket"])
 
 

@@ -151,8 +151,14 @@ def test_same_charge_named_twice_is_one_charge() -> None:
     assert plan is not None and plan.steps[0].args["charge_id"] == "ch_1002"
 
 
-def test_refund_word_in_the_subject_counts() -> None:
-    ticket = {"id": 5002, "subject": "Erstattung", "description": "€20.00 for charge ch_1006."}
+def test_a_request_in_the_subject_counts() -> None:
+    ticket = {"id": 5002, "subject": "Bitte erstatten", "description": "€20.00 for ch_1006."}
     plan = plan_support_refund(ticket)
 
     assert plan is not None and plan.steps[0].args["amount"] == 2000
+
+
+def test_a_refund_word_as_a_headline_is_not_a_request() -> None:
+    # A subject naming the topic ("Erstattung") asks for nothing: left to the model tier.
+    ticket = {"id": 5002, "subject": "Erstattung", "description": "€20.00 for charge ch_1006."}
+    assert plan_support_refund(ticket) is None

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from verifiers.soft import HistoryEvent, SoftEvidence, score, withdrawn
+from verifiers.soft import HistoryEvent, SoftEvidence, score
+from verifiers.soft_check import ticket_history
 
 TICKET = "Refund for duplicate charge\nPlease refund $25.00 for charge ch_1001. Thanks, Alice"
 ALICE = {"id": 101, "email": "alice@example.com"}
@@ -183,11 +184,37 @@ def test_an_invoice_approval_must_be_for_the_invoice_amount() -> None:
         ("Never mind, I found the order.", True),
         ("Please cancel my refund request", True),
         ("I will open a chargeback with my bank", True),
+        ("Actually I'll keep it, the issue is sorted.", True),
         ("Thanks, waiting for the refund", False),
+        ("Please don't forget my refund.", False),
     ],
 )
 def test_withdrawal_words_in_a_later_comment(body: str, taken_back: bool) -> None:
-    assert withdrawn(body) is taken_back
+    comments = [{"author_id": 1, "body": "Please refund $20 for ch_1001."}]
+    comments.append({"author_id": 1, "body": body})
+    events = ticket_history("job-1", {"id": 7, "requester_id": 1}, comments)
+    assert bool(events) is taken_back
+    # Another author's words are not the requester taking the request back
+    comments[1]["author_id"] = 2
+    assert ticket_history("job-1", {"id": 7, "requester_id": 1}, comments) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Would I get the full $25.00 back for ch_1001 if I cancel?",
+        "If it doesn't arrive, I want a refund of $25.00 for ch_1001.",
+        "I was charged $25.00 twice on ch_1001, this is ridiculous.",
+    ],
+)
+def test_a_refund_the_ticket_does_not_ask_for_is_vetoed(text: str) -> None:
+    ev = refund_evidence(request_text=text)
+    observed = {o.signal: o for o in score(ev).observations}
+    assert not observed["request_asks"].ok and observed["request_asks"].critical
+
+
+def test_request_asks_holds_for_an_explicit_request() -> None:
+    assert "request_asks" not in missing(refund_evidence())
 
 
 def test_a_cited_passage_that_exists_supports_the_action() -> None:

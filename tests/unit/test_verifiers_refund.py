@@ -30,6 +30,14 @@ def charge(**overrides: Any) -> dict[str, Any]:
     return base
 
 
+TICKET = {
+    "id": 4821,
+    "requester_id": 101,
+    "subject": "Refund",
+    "description": "Please refund $25.00 for charge ch_1001.",
+}
+
+
 def facts(
     *,
     amount: Any = 2500,
@@ -50,6 +58,8 @@ def facts(
             "charge": charge() if charge_data is None else charge_data,
             "requester": ALICE if requester is None else requester,
             "requester_ref": "zendesk-user:101#abc",
+            "ticket": TICKET,
+            "comments": [{"author_id": 101, "body": TICKET["description"]}],
         },
     )
 
@@ -59,6 +69,8 @@ def test_a_sound_refund_passes_every_rule() -> None:
 
     assert failure is None
     assert [v.rule for v in verdicts] == [
+        "request_not_withdrawn",
+        "no_dispute_in_thread",
         "charge_exists",
         "currency_matches",
         "not_already_refunded",
@@ -76,7 +88,12 @@ def test_missing_charge_fails_and_stops_the_chain() -> None:
 
     assert failure is not None and failure.rule == "charge_exists"
     assert failure.evidence == {"charge_id": "ch_1001"}
-    assert len(verdicts) == 1  # later rules would need the charge
+    # The thread's two rules, then the charge's: later rules would need the charge
+    assert [v.rule for v in verdicts] == [
+        "request_not_withdrawn",
+        "no_dispute_in_thread",
+        "charge_exists",
+    ]
 
 
 def test_currency_mismatch_fails_with_both_currencies() -> None:
@@ -158,4 +175,4 @@ def test_chain_reports_the_first_failing_rule() -> None:
     failure, verdicts = run_chain(refund.RULES, facts(amount=99999, currency="eur"))
 
     assert failure is not None and failure.rule == "currency_matches"
-    assert [v.ok for v in verdicts] == [True, False]
+    assert [v.ok for v in verdicts] == [True, True, True, False]
