@@ -13,9 +13,14 @@ class PlanEscalation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=1)
-    # The verifier rule that would refuse the write (the rules tier names it, so the
-    # escalation says which rule the plan could never pass).
+    # Set by the rules tier: the verifier rule that would refuse the write, its tool and
+    # evidence. A `refusal` escalates as the verifier would (verification_failed, same rule)
+    # at planning time, so no plan is made that is certain to fail its chain; otherwise the
+    # rule is only named (nothing to do: already a member, already suspended, already paid).
     rule: str | None = None
+    tool: str | None = None
+    refusal: bool = False
+    evidence: dict[str, Any] = Field(default_factory=dict)
 
 
 class Step(BaseModel):

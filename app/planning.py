@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,10 @@ from app.runner import JobView, agent_actor
 from app.settings import get_settings
 from tools import okta_api, salesforce_api
 from tools.catalog import get_tool
+from verifiers import refund as refund_verifiers
 from verifiers.thread import read_comments
+
+_CHARGE_ID = re.compile(r"\b(ch_[A-Za-z0-9]+)\b")
 
 
 def step_key(job_id: str, step_id: str, revision: int) -> str:
@@ -47,8 +51,31 @@ def gather_context(
         if known is not None and known.get("id") == job.input["ticket_id"]:
             return {"ticket": known}
         ticket = rec.tool("zendesk.get_ticket", {"ticket_id": job.input["ticket_id"]})["ticket"]
-        return {"ticket": ticket}
+        if seen is not None:
+            return {"ticket": ticket}
+        return {"ticket": ticket, **_charge_context(ticket, rec)}
     return {}
+
+
+# What the rules tier reads for a refund and the model tiers are not shown (the model reads
+# a charge through its own tool calls; its prompt stays the ticket and the job).
+RULES_ONLY = ("charge", "customer_charges")
+
+
+def _charge_context(ticket: dict[str, Any], rec: CallRecorder) -> dict[str, Any]:
+    """The one charge the ticket names and its customer's charges around it (the refund's
+    verifiers judge these; the rules tier plans only what they will accept)."""
+    named = set(_CHARGE_ID.findall(f"{ticket.get('subject', '')}\n{ticket.get('description', '')}"))
+    if len(named) != 1:
+        return {}
+    charge_id = named.pop()
+    try:
+        charge = rec.tool("stripe.get_charge", {"charge_id": charge_id})["charge"]
+    except PermanentError as exc:
+        if "resource_missing" not in str(exc):
+            raise
+        return {"charge": None, "customer_charges": []}
+    return {"charge": charge, "customer_charges": refund_verifiers.customer_charges(rec, charge)}
 
 
 _INVOICE_FIELDS = (
@@ -219,15 +246,33 @@ class PlanStage:
             request = model_planner.PlanRequest(
                 workflow=job.workflow,
                 allowed_tools=list(workflow.allowed_tools),
-                untrusted={"input": job.input, **context},
+                untrusted={
+                    "input": job.input,
+                    **{k: v for k, v in context.items() if k not in RULES_ONLY},
+                },
                 journal=ctx,
                 attachments=count_attachments(context),
             )
             plan, tier = model_planner.plan(request, rec, validate_plan)
         if plan.escalate is not None:
-            raise EscalationRequired(
-                "planner_requested", plan.escalate.reason, {"summary": plan.summary}
-            )
+            escalate = plan.escalate
+            if escalate.refusal:
+                # The rules tier ran the write's own verifier rules: the same reason and rule
+                # the verify stage would give, without a plan certain to fail.
+                raise EscalationRequired(
+                    "verification_failed",
+                    escalate.reason,
+                    {
+                        "tool": escalate.tool,
+                        "rule": escalate.rule,
+                        "stage": "plan",
+                        **escalate.evidence,
+                    },
+                )
+            evidence: dict[str, Any] = {"summary": plan.summary}
+            if escalate.rule:
+                evidence["rule"] = escalate.rule
+            raise EscalationRequired("planner_requested", escalate.reason, evidence)
         if not plan.steps:
             raise EscalationRequired(
                 "planner_requested",

@@ -128,6 +128,27 @@ def workflow_policy(workflow: str) -> tuple[WorkflowPolicy, str]:
 
 SHADOW_RULE = "rollout_shadow"
 
+# Every rule a policy decision can name (Decision.rule), with what it holds; the daily caps
+# (app/caps.py) and the approval check (app/proposal.py) decide under these names too.
+RULE_NAMES: dict[str, str] = {
+    "allowed_tools": "the workflow's tool allowlist",
+    "allowed_reasons": "a tool's allowed `reason` values (stripe.refund)",
+    "allowed_values": "argument allowlists",
+    "allowed_fields": "the record fields the agent may write at all",
+    "field_values": "the only values some fields may be set to",
+    SHADOW_RULE: "shadow rollout: a reviewer executes every write",
+    "public_requires_approval": "customer-facing comments need approval",
+    "privileged_value": "privileged argument values (Okta Admins) need approval",
+    "approval_threshold": "amounts over the approval threshold need approval",
+    "irreversible_needs_approval": "an irreversible tool without an autonomy grant",
+    "autonomy_cap": "amounts over the autonomy cap need approval",
+    "autonomy_grant": "within the autonomy cap: runs without approval",
+    "risk_class": "reversible tools allowed in the workflow",
+    "daily_cap_customer": "autonomous spending per requester per UTC day (app/caps.py)",
+    "daily_cap_fleet": "autonomous spending of the fleet per UTC day (app/caps.py)",
+    "approved": "a reviewer's approval token holds for the exact action (app/proposal.py)",
+}
+
 
 def rollout_arm(policy: WorkflowPolicy, job_id: str | None) -> str:
     """`live` or `shadow` for one job: canary jobs are chosen by a stable hash of the job id."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import stripe
 
 from app.errors import ConflictError, PermanentError, RetryableError
 from app.settings import get_settings
 from tools.base import per_process, retry_after_seconds
+
+if TYPE_CHECKING:
+    from stripe.params._charge_list_params import ChargeListParams
 
 SERVICE_IDENTITY = "stripe:restricted-key/refunds"
 
@@ -55,6 +58,19 @@ def get_charge(charge_id: str) -> dict[str, Any]:
         return _plain(client().v1.charges.retrieve(charge_id))
     except stripe.StripeError as exc:
         raise _map_error(exc) from exc
+
+
+def list_charges(customer: str, created_gte: int | None = None) -> list[dict[str, Any]]:
+    """GET /v1/charges?customer=...&created[gte]=...: a customer's charges, newest first (the
+    first page of 100 is enough for the double-charge window it is read for)."""
+    params: ChargeListParams = {"customer": customer, "limit": 100}
+    if created_gte is not None:
+        params["created"] = {"gte": created_gte}
+    try:
+        page = client().v1.charges.list(params=params)
+    except stripe.StripeError as exc:
+        raise _map_error(exc) from exc
+    return [_plain(c) for c in page.data]
 
 
 def list_refunds(charge_id: str) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""config/verifiers.yaml: soft-check thresholds per workflow and the invoice tolerance."""
+"""config/verifiers.yaml: soft-check thresholds per workflow, the invoice tolerance and the
+refund window."""
 
 from __future__ import annotations
 
@@ -44,6 +45,18 @@ class InvoiceConfig(BaseModel):
         return max(self.po_tolerance_absolute, abs(po_amount) * self.po_tolerance_percent / 100)
 
 
+class RefundConfig(BaseModel):
+    """How old a charge may be to be refunded, and what counts as a double charge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Refunds only within this many days of the charge's creation (Stripe's `created`).
+    window_days: int = Field(30, ge=1, le=3650)
+    # Two charges of one customer with the same amount and currency at most this many days
+    # apart are a double charge (a `duplicate` refund reason needs one).
+    duplicate_within_days: int = Field(7, ge=1, le=365)
+
+
 class VerifiersConfig(BaseModel):
     """The file's top level."""
 
@@ -51,6 +64,7 @@ class VerifiersConfig(BaseModel):
 
     soft_check: SoftCheckConfig = Field(default_factory=SoftCheckConfig)
     invoices: InvoiceConfig = Field(default_factory=InvoiceConfig)
+    refund: RefundConfig = Field(default_factory=RefundConfig)
 
 
 def current() -> VerifiersConfig:

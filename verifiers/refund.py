@@ -7,6 +7,7 @@ from typing import Any
 from app.calls import CallRecorder
 from app.errors import PermanentError
 from tools import stripe_api
+from verifiers import charges, config
 from verifiers.base import Facts, Rule, Verdict
 from verifiers.thread import NoDisputeInThread, RequestNotWithdrawn, read_comments
 from verifiers.tickets import requester_of
@@ -23,6 +24,21 @@ def gather(rec: CallRecorder, facts: Facts) -> None:
         facts.data["charge"] = None
     requester_of(rec, facts)
     facts.data["comments"] = read_comments(rec, facts.data["ticket"])
+    facts.data["customer_charges"] = customer_charges(rec, facts.data["charge"])
+
+
+def customer_charges(rec: CallRecorder, charge: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The charge's customer's charges since the double-charge window before it (a twin
+    made after it is among them too)."""
+    if not charge or not charge.get("customer") or not isinstance(charge.get("created"), int):
+        return []
+    customer = str(charge["customer"])
+    since = charge["created"] - config.current().refund.duplicate_within_days * charges.DAY
+    return rec.read(
+        "stripe.list_charges",
+        {"customer": customer, "created_gte": since},
+        lambda: stripe_api.list_charges(customer, since),
+    )
 
 
 def _charge(facts: Facts) -> dict[str, Any]:
@@ -122,6 +138,70 @@ class ChargeBelongsToRequester(Rule):
         )
 
 
+class ChargeNotDisputed(Rule):
+    """A charge with a dispute (Stripe's `disputed`) is never refunded by the agent."""
+
+    name = "charge_not_disputed"
+
+    def check(self, facts: Facts) -> Verdict:
+        charge = _charge(facts)
+        if charge.get("disputed"):
+            return self.failed(
+                f"charge {charge['id']} is disputed: a refund would pay the customer twice",
+                charge_id=charge["id"],
+                disputed=True,
+            )
+        return self.passed("charge is not disputed", charge_id=charge["id"], disputed=False)
+
+
+class RefundWithinWindow(Rule):
+    """The charge was made within the refund window (config/verifiers.yaml refund.window_days,
+    counted from Stripe's `created` in UTC)."""
+
+    name = "refund_within_window"
+
+    def check(self, facts: Facts) -> Verdict:
+        charge, window = _charge(facts), config.current().refund.window_days
+        age, created = charges.age_days(charge), charges.created_at(charge)
+        if age is None or created is None:
+            return self.failed("Stripe gave no creation time for the charge", window_days=window)
+        evidence = {
+            "charge_id": charge["id"],
+            "created": created.isoformat(),
+            "age_days": round(age, 1),
+            "window_days": window,
+        }
+        if age > window:
+            return self.failed(
+                f"charge {charge['id']} is {age:.0f} days old, past the {window}-day refund window",
+                **evidence,
+            )
+        return self.passed("charge is within the refund window", **evidence)
+
+
+class ReasonMatchesRequest(Rule):
+    """The reason is `duplicate` exactly when the ticket says charged twice and the customer
+    has a twin charge (same amount and currency, within days); `requested_by_customer`
+    otherwise. `fraudulent` is never the agent's."""
+
+    name = "reason_matches_request"
+
+    def check(self, facts: Facts) -> Verdict:
+        charge, asked = _charge(facts), facts.args.get("reason")
+        text = charges.ticket_text(facts.data.get("ticket"))
+        found = charges.twins(charge, facts.data.get("customer_charges") or [])
+        expected = charges.expected_reason(text, charge, facts.data.get("customer_charges") or [])
+        evidence = {
+            "reason": asked,
+            "expected": expected,
+            "ticket_claims_double_charge": charges.claims_double_charge(text),
+            "twin_charges": [c.get("id") for c in found],
+        }
+        if asked != expected:
+            return self.failed(f"the reason is {asked}, the request shows {expected}", **evidence)
+        return self.passed(f"the reason {asked} matches the request", **evidence)
+
+
 RULES: list[Rule] = [
     # The thread first: a request taken back or a dispute stops the refund whatever the
     # charge says (and the rules tier checks them first too, in the same order).
@@ -132,6 +212,9 @@ RULES: list[Rule] = [
     NotAlreadyRefunded(),
     AmountWithinRefundable(),
     ChargeBelongsToRequester(),
+    ChargeNotDisputed(),
+    RefundWithinWindow(),
+    ReasonMatchesRequest(),
 ]
 
 

@@ -2,6 +2,11 @@
 
 Each document is split at its `##` headings; a passage's id is `policy:<file>#<heading>`
 (`policy:refunds#eligibility`), which plans cite as evidence and the audit records.
+
+The documents end each sentence with a marker naming the rule that enforces it
+(`[rule: refund_within_window]`) or `[advisory]`; markers are for maintainers and
+tests/unit/test_policy_documents.py, so they are stripped from the text the model sees and
+BM25 indexes (rule names would only add noise to the scores and tokens to the prompt).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from rank_bm25 import BM25Okapi
 from app.settings import get_settings
 
 _WORD = re.compile(r"[a-z0-9]+")
+# A rule marker and the space before it: `[rule: a, b]` or `[advisory]`.
+MARKER = re.compile(r"[ \t]*\[(?:rule:[^\]]*|advisory)\]")
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,8 @@ def split_passages(name: str, text: str) -> list[Passage]:
     passages = []
     for block in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
         title, _, body = block.partition("\n")
-        passages.append(Passage(f"policy:{name}#{_slug(title)}", title.strip(), body.strip()))
+        text = MARKER.sub("", body).strip()
+        passages.append(Passage(f"policy:{name}#{_slug(title)}", title.strip(), text))
     return passages
 
 

@@ -86,6 +86,21 @@ class _Request:
             escalate=PlanEscalation(reason=reason, rule=rule),
         )
 
+    def refuse(self, summary: str, reason: str, tool: str, failure: Verdict) -> Plan:
+        """Escalate as the verifier would (verification_failed with its rule), at planning."""
+        return Plan(
+            workflow=WORKFLOW,
+            summary=summary,
+            confidence=0.95,
+            escalate=PlanEscalation(
+                reason=reason,
+                rule=failure.rule,
+                tool=tool,
+                refusal=True,
+                evidence=failure.evidence,
+            ),
+        )
+
     def refused(self, tool: str, args: dict[str, Any]) -> Verdict | None:
         """The first of the write's verifier rules that fails on the context, if any."""
         facts = Facts(
@@ -117,6 +132,7 @@ class _Request:
                 if step.tool == "okta.suspend_user"
                 else f"the account is {self.status}, not active"
             )
+            # The rules tier always said so itself (planner_requested), naming the rule now.
             return self.escalate(
                 f"Cannot {what} for Okta user {self.user_id}: the account is {self.status}",
                 reason,
@@ -131,8 +147,8 @@ class _Request:
                 "already a member: nothing to do",
                 failure.rule,
             )
-        return self.escalate(
-            f"Cannot {what} for Okta user {self.user_id}", failure.detail, failure.rule
+        return self.refuse(
+            f"Cannot {what} for Okta user {self.user_id}", failure.detail, step.tool, failure
         )
 
     def one_step(self, summary: str, step: Step) -> Plan:

@@ -33,7 +33,10 @@ def plan_invoice_exception(context: dict[str, Any]) -> Plan | None:
             workflow=WORKFLOW,
             summary=f"Invoice {invoice.get('Name')} is already {status}",
             confidence=0.95,
-            escalate=PlanEscalation(reason=f"invoice is already {status}: nothing to do"),
+            escalate=PlanEscalation(
+                reason=f"invoice is already {status}: nothing to do",
+                rule="invoice_transition_valid",
+            ),
         )
     amount = _decimal(invoice.get("Amount__c"))
     vendor = invoice.get("Vendor__c")

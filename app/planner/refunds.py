@@ -8,8 +8,11 @@ from typing import Any
 
 from app.errors import EscalationRequired
 from app.money import format_minor, to_minor
-from app.plan import Plan, Step
+from app.plan import Plan, PlanEscalation, Step
 from app.planner.language import mentions_refund, request_intent, strip_quoted
+from verifiers import charges as charge_facts
+from verifiers import refund
+from verifiers.base import Facts, run_chain
 from verifiers.thread import stop
 
 _CHARGE = re.compile(r"\b(ch_[A-Za-z0-9]+)\b")
@@ -24,6 +27,19 @@ _AMOUNT_PATTERNS = (
     re.compile(r"(?<![\d.,])" + _NUM + r"\s?([A-Z]{3})\b"),
 )
 _BARE_NUMBER = re.compile(r"(?<![\w.,])" + _NUM)
+# The refund's verifier rules the planner judges on the charge and the ticket it read (the
+# requester's identity and the ticket's thread are the verify stage's to read).
+_JUDGED_HERE = frozenset(
+    {
+        "charge_exists",
+        "currency_matches",
+        "not_already_refunded",
+        "amount_within_refundable",
+        "charge_not_disputed",
+        "refund_within_window",
+        "reason_matches_request",
+    }
+)
 _CURRENCIES = frozenset({"usd", "eur", "gbp", "cad", "aud", "chf", "jpy", "sek", "nok", "dkk"})
 
 
@@ -100,8 +116,16 @@ def find_amount(text: str) -> StatedAmount | None:
     return amounts[0] if amounts else None
 
 
-def plan_support_refund(ticket: dict[str, Any]) -> Plan | None:
-    """A refund plan for a ticket that names a charge and an amount; None if not recognized."""
+def plan_support_refund(
+    ticket: dict[str, Any],
+    charge: dict[str, Any] | None = None,
+    customer_charges: list[dict[str, Any]] | None = None,
+) -> Plan | None:
+    """A refund plan for a ticket that names a charge and an amount; None if not recognized.
+
+    Given the charge (and the customer's charges), the reason is the one the verifiers
+    accept, and a refund they would refuse (an old, disputed or refunded charge) escalates
+    with their rule instead of being planned."""
     text = f"{ticket.get('subject', '')}\n{ticket.get('description', '')}"
     # Only an explicit, unconditional request in the ticket's own words (quoted history
     # dropped) is planned here; a question, a condition or a complaint goes to the model tier.
@@ -117,6 +141,14 @@ def plan_support_refund(ticket: dict[str, Any]) -> Plan | None:
     charge_id = charges.pop()
     ticket_id = int(ticket["id"])
     shown = format_minor(amount.minor, amount.currency)
+    reason = "requested_by_customer"
+    if charge is not None and charge.get("id") == charge_id:
+        reason = charge_facts.expected_reason(
+            charge_facts.ticket_text(ticket), charge, customer_charges or []
+        )
+        refused = _refused(ticket, charge, customer_charges or [], amount, reason)
+        if refused is not None:
+            return refused
     return Plan(
         workflow="support_refund",
         summary=f"Refund {shown} on charge {charge_id} as asked in ticket {ticket_id}",
@@ -129,7 +161,7 @@ def plan_support_refund(ticket: dict[str, Any]) -> Plan | None:
                     "charge_id": charge_id,
                     "amount": amount.minor,
                     "currency": amount.currency,
-                    "reason": "requested_by_customer",
+                    "reason": reason,
                 },
                 rationale=f"The requester asks for a refund of {shown} on {charge_id}.",
                 evidence=[f"ticket:{ticket_id}", f"charge:{charge_id}", "policy:refunds#autonomy"],
@@ -146,6 +178,44 @@ def plan_support_refund(ticket: dict[str, Any]) -> Plan | None:
                 evidence=[f"ticket:{ticket_id}"],
             ),
         ],
+    )
+
+
+def _refused(
+    ticket: dict[str, Any],
+    charge: dict[str, Any],
+    customer_charges: list[dict[str, Any]],
+    amount: StatedAmount,
+    reason: str,
+) -> Plan | None:
+    """An escalation naming the refund's verifier rule that would refuse it, or None."""
+    args = {
+        "charge_id": charge["id"],
+        "amount": amount.minor,
+        "currency": amount.currency,
+        "reason": reason,
+    }
+    facts = Facts(
+        "stripe.refund",
+        args,
+        {"ticket_id": ticket.get("id")},
+        {"charge": charge, "ticket": ticket, "customer_charges": customer_charges},
+        workflow="support_refund",
+    )
+    failure, _ = run_chain([r for r in refund.RULES if r.name in _JUDGED_HERE], facts)
+    if failure is None:
+        return None
+    return Plan(
+        workflow="support_refund",
+        summary=f"Cannot refund charge {charge['id']} as asked in ticket {ticket.get('id')}",
+        confidence=0.95,
+        escalate=PlanEscalation(
+            reason=failure.detail,
+            rule=failure.rule,
+            tool="stripe.refund",
+            refusal=True,
+            evidence=failure.evidence,
+        ),
     )
 
 

@@ -36,7 +36,9 @@ Planner = Callable[[dict[str, Any]], Plan | None]
 
 def _support_refund(context: dict[str, Any]) -> Plan | None:
     check_thread(context["ticket"], context.get("comments") or [])
-    return plan_support_refund(context["ticket"])
+    return plan_support_refund(
+        context["ticket"], context.get("charge"), context.get("customer_charges") or []
+    )
 
 
 RULES: dict[str, Planner] = {

@@ -127,16 +127,15 @@ def test_own_password_reset_completes_with_one_okta_write(fleet: Fleet) -> None:
     assert status_of(ALICE) == "RECOVERY"
 
 
-def test_reset_of_someone_elses_password_is_refused_with_the_verifiers_rule(
-    fleet: Fleet,
-) -> None:
+def test_reset_of_someone_elses_password_fails_verification(fleet: Fleet) -> None:
     # Given bob asks for alice's password to be reset
     job_id = fleet.submit("password_reset", ALICE.login, requester=BOB.login)
 
-    # Then the planner makes no plan its verifier would refuse: it escalates with that rule
-    # (a reset is only ever for the person asking)
-    escalation = fleet.escalated(job_id, "planner_requested")
+    # Then the verifier's rule refuses (run by the planner already, so no plan is made that is
+    # certain to fail): a reset is only ever for the person asking
+    escalation = fleet.escalated(job_id, "verification_failed")
     assert escalation["evidence"]["rule"] == "requester_is_the_user"
+    assert escalation["evidence"]["tool"] == "okta.reset_password"
     assert fleet.sandbox.ledger(system="okta") == []
     assert status_of(ALICE) == "ACTIVE"
 
@@ -186,10 +185,10 @@ def test_privileged_self_grant_is_never_executed(fleet: Fleet) -> None:
     job_id = fleet.submit("group_access", DAVE.login, requester=DAVE.login, group_id=ADMINS)
 
     # Then no plan is made that the verifier would refuse: nobody grants themselves a
-    # privileged group, so the planner escalates with that rule and no reviewer is asked to
-    # approve a grant that could never run (verifiers/access.py still refuses it if a model
-    # tier proposes it: tests/unit/test_verifiers_access.py)
-    refused = fleet.escalated(job_id, "planner_requested")
+    # privileged group, so it fails verification with that rule at planning and no reviewer
+    # is asked to approve a grant that could never run (verifiers/access.py still refuses it
+    # if a model tier proposes it: tests/unit/test_verifiers_access.py)
+    refused = fleet.escalated(job_id, "verification_failed")
     assert refused["evidence"]["rule"] == "no_privileged_self_grant"
     assert fleet.sandbox.ledger(system="okta") == []
     assert ADMINS not in groups_of(DAVE)

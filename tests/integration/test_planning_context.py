@@ -234,7 +234,7 @@ def test_the_seeded_users_get_the_plans_the_policy_asks_for(sb: Sandbox) -> None
             "alice@example.com", "group_access", "alice@example.com", group_id=GROUP["VPN Users"]
         ),
         "admins": it_job(
-            "bob@example.com", "group_access", "bob@example.com", group_id=GROUP["Okta Admins"]
+            "alice@example.com", "group_access", "bob@example.com", group_id=GROUP["Okta Admins"]
         ),
         "suspended reset": it_job("carol@example.com", "password_reset", "carol@example.com"),
         "suspended offboarding": it_job("bob@example.com", "offboarding", "carol@example.com"),

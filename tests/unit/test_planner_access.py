@@ -98,6 +98,7 @@ def test_a_reset_asked_by_someone_else_escalates_with_the_verifiers_rule() -> No
     plan = planned(context("password_reset", requester=user(BOB, "bob@example.com")))
     assert escalation(plan) == "the requester asks to reset someone else's password"
     assert plan.escalate is not None and plan.escalate.rule == "requester_is_the_user"
+    assert plan.escalate.refusal and plan.escalate.tool == "okta.reset_password"
 
 
 def test_a_requester_unknown_to_okta_is_said_so() -> None:

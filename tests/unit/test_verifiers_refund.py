@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -25,6 +26,8 @@ def charge(**overrides: Any) -> dict[str, Any]:
         "receipt_email": "alice@example.com",
         "billing_details": {"email": "alice@example.com", "name": "Alice Adams"},
         "customer": "cus_alice",
+        "created": int(time.time()) - 86_400,
+        "disputed": False,
     }
     base.update(overrides)
     return base
@@ -76,6 +79,9 @@ def test_a_sound_refund_passes_every_rule() -> None:
         "not_already_refunded",
         "amount_within_refundable",
         "charge_belongs_to_requester",
+        "charge_not_disputed",
+        "refund_within_window",
+        "reason_matches_request",
     ]
     assert all(v.ok for v in verdicts)
 

@@ -81,6 +81,73 @@ def _store(request: Request) -> Store:
     return store
 
 
+_CREATED_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _created_filter(query: dict[str, Any]) -> tuple[str, list[int]]:
+    """SQL for Stripe's `created` list filter: `created=N` or `created[gte]=N` (gt, lt, lte)."""
+    created = query.get("created")
+    if created is None:
+        return "", []
+    if isinstance(created, str):
+        created = {"eq": created}
+    if not isinstance(created, dict):
+        raise StripeError(400, "Invalid created: must be an integer or a hash", param="created")
+    sql, args = "", []
+    for op, value in created.items():
+        symbol = "=" if op == "eq" else _CREATED_OPS.get(op)
+        if symbol is None:
+            raise StripeError(
+                400, f"Received unknown parameter: created[{op}]", param=f"created[{op}]"
+            )
+        if not isinstance(value, str) or not _INTEGER.fullmatch(value):
+            raise StripeError(
+                400, f"Invalid integer: {value}", param="created", code="parameter_invalid_integer"
+            )
+        sql += f" AND ch.created {symbol} ?"
+        args.append(int(value))
+    return sql, args
+
+
+@router.get("/charges")
+def list_charges(request: Request, _key: ApiKey) -> Response:
+    """GET /v1/charges (customer, created[gte|gt|lte|lt], limit, starting_after): a Stripe list
+    object, newest first."""
+    query = decode_form(request.url.query.encode())
+    limit = query.get("limit", "10")
+    if not isinstance(limit, str) or not _INTEGER.fullmatch(limit) or not 1 <= int(limit) <= 100:
+        raise StripeError(
+            400,
+            "Invalid limit: must be an integer between 1 and 100",
+            param="limit",
+            code="parameter_invalid_integer",
+        )
+    sql = _CHARGE_SQL.removesuffix(" WHERE ch.id = ?") + " WHERE 1 = 1"
+    args: list[Any] = []
+    customer = query.get("customer")
+    if customer:
+        sql += " AND ch.customer_id = ?"
+        args.append(str(customer))
+    more, more_args = _created_filter(query)
+    sql, args = sql + more, args + more_args
+    after = query.get("starting_after")
+    if after:
+        sql += " AND (ch.created, ch.id) < (SELECT created, id FROM charges WHERE id = ?)"
+        args.append(str(after))
+    with _store(request).connect() as conn:
+        rows = conn.execute(
+            sql + " ORDER BY ch.created DESC, ch.id DESC LIMIT ?", (*args, int(limit) + 1)
+        )
+        data = [charge_object(row) for row in rows.fetchall()]
+    body = {
+        "object": "list",
+        "data": data[: int(limit)],
+        "has_more": len(data) > int(limit),
+        "url": "/v1/charges",
+    }
+    return json_response(200, render(body))
+
+
 @router.get("/charges/{charge_id}")
 def retrieve_charge(charge_id: str, request: Request, _key: ApiKey) -> Response:
     """GET /v1/charges/{id}."""
