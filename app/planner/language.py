@@ -147,7 +147,9 @@ _AMOUNT = r"(?:[$€£]\s?\d[\d.,]*|\d[\d.,]*\s?(?:[$€£]|usd|eur|gbp|dollars?
 # The refund itself, as a noun or a verb.
 REFUND = {
     "en": rf"\brefund\w*|\breimburs\w*|\bmoney back\b|\b(?:my|the) money\b|{_AMOUNT}\s+back\b|"
-    r"\b(?:get|have|want|receive|need|like)\b[^.?!]{0,30}\bback\b",
+    # Money back, not any "back" ("no need to call me back" is not about a refund).
+    r"\b(?:get|have|want|receive|need|like)\s+(?:(?:my|the|our|all|of|that|this|their)\s+)"
+    r"{0,2}(?:money|payment|funds|cash|amount)\s+back\b",
     "de": rf"(?:rück|zurück)?erstatt\w*|\brückzahlung\w*|\bzurückzahl\w*|\bzurücküberweis\w*|"
     rf"\bgeld zurück\b|\bmein geld\b|\bgutschrift\w*|{_AMOUNT}\s+zurück\b",
     "fr": r"\brembours\w*|\bmon argent\b|\bme rendre\b",
@@ -180,6 +182,15 @@ YOU_CAN = {
     "de": r"\b(?:können|könnten|würden) sie\b|\b(?:kannst|könntest) du\b",
     "fr": r"\b(?:pouvez|pourriez|voudriez)[- ]vous\b|\b(?:peux|pourrais)[- ]tu\b",
     "es": r"\b(?:puede|pueden|podr[ií]a|podr[ií]an|puedes|podr[ií]as)\b",
+}
+# Asking for the refund in the first person, politely ("Can I please have a refund?"): a
+# request, unlike "Can I get a refund?" or "Would I get ...", which may be asking whether.
+PLEASE_MAY_I = {
+    "en": r"\b(?:can|could|may) i (?:please )?(?:have|get|receive)\b.*\bplease\b|"
+    r"\b(?:can|could|may) i please (?:have|get|receive)\b",
+    "de": r"\b(?:kann|könnte|darf) ich bitte\b|\b(?:kann|könnte|darf) ich\b.*\bbitte\b",
+    "fr": r"\b(?:puis-je|pourrais-je)\b.*\b(?:s'il vous pla[iî]t|svp)\b",
+    "es": r"\b(?:puedo|podr[ií]a)\b.*\bpor favor\b",
 }
 # Asking for information, or about the customer's own prospects (not for the act).
 INFO = {
@@ -257,7 +268,7 @@ WITHDRAW = {
     r"to) bother\b|\b(?:arrived|turned up|showed up|came) (?:\w+ )?after all\b",
     "de": r"\bhat sich erledigt\b|\bist erledigt\b|\berledigt sich\b|\bvergessen sie\b|"
     r"\bvergiss es\b|\bignorieren sie\b|\bziehe\b.{0,60}\bzurück\b|\bzurückziehen\b|"
-    r"\bstornier\w*\b.{0,40}\b(?:anfrage|antrag|erstattung|anliegen)\b|\bbehalte\b|"
+    r"\bstornier\w*\b.{0,40}(?:anfrage|antrag|erstattung|anliegen)\w*\b|\bbehalte\b|"
     r"\b(?:problem|anliegen|sache) (?:ist |wurde |hat sich )?(?:gelöst|erledigt|behoben)\b|"
     r"\bnicht (?:mehr )?(?:nötig|notwendig|erforderlich)\b|\bbitte nicht\b.{0,30}"
     r"(?:erstatten|zurück)|\bkeine (?:rück)?erstattung\w* (?:mehr|nötig)\b",
@@ -342,6 +353,13 @@ _ASK = _union(*ASK.values())
 _IMPERATIVE = _union(*IMPERATIVE.values())
 _YOU_CAN = _union(*YOU_CAN.values())
 _INFO = _union(*INFO.values())
+_PLEASE_MAY_I = _union(*PLEASE_MAY_I.values())
+# What still makes a polite first-person ask a question about prospects or process.
+_STILL_INFO = re.compile(
+    r"\b(?:is it possible|how|when|whether|eligible|entitled|would i|wie|wann|ob|combien|"
+    r"quand|comment|cu[aá]nto|cu[aá]ndo|c[oó]mo)\b",
+    re.IGNORECASE,
+)
 _CONDITION = _union(*CONDITION.values())
 _POLITE = _union(*POLITE_CONDITION.values())
 _NEGATION = _union(*NEGATION.values())
@@ -369,12 +387,13 @@ def _sentence_kind(sentence: str) -> IntentKind:
     if _withdrawn_in(s) is not None:
         return "negated"
     question = s.rstrip().endswith("?") or s.lstrip().startswith("¿")
-    if question and _INFO.search(s):
+    polite_ask = bool(_PLEASE_MAY_I.search(s)) and not _STILL_INFO.search(s)
+    if question and _INFO.search(s) and not polite_ask:
         return "question"
     if _CONDITION.search(_POLITE.sub(" ", s)):
         return "conditional"
     if question:
-        return "request" if _YOU_CAN.search(s) else "question"
+        return "request" if _YOU_CAN.search(s) or polite_ask else "question"
     # "I want to know whether ...", "please tell me how long ...": a question in words.
     if _INFO.search(s) and not _IMPERATIVE.search(s) and _ASKS_TO_KNOW.search(s):
         return "question"
