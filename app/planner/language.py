@@ -148,8 +148,8 @@ _AMOUNT = r"(?:[$€£]\s?\d[\d.,]*|\d[\d.,]*\s?(?:[$€£]|usd|eur|gbp|dollars?
 REFUND = {
     "en": rf"\brefund\w*|\breimburs\w*|\bmoney back\b|\b(?:my|the) money\b|{_AMOUNT}\s+back\b|"
     # Money back, not any "back" ("no need to call me back" is not about a refund).
-    r"\b(?:get|have|want|receive|need|like)\s+(?:(?:my|the|our|all|of|that|this|their)\s+)"
-    r"{0,2}(?:money|payment|funds|cash|amount)\s+back\b",
+    r"\b(?:get|have|want|receive|need|like)\s+(?:(?:my|the|our|all|of|that|this|their|full|"
+    r"whole|entire)\s+){0,3}(?:money|payment|funds|cash|amount|sum)\s+back\b",
     "de": rf"(?:rück|zurück)?erstatt\w*|\brückzahlung\w*|\bzurückzahl\w*|\bzurücküberweis\w*|"
     rf"\bgeld zurück\b|\bmein geld\b|\bgutschrift\w*|{_AMOUNT}\s+zurück\b",
     "fr": r"\brembours\w*|\bmon argent\b|\bme rendre\b",
