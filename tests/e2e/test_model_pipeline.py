@@ -172,7 +172,12 @@ def test_without_a_model_endpoint_the_rules_tier_escalates_no_model(
         assert s.scalars(select(ModelCall).where(ModelCall.job_id == job_id)).all() == []
 
 
-REFUND_4830 = {"charge_id": "ch_1003", "amount": 3000, "currency": "usd", "reason": "duplicate"}
+REFUND_4830 = {
+    "charge_id": "ch_1003",
+    "amount": 3000,
+    "currency": "usd",
+    "reason": "requested_by_customer",
+}
 REFUND_4850 = {**REFUND_4830, "reason": "requested_by_customer"}
 
 

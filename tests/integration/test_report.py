@@ -331,7 +331,12 @@ def test_the_kpis_of_real_runs_match_the_rows(
         {
             "match": "ch_1003",
             "content": plan_for(
-                {"charge_id": "ch_1003", "amount": 3000, "currency": "usd", "reason": "duplicate"},
+                {
+                    "charge_id": "ch_1003",
+                    "amount": 3000,
+                    "currency": "usd",
+                    "reason": "requested_by_customer",
+                },
                 4830,
             ),
             "usage": {"prompt_tokens": 2100, "completion_tokens": 180},
