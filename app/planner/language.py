@@ -146,7 +146,9 @@ _AMOUNT = r"(?:[$€£]\s?\d[\d.,]*|\d[\d.,]*\s?(?:[$€£]|usd|eur|gbp|dollars?
 
 # The refund itself, as a noun or a verb.
 REFUND = {
-    "en": rf"\brefund\w*|\breimburs\w*|\bmoney back\b|\b(?:my|the) money\b|{_AMOUNT}\s+back\b|"
+    "en": rf"\brefund\w*|\breimburs\w*|\bmoney back\b|\b(?:my|the) money\b|"
+    # "$30.00 back", "the $30.00 for that seat back"
+    rf"{_AMOUNT}(?:\s+[\w'-]+){{0,5}}?\s+back\b|"
     # Money back, not any "back" ("no need to call me back" is not about a refund).
     r"\b(?:get|have|want|receive|need|like)\s+(?:(?:my|the|our|all|of|that|this|their|full|"
     r"whole|entire)\s+){0,3}(?:money|payment|funds|cash|amount|sum)\s+back\b",

@@ -30,6 +30,7 @@ REQUESTS = {
         "I need a refund for the broken kettle, please.",
         "Please don't forget my refund.",
         "Can I have a refund please?",
+        "Please give me the $30.00 for that seat back on charge ch_1003.",
         "Could I please get a refund of $20.00 for charge ch_1001?",
         "I don't want to wait any longer, refund me now.",
         "Not happy, I want my money back.",
