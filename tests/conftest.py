@@ -440,6 +440,20 @@ def models_config_dir(tmp_path: Path, **tiers: dict[str, Any]) -> Path:
     return target
 
 
+# A support ticket (add it with `sandbox.add_tickets`) the rules tier cannot plan (it names two
+# charges: which one is meant is for a model or a person) that states the charge and the amount:
+# every signal of the deterministic scorer holds for a plan refunding $30.00 on ch_1003.
+GROUNDED_TICKET: dict[str, Any] = {
+    "id": 4850,
+    "requester_id": 103,
+    "subject": "Second seat",
+    "description": "I cancelled one of my two seats within the hour; my colleague's seat is "
+    "on charge ch_1004 and stays. Please give me the $30.00 for my seat back on charge ch_1003.",
+    "status": "open",
+    "tags": ["refund"],
+}
+
+
 def submit_ticket(ticket: int, requester: int, delivery: str, submitted_by: str = "test") -> str:
     """One support_refund job for a Zendesk ticket, as the Zendesk bridge submits it."""
     from app import intake

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from app import audit, breaker, jobs
 from app.db import session_scope
 from app.models import AuditEvent, Escalation, Job, ModelCall, ToolCall
-from tests.conftest import ROOT, ModelServer, Sandbox, settle, submit_ticket
+from tests.conftest import GROUNDED_TICKET, ROOT, ModelServer, Sandbox, settle, submit_ticket
 
 pytestmark = pytest.mark.e2e
 
@@ -57,17 +57,7 @@ def plan_for(tool: str, args: dict[str, Any], ticket: int) -> dict[str, Any]:
     }
 
 
-# A ticket the rules tier cannot plan (no refund word it knows) that states the charge and the
-# amount: every signal of the deterministic scorer holds for a plan refunding $30.00 on it.
-GROUNDED = {
-    "id": 4850,
-    "requester_id": 103,
-    "subject": "Second seat",
-    "description": "I cancelled one of my two seats within the hour. Please give me the "
-    "$30.00 for that seat back on charge ch_1003.",
-    "status": "open",
-    "tags": ["refund"],
-}
+GROUNDED = GROUNDED_TICKET
 
 
 @pytest.fixture

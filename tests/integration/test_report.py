@@ -24,6 +24,7 @@ from app import intake, jobs
 from app.db import session_scope
 from app.models import Escalation, Job, JobEvent, ModelCall, ToolCall, as_utc
 from tests.conftest import (
+    GROUNDED_TICKET,
     ROOT,
     ModelServer,
     RedisServer,
@@ -337,7 +338,7 @@ def test_the_kpis_of_real_runs_match_the_rows(
                     "currency": "usd",
                     "reason": "requested_by_customer",
                 },
-                4830,
+                GROUNDED_TICKET["id"],
             ),
             "usage": {"prompt_tokens": 2100, "completion_tokens": 180},
         },
@@ -348,7 +349,8 @@ def test_the_kpis_of_real_runs_match_the_rows(
         },
         {"match": "reset my password", "refusal": "I can't help with that."},
     )
-    second = [submit_ticket(4830, 103, "kpi-model-1")]
+    sandbox.add_tickets(GROUNDED_TICKET)
+    second = [submit_ticket(GROUNDED_TICKET["id"], 103, "kpi-model-1")]
     assert settle(second[0]) == "completed"
     second.append(submit_ticket(4826, 106, "kpi-model-2"))
     assert settle(second[1]) == "escalated"
