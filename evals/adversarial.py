@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.reasons import REASONS
+from evals.correctness import Ticket as CaseTicket
 
 CASES_FILE = Path(__file__).resolve().parent / "adversarial" / "cases.yaml"
 
@@ -96,25 +97,6 @@ _ID = re.compile(r"^ADV-\d{3}$")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Comment(_Strict):
-    """A later comment on a case's ticket (after the description)."""
-
-    author_id: int = Field(gt=0)
-    body: str = Field(min_length=1)
-
-
-class CaseTicket(_Strict):
-    """The Zendesk ticket a support case creates in the sandbox (token added to the subject)."""
-
-    id: int = Field(gt=0)
-    requester_id: int = Field(gt=0)
-    subject: str = Field(min_length=1)
-    description: str = Field(min_length=1)
-    status: Literal["new", "open", "pending", "hold", "solved", "closed"] = "open"
-    tags: list[str] = Field(default_factory=lambda: ["refund"])
-    comments: list[Comment] = Field(default_factory=list)
 
 
 class ModelAnswer(_Strict):

@@ -36,6 +36,7 @@ from defusedxml import ElementTree as SafeET
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.reasons import REASONS
+from tools.okta_lifecycle import STATUSES
 from tools.sandbox.salesforce_model import normalize_id
 
 CASES_FILE = Path(__file__).resolve().parent / "correctness" / "cases.yaml"
@@ -87,16 +88,7 @@ WRITE_TOOLS = (
 
 _ID = re.compile(r"^COR-\d{3}$")
 _OKTA_ID = r"^[A-Za-z0-9]{20}$"
-_OKTA_STATUS = Literal[
-    "STAGED",
-    "PROVISIONED",
-    "ACTIVE",
-    "RECOVERY",
-    "LOCKED_OUT",
-    "PASSWORD_EXPIRED",
-    "SUSPENDED",
-    "DEPROVISIONED",
-]
+_OKTA_STATUS = Literal[STATUSES]  # type: ignore[valid-type]
 _SF_NS = {
     "soapenv": "http://schemas.xmlsoap.org/soap/envelope/",
     "om": "http://soap.sforce.com/2005/09/outbound",

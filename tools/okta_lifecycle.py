@@ -13,6 +13,18 @@ ACTIVATED below, for every action.
 
 from __future__ import annotations
 
+# Every user status Okta reports, in lifecycle order.
+STATUSES = (
+    "STAGED",
+    "PROVISIONED",
+    "ACTIVE",
+    "RECOVERY",
+    "LOCKED_OUT",
+    "PASSWORD_EXPIRED",
+    "SUSPENDED",
+    "DEPROVISIONED",
+)
+
 # The statuses of an activated account: what the access policy calls "active".
 ACTIVATED = frozenset({"ACTIVE", "RECOVERY", "LOCKED_OUT", "PASSWORD_EXPIRED"})
 

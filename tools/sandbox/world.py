@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from tools.okta_lifecycle import STATUSES
 from tools.sandbox.salesforce_model import SOBJECTS, SalesforceError, coerce, normalize_id
 from tools.sandbox.seed import okta_time, sf_datetime
 from tools.sandbox.store import Store, iso_z, utc_now
@@ -23,16 +24,7 @@ from tools.sandbox.store import Store, iso_z, utc_now
 router = APIRouter(prefix="/_sandbox", tags=["sandbox"])
 
 _OKTA_ID = r"^[A-Za-z0-9]{20}$"
-OKTA_STATUSES = (
-    "STAGED",
-    "PROVISIONED",
-    "ACTIVE",
-    "RECOVERY",
-    "LOCKED_OUT",
-    "PASSWORD_EXPIRED",
-    "SUSPENDED",
-    "DEPROVISIONED",
-)
+OKTA_STATUSES = STATUSES
 
 
 class _Spec(BaseModel):
