@@ -301,10 +301,15 @@ _DE_NEGATED_REQUEST = (
 )
 
 CHARGEBACK = {
-    "en": r"\bcharge ?backs?\b|\bcharged back\b|\b(?:dispute|contest)\w*\b.{0,40}\b(?:with|through|"
-    r"via) (?:my|the) (?:bank|card|credit card|issuer|card issuer|card company)\b|\b(?:my|the) "
-    r"bank (?:has |already )?(?:reversed|disputed|charged back)\b|\bmy bank to (?:reverse|dispute|"
-    r"charge back)\b",
+    # A chargeback by name; disputing or contesting the charge or payment itself; a dispute
+    # filed or opened; a dispute or a reversal with a bank, card or payment provider.
+    "en": r"\bcharge ?backs?\b|\bcharged back\b|\b(?:dispute|disputed|disputing|contest|contested|"
+    r"contesting)\s+(?:(?:the|this|that|these|those|my|a|your|its)\s+)?(?:\w+\s+)?(?:charges?|"
+    r"payments?|transactions?|debits?)\b|\b(?:file|filed|filing|open|opened|opening|raise|raised|"
+    r"start|started|lodge|lodged|submit|submitted)\s+(?:a\s+)?(?:formal\s+)?dispute\b|"
+    r"\b(?:dispute|contest)\w*\b.{0,60}\b(?:bank|card|issuer|paypal|visa|mastercard|amex|"
+    r"american express)\b|\b(?:bank|card issuer|credit card company|card company|issuer|paypal)"
+    r"\b.{0,60}\b(?:disput\w*|contest\w*|revers\w*|charge ?back|claw\w* back)\b",
     "de": r"\brückbuchung\w*|\brücklastschrift\w*|\bbank\b.{0,40}\b(?:zurückbuchen|zurückholen|"
     r"widersprechen|reklamieren)\b|\blastschrift\b.{0,30}\b(?:zurückgeben|widerrufen|"
     r"widersprechen)\b",

@@ -274,6 +274,10 @@ DISPUTES = {
     "en": [
         ("I will file a chargeback if this isn't fixed.", "chargeback"),
         ("I have opened a dispute with my bank.", "chargeback"),
+        ("My bank said I should dispute the charge.", "chargeback"),
+        ("I'm going to file a dispute with PayPal.", "chargeback"),
+        ("I have disputed the charge with Visa.", "chargeback"),
+        ("I'll contact my card issuer to reverse the payment.", "chargeback"),
         ("My lawyer will be in touch.", "legal"),
         ("I will sue you for this.", "legal"),
         ("Expect legal action.", "legal"),
@@ -311,6 +315,8 @@ DISPUTES = {
 NOT_DISPUTES = {
     "en": [
         "No dispute here, just a duplicate charge.",
+        "There is no dispute about the amount.",
+        "Please don't make me go to my bank.",
         "Please refund $20 for ch_1001.",
         "Hi, this is Sue from accounting.",
         "I was charged twice, this is ridiculous.",
