@@ -70,7 +70,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`opsgate ARGS` as a child in its own session, its output appended to `log_path`."""
     log = log_path.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "app", *args],
@@ -82,7 +83,8 @@ def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.P
     )
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL to the child's group if it lingers past `timeout`."""
     if proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown: finish the current tasks
@@ -94,9 +96,10 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         proc.wait(5)
 
 
-def _wait_http(
+def wait_http(
     url: str, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 30.0
 ) -> None:
+    """Wait until `url` answers 200; ServiceUnavailable naming `log` if `proc` dies first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -138,7 +141,7 @@ def background(settings: Settings, run_id: str) -> Iterator[str]:
     sandbox_log, worker_log = var / "demo-sandbox.log", var / "demo-worker.log"
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        sandbox = _spawn(
+        sandbox = spawn(
             [
                 "sandbox",
                 "--port",
@@ -151,8 +154,8 @@ def background(settings: Settings, run_id: str) -> Iterator[str]:
             sandbox_log,
         )
         procs.append(sandbox)
-        _wait_http(f"{sandbox_url}/_sandbox/health", sandbox, "the sandbox", sandbox_log)
-        worker = _spawn(
+        wait_http(f"{sandbox_url}/_sandbox/health", sandbox, "the sandbox", sandbox_log)
+        worker = spawn(
             ["worker", "--beat", "--concurrency", "4", "--hostname", f"demo-{run_id}@%h"],
             env,
             worker_log,
@@ -161,7 +164,7 @@ def background(settings: Settings, run_id: str) -> Iterator[str]:
         yield sandbox_url
     finally:
         for proc in reversed(procs):
-            _stop(proc)
+            stop_process(proc)
         with contextlib.suppress(FileNotFoundError):
             (var / f"demo-sandbox-{run_id}.db").unlink()
         if started_redis:

@@ -10,8 +10,9 @@ from pydantic import ValidationError
 
 from app.errors import InputError, OpsgateError, PermanentError, ServiceUnavailable
 
-# Commands that read their settings themselves (doctor reports a bad one as a finding).
-_OWN_SETTINGS = frozenset({"doctor"})
+# Commands that read their settings themselves (doctor reports a bad one as a finding;
+# eval builds an isolated world whatever the environment says).
+_OWN_SETTINGS = frozenset({"doctor", "eval"})
 
 
 class OpsgateGroup(click.Group):
@@ -98,7 +99,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from app.cli import audit, demo, doctor, jobs, keys, killswitch, report, services
+    from app.cli import audit, demo, doctor, eval, jobs, keys, killswitch, report, services
 
     services.register(cli)
     keys.register(cli)
@@ -108,6 +109,7 @@ def _register() -> None:
     killswitch.register(cli)
     audit.register(cli)
     doctor.register(cli)
+    eval.register(cli)
 
 
 _register()
