@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from app.cli.common import emit_json, setup_logging
+from app.cli.common import emit_json
 from app.errors import InputError
 from app.settings import PROJECT_ROOT
 
@@ -94,9 +94,11 @@ def eval_command(
     the baseline is not correct now or a count of correct outcomes dropped; 0 otherwise.
     Latency is reported, never gated.
     """
+    from app import logs
     from evals import report, runner
 
-    setup_logging()
+    # Not setup_logging(): the caller's settings are not read (they may be production's).
+    logs.configure("WARNING", "json")
     try:
         runner.runs_of(list(sets))
     except runner.UnknownSet as exc:
