@@ -12,96 +12,34 @@ case that went wrong."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from app import jobs
 from app.db import session_scope
 from app.models import Escalation, Job
-from evals.correctness import Case, Observed, Outcome, judge, load_cases, observed_write
+from evals.correctness import Case, Observed, Outcome, judge, load_cases
+from evals.correctness_run import (
+    KEYS,
+    SECRET,
+    after_state,
+    deliver,
+    seed_worlds,
+    writes_by_case,
+)
 from tests.conftest import Proc, Sandbox, reset_process_state, wait_for
-from tests.intake_helpers import zendesk_signature
 
 pytestmark = pytest.mark.e2e
 
 CASE_FILE = load_cases()
 CASES = CASE_FILE.cases
-SECRET = "correctness-zendesk-secret"
-DESK_KEY = "desk-key-correctness-0001"
-KEYS = f"servicedesk:requester:{DESK_KEY},ops:admin:ops-key-correctness-0002"
-SOAP = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
 SETTLED = jobs.TERMINAL | {jobs.ESCALATED}
 WORKER_THREADS = 8
 SETTLE_TIMEOUT = 240.0
-OKTA_AUTH = {"Authorization": "SSWS correctness-okta-token"}
-SF_AUTH = {"Authorization": "Bearer correctness-sf-token"}
-
-
-def seed_worlds(sandbox: Sandbox, cases: list[Case]) -> None:
-    """Every case's world, through the sandbox's control endpoints (no ledger entries)."""
-    now = datetime.now(UTC)
-    worlds = [c.world for c in cases]
-    bodies: list[tuple[str, list[dict[str, Any]]]] = [
-        ("zendesk/users", [u.model_dump() for w in worlds for u in w.zendesk_users]),
-        ("charges", [c.sandbox_spec(now) for w in worlds for c in w.charges]),
-        ("tickets", [t.model_dump() for w in worlds for t in w.tickets]),
-        ("okta/groups", [g.model_dump() for w in worlds for g in w.okta_groups]),
-        ("okta/users", [u.model_dump() for w in worlds for u in w.okta_users]),
-        (
-            "salesforce/records",
-            [p.sandbox_spec() for w in worlds for p in w.purchase_orders]
-            + [i.sandbox_spec(now) for w in worlds for i in w.invoices],
-        ),
-    ]
-    for path, items in bodies:
-        if items:
-            resp = httpx.post(f"{sandbox.url}/_sandbox/{path}", json=items, timeout=30)
-            assert resp.status_code == 200, f"seeding {path}: {resp.text}"
-
-
-def job_for_record(record_id: str) -> str:
-    """The job an Outbound Message about this record started."""
-    with session_scope() as s:
-        [job_id] = s.scalars(
-            select(Job.id).where(Job.source == "salesforce", Job.external_id == record_id)
-        ).all()
-        return str(job_id)
-
-
-def deliver(api: str, case: Case) -> str:
-    """Send the case's event the way it arrives; returns the job it started."""
-    event = case.event
-    if event.kind == "zendesk_webhook":
-        body = json.dumps(event.body, ensure_ascii=False).encode()
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        headers = {
-            "Content-Type": "application/json",
-            "X-Zendesk-Webhook-Signature-Timestamp": stamp,
-            "X-Zendesk-Webhook-Signature": zendesk_signature(SECRET, stamp, body),
-            "X-Zendesk-Webhook-Id": "01JDCORRECTNESSWEBHOOK0",
-        }
-        resp = httpx.post(f"{api}/webhooks/zendesk", content=body, headers=headers, timeout=30)
-        assert resp.status_code == 202, f"{case.id}: {resp.status_code} {resp.text}"
-        return str(resp.json()["jobs"][0]["job_id"])
-    if event.kind == "salesforce_outbound_message":
-        assert isinstance(event.body, str)
-        resp = httpx.post(
-            f"{api}/webhooks/salesforce", content=event.body.encode(), headers=SOAP, timeout=30
-        )
-        assert resp.status_code == 200 and "<Ack>true</Ack>" in resp.text, f"{case.id}: {resp.text}"
-        return job_for_record(event.notifications()[0][1])
-    headers = {"Authorization": f"Bearer {DESK_KEY}"}
-    resp = httpx.post(f"{api}/v1/jobs", json=event.body, headers=headers, timeout=30)
-    assert resp.status_code == 202, f"{case.id}: {resp.status_code} {resp.text}"
-    return str(resp.json()["job_id"])
 
 
 def outcomes(job_ids: dict[str, str]) -> dict[str, Outcome] | None:
@@ -129,39 +67,6 @@ def outcomes(job_ids: dict[str, str]) -> dict[str, Outcome] | None:
                 evidence=evidence,
             )
         return found
-
-
-def writes_by_case(applied: list[dict[str, Any]]) -> tuple[dict[str, list[Observed]], list[str]]:
-    """The applied writes of each case's world, and every write outside all of them."""
-    owner = {subject: c.id for c in CASES for subject in c.subjects()}
-    found: dict[str, list[Observed]] = {c.id: [] for c in CASES}
-    stray = []
-    for entry in applied:
-        write = observed_write(entry)
-        if write is not None and write.subject in owner:
-            found[owner[write.subject]].append(write)
-        else:
-            stray.append(f"{entry['system']} {entry['method']} {entry['path']} {entry['body']}")
-    return found, stray
-
-
-def after_state(sandbox: Sandbox, case: Case) -> list[str]:
-    """What the systems of record hold now, against the case's `expect.after`."""
-    problems = []
-    for user_id, status in case.expect.after.okta_user_status.items():
-        resp = httpx.get(f"{sandbox.url}/api/v1/users/{user_id}", headers=OKTA_AUTH, timeout=10)
-        got = resp.json().get("status")
-        if got != status:
-            problems.append(f"okta user {user_id} is {got}, expected {status}")
-    for record_id, fields in case.expect.after.invoice_fields.items():
-        url = f"{sandbox.url}/services/data/v61.0/sobjects/Invoice__c/{record_id}"
-        record = httpx.get(url, headers=SF_AUTH, timeout=10).json()
-        for name, value in fields.items():
-            if record.get(name) != value:
-                problems.append(
-                    f"invoice {record_id} {name} is {record.get(name)!r}, not {value!r}"
-                )
-    return problems
 
 
 def expected_text(case: Case) -> str:
@@ -207,7 +112,7 @@ def test_every_correctness_case_ends_as_the_issue_intends(
     monkeypatch.setenv("OPSGATE_SALESFORCE_ORG_ID", CASE_FILE.salesforce_organization_id)
     monkeypatch.setenv("OPSGATE_API_KEYS", KEYS)
     reset_process_state()
-    seed_worlds(sandbox, CASES)
+    seed_worlds(sandbox.url, CASES)
     start_worker("--concurrency", str(WORKER_THREADS))
     api = start_api()
 
@@ -225,11 +130,11 @@ def test_every_correctness_case_ends_as_the_issue_intends(
     print(f"{len(CASES)} correctness cases settled in {time.monotonic() - started:.1f}s")
 
     # Then each case ended as it says, with exactly its writes, and nothing else was written
-    writes, stray = writes_by_case(sandbox.applied())
+    writes, stray = writes_by_case(CASES, sandbox.applied())
     wrong = []
     for case in CASES:
         problems = judge(case, found[case.id], writes[case.id])
-        problems += after_state(sandbox, case)
+        problems += after_state(sandbox.url, case)
         if problems:
             wrong.append((case, found[case.id], writes[case.id], problems))
     print(report(wrong, stray))
