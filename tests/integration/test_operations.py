@@ -64,20 +64,21 @@ def test_an_exhausted_retry_budget_escalates_and_an_operator_retry_finishes_once
     }
     worker = start_worker(env=down)
     job_id = submit(4821, 101)
-    # Then the job escalates once the budget is spent, at the stage that kept failing
+    # Then the job escalates once the budget is spent, at the stage that kept failing: the
+    # plan stage, whose rules tier reads the charge (its age, dispute, twins) before planning
     wait_for(lambda: job(job_id).status == jobs.ESCALATED, timeout=60, what="escalation")
     with session_scope() as s:
         esc = s.scalar(select(Escalation).where(Escalation.job_id == job_id))
         assert esc is not None and esc.reason == "tool_error"
         assert "retry budget of 2" in esc.detail
-    assert job(job_id).resume_status == jobs.PLANNED
+    assert job(job_id).resume_status == jobs.QUEUED
     assert sandbox.applied() == []
     # When Stripe is back and an operator retries the job
     worker.stop()
     start_worker("--beat", env=RECOVERY)
     result = opsgate("jobs", "retry", job_id)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [job_id, jobs.PLANNED]
+    assert result.stdout.split() == [job_id, jobs.QUEUED]
     # Then it completes, with one refund, and the decision is on record
     wait_for(lambda: job(job_id).status == jobs.COMPLETED, timeout=60, what="completion")
     assert len(sandbox.applied("stripe")) == 1
@@ -97,11 +98,12 @@ def test_an_open_breaker_parks_jobs_which_resume_or_cancel(pg_env, sandbox, star
     breaker.reset("stripe")
     worker = start_worker(env=down)
     parked, doomed = submit(4821, 101), submit(4822, 102)
-    # Then both jobs park instead of hammering Stripe or escalating
+    # Then both jobs park (at planning, which reads the charge) instead of hammering Stripe
+    # or escalating
     for job_id in (parked, doomed):
         wait_for(lambda j=job_id: job(j).status == jobs.PAUSED, timeout=60, what="parking")
         assert job(job_id).status_reason.startswith("circuit_open: stripe")
-        assert job(job_id).resume_status == jobs.PLANNED and job(job_id).resume_at is not None
+        assert job(job_id).resume_status == jobs.QUEUED and job(job_id).resume_at is not None
     assert breaker.status("stripe")["state"] == "open"
     # When an operator cancels one, and resumes the other once Stripe is back
     cancelled = opsgate("jobs", "cancel", doomed, "--reason", "customer withdrew")
