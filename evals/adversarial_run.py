@@ -2,7 +2,7 @@
 scripted on the sandbox's OpenAI-compatible endpoint (the compromised judge's first when the
 judge is on), every case submitted at once; then each job must have escalated with its first
 gate's reason, nothing may have been written, and no request the model endpoint received may
-carry the personal data the cases seed. Used by `opsgate eval` and tests/e2e/test_adversarial.py."""
+carry the personal data the cases seed. Used by `opsgate eval`."""
 
 from __future__ import annotations
 

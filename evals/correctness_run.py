@@ -1,6 +1,6 @@
 """Running the correctness set: seed every case's world in the sandbox, deliver every event
 the way it arrives, and judge each case from the sandbox's ledger and the systems' state.
-Used by `opsgate eval` and by tests/e2e/test_correctness_cases.py."""
+Used by `opsgate eval`."""
 
 from __future__ import annotations
 

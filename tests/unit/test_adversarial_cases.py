@@ -1,5 +1,5 @@
 """evals/adversarial/cases.yaml: a well-formed set whose every case can reach the gate it
-targets (the end-to-end run is tests/e2e/test_adversarial.py)."""
+targets (the end-to-end run is `opsgate eval adversarial`, in tests/e2e/test_eval.py)."""
 
 from __future__ import annotations
 
