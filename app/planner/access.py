@@ -151,7 +151,11 @@ class _Request:
             f"Cannot {what} for Okta user {self.user_id}", failure.detail, step.tool, failure
         )
 
-    def one_step(self, summary: str, step: Step) -> Plan:
+    def one_step(self, what: str, summary: str, step: Step) -> Plan:
+        """The one-step plan, or the escalation its own verifier rules would give."""
+        refused = self.checked(what, step)
+        if refused is not None:
+            return refused
         return Plan(workflow=WORKFLOW, summary=summary, confidence=0.95, steps=[step])
 
     def password_reset(self) -> Plan:
@@ -165,10 +169,9 @@ class _Request:
             ),
             evidence=[*self.evidence, "policy:access#password-resets"],
         )
-        refused = self.checked("reset the password", step)
-        if refused is not None:
-            return refused
-        return self.one_step(f"Reset the Okta password of user {self.user_id}", step)
+        return self.one_step(
+            "reset the password", f"Reset the Okta password of user {self.user_id}", step
+        )
 
     def group_access(self) -> Plan | None:
         group_id = self.input.get("group_id")
@@ -184,10 +187,9 @@ class _Request:
             ),
             evidence=[*self.evidence, f"group:{group_id}", "policy:access#group-membership"],
         )
-        refused = self.checked("add to a group", step)
-        if refused is not None:
-            return refused
-        return self.one_step(f"Add Okta user {self.user_id} to group {group_id}", step)
+        return self.one_step(
+            "add to a group", f"Add Okta user {self.user_id} to group {group_id}", step
+        )
 
     def offboarding(self) -> Plan:
         step = Step(
@@ -200,10 +202,7 @@ class _Request:
             ),
             evidence=[*self.evidence, "policy:access#suspension"],
         )
-        refused = self.checked("suspend", step)
-        if refused is not None:
-            return refused
-        return self.one_step(f"Suspend Okta user {self.user_id} (offboarding)", step)
+        return self.one_step("suspend", f"Suspend Okta user {self.user_id} (offboarding)", step)
 
     def _justification(self) -> str:
         text = " ".join(str(self.input.get("justification") or "").split())
