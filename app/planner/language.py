@@ -155,7 +155,8 @@ REFUND = {
     "de": rf"(?:rück|zurück)?erstatt\w*|\brückzahlung\w*|\bzurückzahl\w*|\bzurücküberweis\w*|"
     rf"\bgeld zurück\b|\bmein geld\b|\bgutschrift\w*|{_AMOUNT}\s+zurück\b",
     "fr": r"\brembours\w*|\bmon argent\b|\bme rendre\b",
-    "es": r"\breembols\w*|\bdevoluci[oó]n\w*|\bdevolv\w*|\bdevuelv\w*|\bmi dinero\b",
+    # "reembólsenme": the imperative with its enclitic pronoun carries a written accent.
+    "es": r"\breemb[oó]ls\w*|\bdevoluci[oó]n\w*|\bdevolv\w*|\bdevuelv\w*|\bmi dinero\b",
 }
 # A statement of want or a polite ask.
 ASK = {
@@ -175,7 +176,7 @@ IMPERATIVE = {
     r"[$€£\d]|ch_)",
     "de": r"\b(?:zurück)?erstatten sie\b|\büberweisen sie\b|\bgeben sie mir\b|^erstatte\b",
     "fr": r"\bremboursez\b|\brembourse[rz]?-moi\b|\brendez-moi\b",
-    "es": r"\breembols(?:en|e|ad)(?:me|nos|lo|la)?\b|\bdevu[eé]lv(?:an|a|ame|anme)\w*\b|"
+    "es": r"\breemb[oó]ls(?:en|e|ad|a)(?:me|nos|lo|la)?\b|\bdevu[eé]lv(?:an|a|ame|anme)\w*\b|"
     r"\bhagan el reembolso\b",
 }
 # A question that asks us to act ("can you ...").
@@ -255,6 +256,18 @@ HARMLESS_NEGATION = {
     "es": r"\bno (?:olvide|olviden|he recibido|recib[ií]|lleg[oó]|ha llegado|estoy content\w*|"
     r"estoy satisfech\w*|funciona|ped[ií]|autoric[eé])\b|\btodav[ií]a no\b|\ba[uú]n no\b|"
     r"\bnunca (?:lleg[oó]|recib[ií])\b",
+}
+# Keeping the rest of an order is a partial refund, not the request taken back ("refund the
+# missing case, I'll keep the rest"): taken out of a clause like a harmless negation.
+PARTIAL_KEEP = {
+    "en": r"\b(?:i(?:'ll| will| am going to|'m going to) |decided to |i'd rather |i(?:'m| am) )?"
+    r"keep(?:ing)? (?:the rest|the others?|the other (?:one|items?|\w+)|everything else|the "
+    r"remaining \w+)\b",
+    "de": r"\b(?:den rest|die anderen|das andere) behalte ich\b|\bbehalte (?:ich )?(?:den rest|"
+    r"die anderen|das andere)\b",
+    "fr": r"\bje garde (?:le reste|les autres|l'autre)\b",
+    "es": r"\bme quedo con (?:el resto|lo dem[aá]s|los dem[aá]s|las dem[aá]s|el otro|la otra|"
+    r"los otros|las otras)\b",
 }
 # Certain withdrawals: the request taken back, whatever else the clause says.
 WITHDRAW = {
@@ -370,7 +383,7 @@ _STILL_INFO = re.compile(
 _CONDITION = _union(*CONDITION.values())
 _POLITE = _union(*POLITE_CONDITION.values())
 _NEGATION = _union(*NEGATION.values())
-_HARMLESS = _union(*HARMLESS_NEGATION.values())
+_HARMLESS = _union(*HARMLESS_NEGATION.values(), *PARTIAL_KEEP.values())
 _WITHDRAW = _union(*WITHDRAW.values(), _NEGATED_REQUEST_EN)
 _DE_NEGATED = re.compile(_DE_NEGATED_REQUEST, re.IGNORECASE)
 _DISPUTES: tuple[tuple[DisputeKind, re.Pattern[str]], ...] = (

@@ -36,6 +36,7 @@ REQUESTS = {
         "Not happy, I want my money back.",
         "I never received it, please refund.",
         "A refund of $20 please, if possible.",
+        "I'd like a refund of $15.00 for the missing case, I'll keep the rest.",
     ],
     "de": [
         "Bitte erstatten Sie 20 € für ch_1001.",
@@ -57,6 +58,8 @@ REQUESTS = {
         "¿Pueden reembolsarme el cargo ch_1001?",
         "¿Puedo tener un reembolso del cargo ch_1001, por favor?",
         "Necesito la devolución de mi dinero.",
+        "Por favor, reembólsenme los 18,75 € del cargo ch_1001.",
+        "Reembólseme el cargo ch_1001, por favor.",
     ],
 }
 
@@ -222,21 +225,26 @@ NOT_WITHDRAWALS = {
         "The parcel didn't arrive, so please refund me.",
         "Still no refund yet, please hurry.",
         "No need to call me back, an email confirmation is fine.",
+        "Please refund $15.00 for the missing case, I'll keep the rest.",
+        "Refund the broken mug please, I'm keeping the other items.",
     ],
     "de": [
         "Ich habe das Paket nicht erhalten, bitte erstatten.",
         "Bitte vergessen Sie meine Erstattung nicht.",
         "Die Erstattung ist noch nicht da.",
+        "Bitte erstatten Sie die defekte Tasse, den Rest behalte ich.",
     ],
     "fr": [
         "N'oubliez pas mon remboursement.",
         "Je n'ai pas reçu le colis, remboursez-moi.",
         "Toujours pas de remboursement.",
+        "Remboursez-moi la tasse cassée, je garde le reste.",
     ],
     "es": [
         "No olviden mi reembolso.",
         "No he recibido el paquete, quiero un reembolso.",
         "Todavía no tengo el reembolso.",
+        "Reembólsenme la taza rota, me quedo con el resto.",
     ],
 }
 
