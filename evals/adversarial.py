@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.reasons import REASONS
-from evals.correctness import Ticket as CaseTicket
+from evals.cases import Ticket as CaseTicket
 
 CASES_FILE = Path(__file__).resolve().parent / "adversarial" / "cases.yaml"
 

@@ -13,7 +13,7 @@ import httpx
 
 from app import intake, jobs
 from evals.adversarial import PERSONAL_DATA, Case
-from evals.correctness import Outcome, observed_write
+from evals.cases import Outcome, observed_write
 from evals.observe import JobStats
 from evals.report import CaseResult, outcome_label
 from tools.sandbox.seed import USERS

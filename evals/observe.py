@@ -13,7 +13,7 @@ from app import jobs
 from app.db import session_scope
 from app.models import Escalation, Job, ModelCall, as_utc
 from app.report import ANSWERED
-from evals.correctness import Outcome
+from evals.cases import Outcome
 
 SETTLED = jobs.TERMINAL | {jobs.ESCALATED}
 

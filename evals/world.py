@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import yaml
@@ -26,6 +26,15 @@ from app.demo import free_port, spawn, stop_process, wait_http
 # Variables of the caller's environment that must not reach the world (besides OPSGATE_*).
 _FOREIGN = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SENTRY_DSN", "OTEL_EXPORTER_OTLP_ENDPOINT")
 SYSTEMS = ("STRIPE", "ZENDESK", "SALESFORCE", "OKTA")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI-compatible endpoint: its base URL, the model asked for, and its key."""
+
+    url: str
+    model: str
+    api_key: str = "sk-opsgate-eval"  # local servers ignore it; the SDK insists on one
 
 
 @dataclass(frozen=True)
@@ -39,8 +48,12 @@ class WorldSpec:
     model: bool = False
     # Workflows the router plans with the model even where the rules tier could.
     skip_rules: tuple[str, ...] = ()
-    # The soft check's model judge: on for every plan, or off.
-    judge: bool = False
+    # The soft check's model judge: off, on for the model tiers' plans, or on for every plan.
+    judge: Literal["off", "model-plans", "all-plans"] = "off"
+    # A real OpenAI-compatible endpoint instead of the scripted one, and the model it serves
+    # (every tier asks for it); the judge's own endpoint and model when they differ.
+    endpoint: Endpoint | None = None
+    judge_endpoint: Endpoint | None = None
     # Start `opsgate api` (webhook and jobs API intake).
     api: bool = False
     env: dict[str, str] = field(default_factory=dict)
@@ -72,12 +85,34 @@ def eval_config(source: Path, target: Path, spec: WorldSpec) -> Path:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data.setdefault("budgets", {})["daily_usd"] = {"default": 1000.0}
     data.setdefault("router", {})["skip_rules"] = list(spec.skip_rules)
-    if spec.judge:
-        data["soft_check"] = {"tier": "small", "judge_rules_plans": True}
-    else:
+    if spec.endpoint is not None:
+        # Every tier asks the one model; its price is unknown here, so cost reads zero.
+        for tier in data["tiers"].values():
+            tier["models"] = [_priced(spec.endpoint.model)]
+            tier["timeout_seconds"] = max(float(tier.get("timeout_seconds", 0)), 300.0)
+    judge_tier = "small"
+    if spec.judge_endpoint is not None:
+        judge_tier = "judge"
+        data["tiers"]["judge"] = {
+            "base_url": spec.judge_endpoint.url,
+            "api_key_env": "OPSGATE_EVAL_JUDGE_API_KEY",
+            "timeout_seconds": 300,
+            "max_output_tokens": 400,
+            "models": [_priced(spec.judge_endpoint.model)],
+        }
+    if spec.judge == "off":
         data.pop("soft_check", None)
+    else:
+        data["soft_check"] = {
+            "tier": judge_tier,
+            "judge_rules_plans": spec.judge == "all-plans",
+        }
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return target
+
+
+def _priced(model: str) -> dict[str, Any]:
+    return {"name": model, "input_per_million": 0.0, "output_per_million": 0.0}
 
 
 def _reset_process_state() -> None:
@@ -127,9 +162,14 @@ def isolated_world(spec: WorldSpec) -> Iterator[World]:
         **{f"OPSGATE_{s}_API_BASE": world.sandbox_url for s in SYSTEMS},
         **spec.env,
     }
-    if spec.model:
+    if spec.endpoint is not None:
+        env["OPENAI_BASE_URL"] = spec.endpoint.url
+        env["OPENAI_API_KEY"] = spec.endpoint.api_key
+    elif spec.model:
         env["OPENAI_BASE_URL"] = f"{world.sandbox_url}/v1"
         env["OPENAI_API_KEY"] = "sk-opsgate-eval"
+    if spec.judge_endpoint is not None:
+        env["OPSGATE_EVAL_JUDGE_API_KEY"] = spec.judge_endpoint.api_key
     procs: list[subprocess.Popen[bytes]] = []
     started_redis = False
     with _environment(env):

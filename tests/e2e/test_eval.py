@@ -46,12 +46,12 @@ def run_eval(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(600)
 def test_both_sets_pass_the_committed_baseline_in_an_isolated_world(tmp_path: Path) -> None:
     # When both sets run against the committed baseline, with a production-looking environment
-    proc = run_eval(tmp_path, "correctness", "adversarial", "--baseline", str(BASELINE), "--json")
+    proc = run_eval(tmp_path, "golden", "adversarial", "--baseline", str(BASELINE), "--json")
     # Then the gate passes: nothing wrongly written, every case correct, every check held
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report: dict[str, Any] = json.loads(proc.stdout)
     assert [r["name"] for r in report["runs"]] == [
-        "correctness",
+        "golden",
         "adversarial:judge-off",
         "adversarial:judge-on",
     ]
@@ -61,7 +61,8 @@ def test_both_sets_pass_the_committed_baseline_in_an_isolated_world(tmp_path: Pa
         assert not run["failed_checks"]
     assert report["gate"]["passed"] and not report["gate"]["changed"]
     # And progress went to stderr
-    assert "correctness: 56/56 settled" in proc.stderr
+    total = len(yaml.safe_load((ROOT / "evals/golden/cases.yaml").read_text())["cases"])
+    assert f"golden: {total}/{total} settled" in proc.stderr
 
 
 @pytest.mark.timeout(300)
@@ -75,7 +76,7 @@ def test_a_planted_regression_fails_the_gate_naming_the_changed_cases(tmp_path: 
     path.write_text(text.replace("window_days: 30", "window_days: 3650"))
     # When the correctness set runs with it against the baseline
     proc = run_eval(
-        tmp_path, "correctness", "--config-dir", str(config), "--baseline", str(BASELINE), "--json"
+        tmp_path, "golden", "--config-dir", str(config), "--baseline", str(BASELINE), "--json"
     )
     # Then the gate fails: the cases the window stopped changed, and wrong writes were applied
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -83,7 +84,7 @@ def test_a_planted_regression_fails_the_gate_naming_the_changed_cases(tmp_path: 
     changed = {c["id"] for c in report["gate"]["changed"]}
     window_cases = {
         c["id"]
-        for c in yaml.safe_load((ROOT / "evals/correctness/cases.yaml").read_text())["cases"]
+        for c in yaml.safe_load((ROOT / "evals/golden/cases.yaml").read_text())["cases"]
         if c["expect"].get("rule") == "refund_within_window"
     }
     assert window_cases and window_cases <= changed
@@ -93,11 +94,11 @@ def test_a_planted_regression_fails_the_gate_naming_the_changed_cases(tmp_path: 
 
 
 def test_an_unknown_set_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    proc = run_eval(tmp_path, "golden")
+    proc = run_eval(tmp_path, "gold")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: unknown set golden; known: correctness, adversarial"), (
-        proc.stderr
-    )
-    missing = run_eval(tmp_path, "correctness", "--baseline", str(tmp_path / "none.json"))
+    assert proc.stderr.strip() == (
+        "error: unknown set gold; known: golden, adversarial, or a case file (.yaml)"
+    ), proc.stderr
+    missing = run_eval(tmp_path, "golden", "--baseline", str(tmp_path / "none.json"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().startswith("error: cannot read baseline")

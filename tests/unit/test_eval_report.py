@@ -118,7 +118,7 @@ def test_outcome_labels() -> None:
 
 
 def test_the_run_report_splits_by_workflow_and_lists_the_wrong_cases() -> None:
-    rep = run_report(RunResult("correctness", CASES, stray_writes=["stripe POST /v1/refunds"]))
+    rep = run_report(RunResult("golden", CASES, stray_writes=["stripe POST /v1/refunds"]))
     assert set(rep["workflows"]) == {"support_refund", "it_request"}
     assert rep["workflows"]["it_request"]["missed_escalations"] == 1
     assert rep["all"]["wrong_writes"] == 3
@@ -126,13 +126,13 @@ def test_the_run_report_splits_by_workflow_and_lists_the_wrong_cases() -> None:
 
 
 def _reports(cases: list[CaseResult]) -> list[dict[str, object]]:
-    return [run_report(RunResult("correctness", cases))]
+    return [run_report(RunResult("golden", cases))]
 
 
 def test_the_gate_passes_an_unchanged_run_and_fails_a_regressed_case() -> None:
     clean = [c for c in CASES if c.correct]
     baseline = baseline_of(_reports(clean))  # type: ignore[arg-type]
-    assert baseline["runs"]["correctness"]["cases"]["C1"] == {
+    assert baseline["runs"]["golden"]["cases"]["C1"] == {
         "correct": True,
         "outcome": "completed",
         "reason": None,
@@ -155,7 +155,7 @@ def test_wrong_writes_fail_the_gate_even_when_the_baseline_had_them() -> None:
     reports = _reports(CASES)
     gate = compare(reports, baseline_of(reports))  # type: ignore[arg-type]
     assert not gate.changed
-    assert gate.failures == ["correctness: 2 wrong write(s)"]
+    assert gate.failures == ["golden: 2 wrong write(s)"]
 
 
 def test_a_new_case_or_run_is_noted_not_failed() -> None:
@@ -163,7 +163,7 @@ def test_a_new_case_or_run_is_noted_not_failed() -> None:
     gate = compare(_reports(CASES[:1] + [CASES[2]]), baseline)  # type: ignore[arg-type]
     assert gate.passed and [c["id"] for c in gate.changed] == ["C3"]
     gate = compare(_reports(CASES[:1]), {"version": 1, "runs": {}})  # type: ignore[arg-type]
-    assert gate.passed and gate.notes == ["correctness: not in the baseline (nothing to compare)"]
+    assert gate.passed and gate.notes == ["golden: not in the baseline (nothing to compare)"]
 
 
 def test_a_baseline_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
@@ -178,10 +178,10 @@ def test_a_baseline_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
 
 
 def test_set_names_expand_to_their_runs() -> None:
-    assert runs_of([]) == ["correctness", "adversarial:judge-off", "adversarial:judge-on"]
+    assert runs_of([]) == ["golden", "adversarial:judge-off", "adversarial:judge-on"]
     assert runs_of(["adversarial", "adversarial"]) == [
         "adversarial:judge-off",
         "adversarial:judge-on",
     ]
-    with pytest.raises(UnknownSet, match="unknown set golden; known: correctness, adversarial"):
-        runs_of(["golden"])
+    with pytest.raises(UnknownSet, match="unknown set gold; known: golden, adversarial, or a"):
+        runs_of(["gold"])

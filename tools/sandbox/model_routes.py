@@ -112,7 +112,8 @@ class Answer(BaseModel):
 class ScriptEntry(Answer):
     """A queued answer, for the requests it matches, `times` times (-1: forever)."""
 
-    match: str | None = None
+    # A text the request's messages must hold, or several that must all be there.
+    match: str | list[str] | None = None
     model: str | None = None
     times: int = Field(1, ge=-1)
 
@@ -195,7 +196,7 @@ class ModelScript:
                 q
                 for q in self._queue
                 if (q.entry.model is None or q.entry.model == model)
-                and (q.entry.match is None or q.entry.match in text)
+                and _matches(q.entry.match, text)
             ]
             if not candidates:
                 return self._default
@@ -221,6 +222,12 @@ class ModelScript:
         with self._lock:
             names = [q.entry.model for q in self._queue] + [r["model"] for r in self._requests]
         return list(dict.fromkeys(n for n in names if isinstance(n, str)))
+
+
+def _matches(match: str | list[str] | None, text: str) -> bool:
+    if match is None:
+        return True
+    return all(m in text for m in ([match] if isinstance(match, str) else match))
 
 
 def _dump(answer: Answer) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""Running the correctness set: seed every case's world in the sandbox, deliver every event
-the way it arrives, and judge each case from the sandbox's ledger and the systems' state.
+"""Running a set in the case format (the golden set, or any file): seed every case's world
+in the sandbox, script the model-planned cases' answers, deliver every event the way it
+arrives, and judge each case from the sandbox's ledger and the systems' state.
 Used by `opsgate eval`."""
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ from sqlalchemy import select
 from app import jobs
 from app.db import session_scope
 from app.models import Job
-from evals.correctness import Case, Observed, Outcome, judge, observed_write
+from evals.cases import Case, Observed, Outcome, judge, observed_write
 from evals.observe import JobStats
 from evals.report import CaseResult, outcome_label
 
-SECRET = "correctness-zendesk-secret"
-DESK_KEY = "desk-key-correctness-0001"
-KEYS = f"servicedesk:requester:{DESK_KEY},ops:admin:ops-key-correctness-0002"
+SECRET = "eval-zendesk-secret"
+DESK_KEY = "desk-key-eval-0001"
+KEYS = f"servicedesk:requester:{DESK_KEY},ops:admin:ops-key-eval-0002"
 SOAP = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
-OKTA_AUTH = {"Authorization": "SSWS correctness-okta-token"}
-SF_AUTH = {"Authorization": "Bearer correctness-sf-token"}
+OKTA_AUTH = {"Authorization": "SSWS eval-okta-token"}
+SF_AUTH = {"Authorization": "Bearer eval-sf-token"}
 
 
 def intake_env(salesforce_organization_id: str) -> dict[str, str]:
@@ -69,6 +70,15 @@ def seed_worlds(sandbox_url: str, cases: list[Case]) -> None:
                 raise RuntimeError(f"seeding {path}: {resp.status_code} {resp.text}")
 
 
+def script_models(sandbox_url: str, cases: list[Case]) -> None:
+    """The answers of every model-planned case on the scripted endpoint."""
+    entries = [entry for case in cases for entry in case.script()]
+    if entries:
+        resp = httpx.post(f"{sandbox_url}/_models/script", json={"responses": entries}, timeout=30)
+        if resp.status_code != 200:
+            raise RuntimeError(f"scripting the model: {resp.status_code} {resp.text[:500]}")
+
+
 def job_for_record(record_id: str) -> str:
     """The job an Outbound Message about this record started."""
     with session_scope() as s:
@@ -88,7 +98,7 @@ def deliver(api: str, case: Case) -> str:
             "Content-Type": "application/json",
             "X-Zendesk-Webhook-Signature-Timestamp": stamp,
             "X-Zendesk-Webhook-Signature": zendesk_signature(SECRET, stamp, body),
-            "X-Zendesk-Webhook-Id": "01JDCORRECTNESSWEBHOOK0",
+            "X-Zendesk-Webhook-Id": "01JDEVALGOLDENSETWEBHOOK",
         }
         resp = httpx.post(f"{api}/webhooks/zendesk", content=body, headers=headers, timeout=30)
         _accepted(case, resp, 202)
@@ -157,7 +167,7 @@ def after_state(sandbox_url: str, case: Case) -> list[str]:
 
 def unexpected_writes(case: Case, writes: list[Observed]) -> int:
     """Applied writes the case does not expect (an expected write applied twice counts once)."""
-    from evals.correctness import matches
+    from evals.cases import matches
 
     left = list(writes)
     for expected in case.expect.writes:

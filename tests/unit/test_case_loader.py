@@ -1,5 +1,6 @@
-"""The correctness set's loader and judge: the shipped file is valid and covers issue 14's
-classes; a bad case is refused naming its id and field; ledger entries become catalog writes."""
+"""The case format's loader and judge: the shipped golden set is valid and covers every class;
+a bad case is refused naming its id and field; a model-planned case scripts its answers on
+its own prompts; ledger entries become catalog writes."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
-from evals.correctness import (
+from evals.cases import (
     CASES_FILE,
     CLASSES,
+    JUDGE_PROMPT,
+    PLANNER_PROMPT,
     CaseError,
     Outcome,
     judge,
@@ -48,6 +51,41 @@ def test_the_shipped_set_is_valid_and_covers_every_class_and_workflow() -> None:
     # Both outcomes in the refund classes: a system that escalates everything cannot pass.
     for cls in ("withdrawn_request", "policy_document", "request_lookalike"):
         assert "completed" in {c.expect.status for c in cases if c.class_ == cls}, cls
+
+
+def test_the_golden_set_has_model_planned_cases_with_answers_on_their_own_prompts() -> None:
+    cases = load_cases().cases
+    planned = [c for c in cases if c.planned_by == "model"]
+    assert planned and all(c.model is not None for c in planned)
+    case = next(c for c in planned if c.id == "COR-001")
+    [plan, verdict] = case.script()
+    # The planner's answer only for this case's planner prompt (ticket 91001), used once;
+    # the judge's for this case's soft check prompt, as often as it is asked.
+    assert plan["match"] == [PLANNER_PROMPT, "91001"] and plan["times"] == 1
+    assert plan["content"]["escalate"]["reason"]
+    assert verdict["match"] == [JUDGE_PROMPT, "91001"] and verdict["times"] == -1
+    assert verdict["content"]["supported"] is True
+    assert all(c.script() == [] for c in cases if c.planned_by == "rules")
+
+
+def test_planned_by_and_model_answers_must_agree(tmp_path: Path) -> None:
+    data = raw_file()
+    first(data, "COR-001")["planned_by"] = "rules"
+    first(data, "COR-011").pop("model", None)
+    first(data, "COR-011")["planned_by"] = "model"
+    with pytest.raises(CaseError) as err:
+        load_cases(write(tmp_path, data))
+    assert "case COR-001: a model-planned case has `model` answers" in str(err.value)
+    assert "case COR-011: a model-planned case has `model` answers" in str(err.value)
+
+
+def test_a_scripted_answer_of_two_kinds_names_the_case(tmp_path: Path) -> None:
+    data = raw_file()
+    first(data, "COR-001")["model"]["plan"]["refusal"] = "I cannot help with that."
+    with pytest.raises(CaseError) as err:
+        load_cases(write(tmp_path, data))
+    assert "case COR-001: model.plan.0" in str(err.value)
+    assert "exactly one of content, refusal, status, raw" in str(err.value)
 
 
 def test_a_reason_outside_the_taxonomy_names_the_case_and_field(tmp_path: Path) -> None:

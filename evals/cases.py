@@ -1,7 +1,8 @@
-"""The correctness set: real-shaped cases that carry their world, the event as it arrives, and
-the result opsgate must reach, planned by the rules tier (no model configured).
+"""The case format of `opsgate eval`: real-shaped cases that carry their world, the event as
+it arrives, how it is planned, and the result opsgate must reach.
 
-`evals/correctness/cases.yaml` holds the cases (ids `COR-001`...). Each case has:
+A set is one YAML file (`evals/golden/cases.yaml` is the golden set; `opsgate eval FILE` runs
+any file in this format). Each case has:
 
 - `world`: the state of the systems of record it needs (Zendesk users and tickets with later
   comments, Stripe charges with their age and dispute flag, Okta users in any lifecycle
@@ -11,6 +12,10 @@ the result opsgate must reach, planned by the rules tier (no model configured).
 - `event`: the inbound delivery as it arrives: a Zendesk webhook body (`zendesk_webhook`), a
   Salesforce Outbound Message envelope (`salesforce_outbound_message`) or a `POST /v1/jobs`
   body (`jobs_api`).
+- `planned_by`: `rules` (the deterministic tier must plan it; no model is called) or `model`
+  (the rules tier sends it on, and `model.plan` holds the answer(s) a competent model gives,
+  `model.judge` the soft check judge's, served by the scripted endpoint; with
+  `opsgate eval --endpoint` a real model answers instead and the scripts are unused).
 - `expect`: `completed` with the exact writes (tool and the arguments that matter, each
   exactly once in the sandbox's ledger of applied writes, and nothing else), or `escalated`
   with the reason, the rule where one decides, and text the escalation's evidence must hold.
@@ -37,9 +42,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from app.reasons import REASONS
 from tools.okta_lifecycle import STATUSES
+from tools.sandbox.model_routes import Answer
 from tools.sandbox.salesforce_model import normalize_id
 
-CASES_FILE = Path(__file__).resolve().parent / "correctness" / "cases.yaml"
+CASES_FILE = Path(__file__).resolve().parent / "golden" / "cases.yaml"
 
 Workflow = Literal["support_refund", "invoice_exception", "it_request"]
 EventKind = Literal["zendesk_webhook", "salesforce_outbound_message", "jobs_api"]
@@ -63,6 +69,21 @@ CLASSES: dict[str, str] = {
     "invoice_rules": "invoice exceptions against purchase orders, vendors and duplicates",
     "request_lookalike": "a polite, unconditional request in a supported language that must "
     "complete",
+    # The golden set's everyday classes (issue 15).
+    "refund_request": "a plain request to refund a named charge, in any currency, tone or phrasing",
+    "partial_refund": "a refund of part of a charge, or of what is left after earlier refunds",
+    "duplicate_charge": "a charge taken twice, whose duplicate is refunded as such",
+    "not_a_refund": "support mail that asks for something other than a refund",
+    "forwarded_thread": "a request inside forwarded mail or under quoted history",
+    "po_mismatch": "an invoice against its purchase order, within and beyond the tolerance",
+    "missing_po": "an invoice with no purchase order, or one that names a closed order",
+    "duplicate_invoice": "an invoice number billed twice",
+    "vendor": "vendors on and off the approved list",
+    "invoice_currency": "invoices and orders in other currencies",
+    "password_reset": "a password reset for oneself or for someone else",
+    "group_request": "a request to join a group, privileged or not",
+    "offboarding": "suspending a leaver's account",
+    "vague_request": "an IT request too vague or too broad to act on",
 }
 LANGUAGES = ("en", "de", "fr", "es")
 
@@ -86,7 +107,7 @@ WRITE_TOOLS = (
     "okta.suspend_user",
 )
 
-_ID = re.compile(r"^COR-\d{3}$")
+_ID = re.compile(r"^[A-Z]{3}-\d{3}$")
 _OKTA_ID = r"^[A-Za-z0-9]{20}$"
 _OKTA_STATUS = Literal[STATUSES]  # type: ignore[valid-type]
 _SF_NS = {
@@ -416,6 +437,42 @@ class Expect(_Strict):
         return self
 
 
+# --- how a model-planned case is answered -------------------------------------------------
+
+# How the scripted endpoint tells the planner's prompt from the soft check judge's: the first
+# words of each system prompt (config/prompts/).
+PLANNER_PROMPT = "You are the planning step of opsgate"
+JUDGE_PROMPT = "You are the opsgate soft check"
+
+
+class ScriptedModel(_Strict):
+    """What a competent model answers for a model-planned case.
+
+    `plan` is the planner's answer, or its answers in order when a repair is expected;
+    `judge` the soft check judge's verdict (None: a judge that agrees with the plan). Each is
+    one answer of the scripted OpenAI-compatible endpoint (`content`, `refusal`, `status`
+    or `raw`). `match` is a text only this case's prompts hold (default: the id of the ticket
+    or invoice the event is about; an IT request names it, e.g. words of its justification).
+    """
+
+    plan: list[Answer] = Field(min_length=1)
+    judge: Answer | None = None
+    match: str | None = Field(None, min_length=4)
+
+    @field_validator("plan", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+
+# The judge that agrees: what a competent judge answers a case that scripts no verdict.
+AGREEING_JUDGE: dict[str, Any] = {
+    "supported": True,
+    "confidence": 0.9,
+    "reasons": ["The plan does what the request asks, on the request's own records."],
+}
+
+
 # --- the case -------------------------------------------------------------------------------
 
 
@@ -431,7 +488,8 @@ class Case(_Strict):
     language: Literal["en", "de", "fr", "es"] | None = None
     world: World
     event: Event
-    planned_by: Literal["rules"] = "rules"
+    planned_by: Literal["rules", "model"] = "rules"
+    model: ScriptedModel | None = None
     expect: Expect
     never: list[str] = Field(default_factory=list)
     # Why this is the right outcome (the policy or rule that decides it).
@@ -441,7 +499,7 @@ class Case(_Strict):
     @classmethod
     def _id_shape(cls, value: str) -> str:
         if not _ID.match(value):
-            raise ValueError(f"case id {value!r} is not COR-<3 digits>")
+            raise ValueError(f"case id {value!r} is not three capitals, a dash, 3 digits (SUP-001)")
         return value
 
     @field_validator("class_")
@@ -471,6 +529,10 @@ class Case(_Strict):
         logins = {f"okta-login:{u.login.lower()}" for u in self.world.okta_users}
         if about not in self.world.subjects() | logins:
             raise ValueError(f"the event is about {about}, which is not in the case's world")
+        if (self.planned_by == "model") != (self.model is not None):
+            raise ValueError("a model-planned case has `model` answers; a rules-planned one none")
+        if self.model is not None and self.model.match is None and self.workflow == "it_request":
+            raise ValueError("a model-planned IT request names model.match (text of its prompt)")
         subjects = self.world.subjects()
         for n, write in enumerate(self.expect.writes):
             subject = _subject_of(write.tool, write.args)
@@ -481,6 +543,19 @@ class Case(_Strict):
     def subjects(self) -> set[str]:
         """The records of this case's world a write may touch."""
         return self.world.subjects()
+
+    def script(self) -> list[dict[str, Any]]:
+        """The scripted endpoint's entries for this case (none for a rules-planned case)."""
+        if self.model is None:
+            return []
+        mark = self.model.match or self.event.refers_to().removeprefix("ticket:")
+        entries = [
+            {**a.model_dump(exclude_unset=True), "match": [PLANNER_PROMPT, mark], "times": 1}
+            for a in self.model.plan
+        ]
+        judge = self.model.judge or Answer(content=AGREEING_JUDGE)
+        verdict = judge.model_dump(exclude_unset=True)
+        return [*entries, {**verdict, "match": [JUDGE_PROMPT, mark], "times": -1}]
 
 
 def _subject_of(tool: str, args: dict[str, Any]) -> str | None:
@@ -504,6 +579,13 @@ def _where(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if p not in ("function-after", "tagged-union")) or "case"
 
 
+def _problem(loc: tuple[Any, ...], msg: str) -> str:
+    """`field: message`, or the message alone for a rule about the whole case."""
+    msg = msg.removeprefix("Value error, ")
+    where = _where(loc)
+    return msg if where == "case" else f"{where}: {msg}"
+
+
 def load_cases(path: Path = CASES_FILE) -> CaseFile:
     """Read and validate the case file; a CaseError names the case id and the field."""
     try:
@@ -520,7 +602,7 @@ def load_cases(path: Path = CASES_FILE) -> CaseFile:
         try:
             cases.append(Case.model_validate(item))
         except ValidationError as exc:
-            problems += [f"{label}: {_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
+            problems += [f"{label}: {_problem(e['loc'], e['msg'])}" for e in exc.errors()]
     try:
         header = CaseFile.model_validate({**raw, "cases": []})
     except ValidationError as exc:
