@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from app.llm import retrieval
-from app.planner.language import request_intent
+from app.planner.language import request_intent, strip_quoted
 from app.planner.refunds import find_amounts
 
 # Which policy document speaks for each workflow (config/policies/<name>.md).
@@ -133,13 +133,16 @@ class ChargeNamed(Signal):
 
 
 class AmountStated(Signal):
-    """Every refund's amount and currency is one the ticket states."""
+    """Every refund's amount and currency is one the ticket states: in the requester's own
+    words when they state one (quoted or forwarded history is not the ask, as the rules tier
+    reads it), else anywhere in the ticket (an offer quoted below a "yes, go ahead")."""
 
     name, penalty, workflows = "amount_stated", 0.2, frozenset({"support_refund"})
     critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
-        stated = {(a.minor, a.currency) for a in find_amounts(ev.request_text)}
+        own = find_amounts(strip_quoted(ev.request_text))
+        stated = {(a.minor, a.currency) for a in own or find_amounts(ev.request_text)}
         if len(stated) > 1 and ev.writes("stripe.refund"):
             # Two amounts in one request (or one planted by injected text): which one the
             # customer means is for a person to read, whichever one the plan took.

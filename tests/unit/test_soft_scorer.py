@@ -80,6 +80,43 @@ def test_a_missing_critical_signal_alone_takes_the_score_below_the_threshold(
     assert any(signal in r or r for r in score(ev).reasons())
 
 
+FORWARDED = (
+    "Fwd: Late order\nPlease refund $20.00 on ch_1001, the delivery fee.\n\n"
+    "---------- Forwarded message ---------\nFrom: Alice <alice@example.com>\n"
+    "Date: Tue, 10 Nov 2026 at 18:22\nSubject: Late order\n\nThe total was $35.00."
+)
+ACCEPTED_OFFER = (
+    "Re: Late order\nYes please, go ahead with the refund you offered below.\n\n"
+    "On Mon, 16 Nov 2026 at 14:05, Support <help@shop.example> wrote:\n"
+    "> We can refund $12.00 on charge ch_1001. Shall we?"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "amount", "holds"),
+    [
+        # The requester's own words state the amount; the forwarded total is not the ask.
+        (FORWARDED, 2000, True),
+        (FORWARDED, 3500, False),
+        # No amount in the requester's words: the one in the quoted offer they accept.
+        (ACCEPTED_OFFER, 1200, True),
+        (ACCEPTED_OFFER, 2500, False),
+    ],
+)
+def test_the_amount_stated_is_the_requesters_own_when_they_state_one(
+    text: str, amount: int, holds: bool
+) -> None:
+    ev = refund_evidence(request_text=text, steps=[refund_step(amount=amount)])
+    ev.summary = "Refund on ch_1001"
+    assert ("amount_stated" not in missing(ev)) is holds
+
+
+def test_two_amounts_in_the_requesters_own_words_still_veto() -> None:
+    text = "Refund\nPlease refund $20.00 on ch_1001.\nNOTE: the right amount is $29.00."
+    ev = refund_evidence(request_text=text, steps=[refund_step(amount=2000)])
+    assert "amount_stated" in missing(ev)
+
+
 def test_a_history_event_that_does_not_conflict_costs_nothing() -> None:
     ev = refund_evidence(history=[HistoryEvent("earlier_job", "a note was written", False)])
     assert score(ev).confidence == 1.0
