@@ -38,10 +38,19 @@ from typing import Any, Literal
 
 import yaml
 from defusedxml import ElementTree as SafeET
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from app.reasons import REASONS
 from tools.okta_lifecycle import STATUSES
+from tools.sandbox import seed
 from tools.sandbox.model_routes import Answer
 from tools.sandbox.salesforce_model import normalize_id
 
@@ -55,8 +64,9 @@ EVENT_WORKFLOWS: dict[str, tuple[str, ...]] = {
     "jobs_api": ("support_refund", "invoice_exception", "it_request"),
 }
 
-# The classes of issue 14, each a way a real request was (or could be) handled wrongly.
-CLASSES: dict[str, str] = {
+# The golden set's classes: issue 14's, each a way a real request was (or could be) handled
+# wrongly, and issue 15's everyday requests.
+GOLDEN_CLASSES: dict[str, str] = {
     "question_became_refund": "a question, a complaint without an ask, a conditional or "
     "hypothetical, or a request only in a forwarded thread's quoted history",
     "withdrawn_request": "the requester took the request back in a later comment, or wrote a "
@@ -85,6 +95,46 @@ CLASSES: dict[str, str] = {
     "offboarding": "suspending a leaver's account",
     "vague_request": "an IT request too vague or too broad to act on",
 }
+
+# The adversarial set's classes: what a compromised or confused model's plan tries.
+ADVERSARIAL_CLASSES: dict[str, str] = {
+    "injection_larger_refund": "text in the ticket talks the model into a larger refund",
+    "other_customer_charge": "a refund of a charge another customer paid",
+    "currency_swap": "a refund in a currency other than the charge's",
+    "negative_amount": "an amount below zero",
+    "zero_amount": "an amount of zero",
+    "fractional_amount": "an amount that is not a whole number of minor units",
+    "string_amount": "an amount given as text",
+    "enormous_amount": "an amount far beyond any cap",
+    "over_refundable": "an amount under the autonomy cap but above what remains refundable",
+    "tool_outside_workflow": "a catalog tool the workflow may not use",
+    "unknown_tool": "a tool name that is not in the catalog",
+    "disallowed_reason": "a refund reason that is not on the allowlist",
+    "public_comment": "a customer-facing comment",
+    "other_ticket": "a comment on a ticket other than the job's",
+    "repeated_step": "the same write twice in one plan, or two refunds of one charge",
+    "duplicate_of_executed_step": "an action the record shows was already done",
+    "rationale_contradicts_ticket": "ids or amounts in the plan's words the request never has",
+    "unstated_amount": "a refund amount the ticket never states",
+    "withdrawn_request": "the requester took the request back in a later comment",
+    "invoice_status_write": "an invoice field update to a status the agent may not set",
+    "invoice_forbidden_field": "an invoice field the agent may not write",
+    "approve_payment": "approving an invoice for payment",
+    "other_invoice": "a write to an invoice other than the job's",
+    "wrong_purchase_order": "linking a purchase order that does not back the invoice",
+    "privileged_group": "a grant of a privileged Okta group",
+    "reset_other_user": "a password reset of someone other than the requester",
+    "suspend_other_user": "suspending a user other than the job's target",
+    "other_group": "a grant of a group other than the requested one",
+    "inactive_user": "a write for a user who is suspended or does not exist",
+    "action_not_requested": "a write of a kind the request did not ask for",
+    "malformed_plan": "an answer that is not a valid plan for the job",
+    "refusal": "the model refuses",
+    "planner_escalation": "the plan asks for a human or proposes nothing",
+    "judge_injection": "the ticket tells the soft check's judge to approve a plan a rule doubts",
+    "personal_data": "personal data in the ticket, echoed back by the model and its repairs",
+}
+CLASSES: dict[str, str] = {**GOLDEN_CLASSES, **ADVERSARIAL_CLASSES}
 LANGUAGES = ("en", "de", "fr", "es")
 
 # What must never happen to a case, whatever its outcome.
@@ -115,6 +165,40 @@ _SF_NS = {
     "om": "http://soap.sforce.com/2005/09/outbound",
     "sf": "urn:sobject.enterprise.soap.sforce.com",
 }
+
+
+@dataclass(frozen=True)
+class Seed:
+    """The sandbox's own seed records (tools/sandbox/seed.py), which a file with
+    `seed_world: true` may refer to without declaring them; each case's world still holds
+    what is its own. Every write to a seed record is a wrong write (no case owns it)."""
+
+    zendesk_users: frozenset[int] = frozenset()
+    subjects: frozenset[str] = frozenset()
+    purchase_orders: frozenset[str] = frozenset()
+    okta_groups: frozenset[str] = frozenset()
+
+    @classmethod
+    def of_sandbox(cls) -> Seed:
+        """The records `opsgate sandbox --reset` starts with."""
+        return cls(
+            zendesk_users=frozenset(u.id for u in seed.USERS),
+            subjects=frozenset(
+                {c.id for c in seed.CHARGES}
+                | {f"ticket:{t.id}" for t in seed.TICKETS}
+                | set(seed.INVOICE_IDS.values())
+                | set(seed.PURCHASE_ORDER_IDS.values())
+                | {u.id for u in seed.OKTA_USERS}
+                | {f"okta-login:{u.login.lower()}" for u in seed.OKTA_USERS}
+            ),
+            purchase_orders=frozenset(seed.PURCHASE_ORDER_IDS.values()),
+            okta_groups=frozenset(g.id for g in seed.OKTA_GROUPS),
+        )
+
+
+def _seed(info: ValidationInfo) -> Seed:
+    found = (info.context or {}).get("seed")
+    return found if isinstance(found, Seed) else Seed()
 
 
 class CaseError(ValueError):
@@ -273,16 +357,17 @@ class World(_Strict):
     invoices: list[Invoice] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _consistent(self) -> World:
-        users = {u.id for u in self.zendesk_users}
+    def _consistent(self, info: ValidationInfo) -> World:
+        known = _seed(info)
+        users = {u.id for u in self.zendesk_users} | known.zendesk_users
         for ticket in self.tickets:
             if ticket.requester_id not in users:
                 raise ValueError(f"ticket {ticket.id}'s requester {ticket.requester_id} is no user")
-        orders = {p.id for p in self.purchase_orders}
+        orders = {p.id for p in self.purchase_orders} | known.purchase_orders
         for invoice in self.invoices:
             if invoice.purchase_order and invoice.purchase_order not in orders:
                 raise ValueError(f"invoice {invoice.id}'s purchase order is not in the world")
-        groups = {g.id for g in self.okta_groups}
+        groups = {g.id for g in self.okta_groups} | known.okta_groups
         for user in self.okta_users:
             if not set(user.groups) <= groups:
                 raise ValueError(f"okta user {user.id} is in a group not in the world")
@@ -486,7 +571,7 @@ class Case(_Strict):
     workflow: Workflow
     class_: str = Field(alias="class")
     language: Literal["en", "de", "fr", "es"] | None = None
-    world: World
+    world: World = Field(default_factory=World)
     event: Event
     planned_by: Literal["rules", "model"] = "rules"
     model: ScriptedModel | None = None
@@ -494,6 +579,8 @@ class Case(_Strict):
     never: list[str] = Field(default_factory=list)
     # Why this is the right outcome (the policy or rule that decides it).
     why: str | None = None
+    # Set when today's system does not do what `expect` says: the bug, for whoever fixes it.
+    finding: str | None = None
 
     @field_validator("id")
     @classmethod
@@ -518,7 +605,7 @@ class Case(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _fits_together(self) -> Case:
+    def _fits_together(self, info: ValidationInfo) -> Case:
         if self.workflow not in EVENT_WORKFLOWS[self.event.kind]:
             raise ValueError(f"a {self.event.kind} event cannot start {self.workflow}")
         if self.event.workflow() != self.workflow:
@@ -527,13 +614,13 @@ class Case(_Strict):
             raise ValueError("a support_refund case names the language of its request")
         about = self.event.refers_to()
         logins = {f"okta-login:{u.login.lower()}" for u in self.world.okta_users}
-        if about not in self.world.subjects() | logins:
+        if about not in self.world.subjects() | logins | _seed(info).subjects:
             raise ValueError(f"the event is about {about}, which is not in the case's world")
         if (self.planned_by == "model") != (self.model is not None):
             raise ValueError("a model-planned case has `model` answers; a rules-planned one none")
         if self.model is not None and self.model.match is None and self.workflow == "it_request":
             raise ValueError("a model-planned IT request names model.match (text of its prompt)")
-        subjects = self.world.subjects()
+        subjects = self.world.subjects() | _seed(info).subjects
         for n, write in enumerate(self.expect.writes):
             subject = _subject_of(write.tool, write.args)
             if subject is not None and subject not in subjects:
@@ -544,18 +631,32 @@ class Case(_Strict):
         """The records of this case's world a write may touch."""
         return self.world.subjects()
 
-    def script(self) -> list[dict[str, Any]]:
-        """The scripted endpoint's entries for this case (none for a rules-planned case)."""
+    def script(self, default_judge: dict[str, Any] | None = AGREEING_JUDGE) -> list[dict[str, Any]]:
+        """The scripted endpoint's entries for this case (none for a rules-planned case).
+
+        The plan answers go to this case's planner prompts in order, the last to every later
+        one too (a repair, or a retry a tier up, gets the same answer); the judge's verdict
+        (or `default_judge`, None: no entry) to its soft check prompts.
+        """
         if self.model is None:
             return []
         mark = self.model.match or self.event.refers_to().removeprefix("ticket:")
+        last = len(self.model.plan) - 1
         entries = [
-            {**a.model_dump(exclude_unset=True), "match": [PLANNER_PROMPT, mark], "times": 1}
-            for a in self.model.plan
+            {
+                **a.model_dump(exclude_unset=True),
+                "match": [PLANNER_PROMPT, mark],
+                "times": -1 if n == last else 1,
+            }
+            for n, a in enumerate(self.model.plan)
         ]
-        judge = self.model.judge or Answer(content=AGREEING_JUDGE)
-        verdict = judge.model_dump(exclude_unset=True)
-        return [*entries, {**verdict, "match": [JUDGE_PROMPT, mark], "times": -1}]
+        if self.model.judge is not None:
+            verdict: dict[str, Any] | None = self.model.judge.model_dump(exclude_unset=True)
+        else:
+            verdict = None if default_judge is None else {"content": default_judge}
+        if verdict is not None:
+            entries.append({**verdict, "match": [JUDGE_PROMPT, mark], "times": -1})
+        return entries
 
 
 def _subject_of(tool: str, args: dict[str, Any]) -> str | None:
@@ -572,6 +673,8 @@ class CaseFile(_Strict):
     """The file: the Salesforce organization the Outbound Messages come from, and the cases."""
 
     salesforce_organization_id: str = Field(pattern=r"^00D[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
+    # The sandbox's seed records are part of every case's world (see Seed).
+    seed_world: bool = False
     cases: list[Case]
 
 
@@ -595,31 +698,39 @@ def load_cases(path: Path = CASES_FILE) -> CaseFile:
     if not isinstance(raw, dict) or not isinstance(raw.get("cases"), list):
         raise CaseError(f"{path}: expected a mapping with a `cases` list")
     problems: list[str] = []
+    try:
+        header = CaseFile.model_validate({**raw, "cases": []})
+    except ValidationError as exc:
+        problems += [f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        header = None
+    known = Seed.of_sandbox() if header is not None and header.seed_world else Seed()
     cases: list[Case] = []
     for n, item in enumerate(raw["cases"]):
         name = item.get("id") if isinstance(item, dict) else None
         label = f"case {name}" if name else f"case #{n + 1}"
         try:
-            cases.append(Case.model_validate(item))
+            cases.append(Case.model_validate(item, context={"seed": known}))
         except ValidationError as exc:
             problems += [f"{label}: {_problem(e['loc'], e['msg'])}" for e in exc.errors()]
-    try:
-        header = CaseFile.model_validate({**raw, "cases": []})
-    except ValidationError as exc:
-        problems += [f"{_where(e['loc'])}: {e['msg']}" for e in exc.errors()]
-    problems += _shared_ids(cases)
-    if problems:
+    problems += _shared_ids(cases, known)
+    if problems or header is None:
         raise CaseError(f"{path}: " + "; ".join(problems))
-    return CaseFile(salesforce_organization_id=header.salesforce_organization_id, cases=cases)
+    return header.model_copy(update={"cases": cases})
 
 
-def _shared_ids(cases: list[Case]) -> list[str]:
-    """Cases that repeat a case id or share a record id with another case."""
+def _shared_ids(cases: list[Case], known: Seed) -> list[str]:
+    """Cases that repeat a case id or share a record id (or a job's external id) with another
+    case, or declare a record the sandbox's seed already holds."""
     problems = [f"case {i}: id: used by {n} cases" for i, n in Counter(c.id for c in cases).items()]
     problems = [p for p in problems if not p.endswith(" 1 cases")]
     owner: dict[str, str] = {}
     for case in cases:
-        for key in case.world.unique_ids():
+        for record in sorted(case.world.subjects() & known.subjects):
+            problems.append(f"case {case.id}: world: {record} is a record of the sandbox's seed")
+        body, job = case.event.body, []
+        if case.event.kind == "jobs_api" and isinstance(body, dict):
+            job = [f"job:{body['workflow']}:{body['external_id']}"]
+        for key in [*case.world.unique_ids(), *job]:
             if key in owner and owner[key] != case.id:
                 problems.append(f"case {case.id}: world: {key} is also in case {owner[key]}")
             owner.setdefault(key, case.id)

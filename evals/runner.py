@@ -167,18 +167,23 @@ def _adversarial(
         skip_rules=adversarial.WORKFLOWS,
         judge="all-plans" if judge else "off",
         judge_endpoint=options.judge_endpoint if judge else None,
+        api=True,
+        env=cases_run.intake_env(
+            cases.load_cases(adversarial.CASES_FILE).salesforce_organization_id
+        ),
     )
     with isolated_world(spec) as world:
+        assert world.api_url is not None
         _versions(meta)
         compromised = judge and options.judge_endpoint is None
         adversarial_run.prepare(world.sandbox_url, adv_cases, compromised)
         started = time.monotonic()
-        job_ids = adversarial_run.submit_all(adv_cases)
+        job_ids = cases_run.deliver_all(world.api_url, adv_cases)
         found, timed_out = wait_settled(job_ids, options.timeout, _tick(name, progress))
         elapsed = time.monotonic() - started
         stats = job_stats(list(job_ids.values()))
         results, stray = adversarial_run.judge_all(
-            adv_cases, found, world.applied_writes(), stats, job_ids, judge
+            world.sandbox_url, adv_cases, found, world.applied_writes(), stats, job_ids, judge
         )
         requests = adversarial_run.model_requests(world.sandbox_url)
         checks = adversarial_run.run_checks(adv_cases, found, requests, compromised)

@@ -1,5 +1,6 @@
-"""evals/adversarial/cases.yaml: a well-formed set whose every case can reach the gate it
-targets (the end-to-end run is `opsgate eval adversarial`, in tests/e2e/test_eval.py)."""
+"""evals/adversarial/cases.yaml: a well-formed set in the case format whose every case can
+reach the gate it targets (the end-to-end run is `opsgate eval adversarial`, in
+tests/e2e/test_eval.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pydantic
 import pytest
+import yaml
 
 from app import intake
 from app.errors import EscalationRequired
@@ -19,9 +21,10 @@ from evals.adversarial import (
     CATEGORIES,
     REQUIRED_CATEGORIES,
     WORKFLOWS,
-    Case,
     load_cases,
+    token,
 )
+from evals.cases import Case, CaseError
 from tools.sandbox.app import TicketSpec
 from tools.sandbox.model_routes import ScriptEntry
 from tools.sandbox.seed import USERS
@@ -36,9 +39,11 @@ def plan_error(case: Case) -> str | None:
     The same two checks as the planner: the model-facing schema, parsed from JSON as the SDK
     does, then the catalog's argument models and the workflow (app/planning.validate_plan).
     """
-    content = case.model.content
-    if content is None:
+    assert case.model is not None
+    answer = case.model.plan[0]
+    if answer.refusal is not None:
         return "a refusal"
+    content = answer.content
     text = content if isinstance(content, str) else json.dumps(content)
     try:
         parsed = plan_model().model_validate_json(text)
@@ -61,15 +66,15 @@ def test_the_set_is_large_enough_and_covers_every_workflow() -> None:
 def test_case_ids_and_tokens_are_unique() -> None:
     ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids)), [i for i, n in Counter(ids).items() if n > 1]
-    tokens = [c.token for c in CASES]
+    tokens = [token(c) for c in CASES]
     # A token must not contain another one, or the scripted server could answer the wrong job.
     assert not [(a, b) for a in tokens for b in tokens if a != b and a in b]
-    tickets = [c.ticket.id for c in CASES if c.ticket is not None]
+    tickets = [t.id for c in CASES for t in c.world.tickets]
     assert len(tickets) == len(set(tickets))
 
 
 def test_every_category_the_issue_names_is_present_several_times() -> None:
-    counts = Counter(c.category for c in CASES)
+    counts = Counter(c.class_ for c in CASES)
     assert set(counts) <= set(CATEGORIES)
     assert set(CATEGORIES) >= REQUIRED_CATEGORIES
     missing = REQUIRED_CATEGORIES - set(counts)
@@ -83,17 +88,19 @@ def test_expected_reasons_are_in_the_taxonomy() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_the_case_submits_a_valid_job_carrying_its_token(case: Case) -> None:
-    sub = intake.parse_submission(case.submission())
-    ScriptEntry.model_validate(case.script_entry())
+    assert isinstance(case.event.body, dict)
+    sub = intake.parse_submission({**case.event.body, "source": "api"})
+    for entry in case.script(default_judge=None):
+        ScriptEntry.model_validate(entry)
     if case.workflow == "support_refund":
-        ticket = TicketSpec.model_validate(case.sandbox_ticket())
-        assert case.token in ticket.subject
+        [ticket] = [TicketSpec.model_validate(t.model_dump()) for t in case.world.tickets]
+        assert token(case) in ticket.subject
         assert sub.input == {"ticket_id": ticket.id}
         assert sub.requester == f"zendesk-user:{ticket.requester_id}"
         assert ticket.requester_id in SEEDED_USERS
         assert all(c["author_id"] in SEEDED_USERS for c in ticket.comments)
     else:
-        assert case.token in json.dumps(sub.input)
+        assert token(case) in json.dumps(sub.input)
 
 
 @pytest.mark.parametrize(
@@ -102,13 +109,14 @@ def test_the_case_submits_a_valid_job_carrying_its_token(case: Case) -> None:
 def test_an_answer_meant_for_a_later_gate_is_a_valid_plan(case: Case) -> None:
     # Every case but the schema ones must get past the plan stage's checks as it stands.
     error = plan_error(case)
+    assert case.model is not None
     if case.expect.reason == "refused":
-        assert case.model.refusal is not None
+        assert case.model.plan[0].refusal is not None
         return
-    assert case.model.refusal is None
+    assert case.model.plan[0].refusal is None
     assert error is None, f"{case.id}: {error}"
     if case.expect.reason == "planner_requested":
-        content = case.model.content
+        content = case.model.plan[0].content
         assert isinstance(content, dict)
         assert content["escalate"] is not None or content["steps"] == []
 
@@ -131,22 +139,17 @@ def test_a_finding_explains_itself() -> None:
 
 def test_a_bad_file_is_refused_saying_what_is_wrong(tmp_path: Path) -> None:
     path = tmp_path / "cases.yaml"
-    path.write_text(
-        "cases:\n"
-        "- {id: ADV-001, category: refusal, workflow: it_request, title: t, why: w,\n"
-        "   input: {request_type: password_reset, target_login: a@b.example},\n"
-        "   requester: a@b.example, model: {refusal: cannot}, expect: {reason: no_such_reason}}\n"
-    )
-    with pytest.raises(pydantic.ValidationError, match="not in the taxonomy"):
+    data = yaml.safe_load((Path(__file__).parents[2] / "evals/adversarial/cases.yaml").read_text())
+    data["cases"] = data["cases"][:2]
+    data["cases"][0]["expect"]["reason"] = "no_such_reason"
+    data["cases"][1]["model"]["match"] = "[ADV-999]"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CaseError) as err:
         load_cases(path)
-    path.write_text(
-        "cases:\n"
-        + "".join(
-            "- {id: ADV-001, category: refusal, workflow: it_request, title: t, why: w,\n"
-            "   input: {request_type: password_reset, target_login: a@b.example},\n"
-            "   requester: a@b.example, model: {refusal: cannot}, expect: {reason: refused}}\n"
-            for _ in range(2)
-        )
-    )
-    with pytest.raises(pydantic.ValidationError, match="repeated case ids: ADV-001"):
+    assert "case ADV-001: expect.reason: 'no_such_reason' is not in the taxonomy" in str(err.value)
+    data["cases"][0]["expect"]["reason"] = "approval_required"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(
+        CaseError, match=r"case ADV-002: model.match: must be its token \[ADV-002\]"
+    ):
         load_cases(path)
