@@ -8,7 +8,7 @@ the ones the finance policy states plainly; anything else is left to the model t
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 from app import policy
@@ -166,7 +166,7 @@ class _Case:
             return self.hold(
                 f"Invoice amount {self.shown(self.amount)} differs from purchase order {po}'s "
                 f"{self.shown(order_amount)} by {difference:.2f}, more than the "
-                f"{tolerance:.2f} tolerance",
+                f"{_cents(tolerance)} tolerance",
                 *evidence,
             )
         return Plan(
@@ -176,7 +176,7 @@ class _Case:
             steps=[
                 self.approve_step(
                     f"The invoice matches purchase order {po} (vendor {order.get('Vendor__c')}, "
-                    f"{self.shown(order_amount)}, Open) within the {tolerance:.2f} tolerance, "
+                    f"{self.shown(order_amount)}, Open) within the {_cents(tolerance)} tolerance, "
                     "and the vendor is on the approved list.",
                     *evidence,
                 )
@@ -242,6 +242,13 @@ class _Case:
             and order_amount is not None
             and abs(self.amount - order_amount) <= config.current().invoices.tolerance(order_amount)
         )
+
+
+def _cents(tolerance: Decimal) -> str:
+    """The tolerance as the texts show it: rounded down to the cent, the largest difference
+    in cents that still matches (0.5% of 333.33 is 1.66665: a 1.67 difference is beyond it,
+    and "by 1.67, more than the 1.67 tolerance" would read as a contradiction)."""
+    return f"{tolerance.quantize(Decimal('0.01'), rounding=ROUND_FLOOR):.2f}"
 
 
 def _decimal(value: Any) -> Decimal | None:

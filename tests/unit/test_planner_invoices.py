@@ -209,6 +209,16 @@ def test_a_small_order_gets_the_absolute_tolerance() -> None:
     assert "more than the 1.00 tolerance" in hold_reason(held)
 
 
+def test_a_tolerance_below_a_cent_boundary_is_shown_rounded_down() -> None:
+    # 0.5% of 333.33 is 1.66665: 1.67 off is beyond it, and the reason must not read
+    # "by 1.67, more than the 1.67 tolerance"
+    po = order(Amount__c=333.33)
+    held = planned(context(invoice(Amount__c=335.0), po))
+    assert hold_reason(held).endswith("by 1.67, more than the 1.66 tolerance")
+    approved = planned(context(invoice(Amount__c=334.99), po))
+    assert "within the 1.66 tolerance" in approved.steps[0].rationale
+
+
 def test_an_invoice_against_a_closed_order_is_held() -> None:
     po = order(Name="PO-5004", Amount__c=300.0, Status__c="Closed")
     plan = planned(context(invoice(Amount__c=300.0, Due_Date__c=day(-3)), po))
