@@ -16,7 +16,9 @@ the model tier or a human, so a doubt costs a model call, never a wrong refund):
   "Por favor, reembolsen ..."), a statement of want ("I'd like a refund", "Ich möchte eine
   Rückerstattung", "Je souhaite être remboursé", "Quiero un reembolso"), or a question that
   asks *us* to act ("Can you please refund ...?", "Können Sie ... erstatten?", "Pouvez-vous
-  me rembourser ?", "¿Pueden reembolsarme ...?").
+  me rembourser ?", "¿Pueden reembolsarme ...?"), or leave to go ahead ("You can proceed
+  with the refund", "Sie können die Erstattung vornehmen", "Vous pouvez procéder au
+  remboursement", "Pueden proceder al reembolso").
 - A **question** asks for information, including whether the customer *could* get one:
   "Is it possible to get a refund?", "Would I get the full amount back?", "Could I get a
   refund?", "Can I have a refund?" (the customer is the subject: they ask about eligibility,
@@ -173,11 +175,13 @@ ASK = {
 # The refund verb as a command, at the start of a clause.
 IMPERATIVE = {
     "en": r"^(?:just |now |so |then )?(?:refund|reimburse)\s+(?:me|us|it|this|that|the|my|"
-    r"[$€£\d]|ch_)",
+    r"[$€£\d]|ch_)"
+    # "Go ahead with the refund", "Proceed with the refund of $20.00".
+    r"|^(?:just |now |so |then )?(?:go ahead|proceed) with\b",
     "de": r"\b(?:zurück)?erstatten sie\b|\büberweisen sie\b|\bgeben sie mir\b|^erstatte\b",
-    "fr": r"\bremboursez\b|\brembourse[rz]?-moi\b|\brendez-moi\b",
+    "fr": r"\bremboursez\b|\brembourse[rz]?-moi\b|\brendez-moi\b|^procédez\b",
     "es": r"\breemb[oó]ls(?:en|e|ad|a)(?:me|nos|lo|la)?\b|\bdevu[eé]lv(?:an|a|ame|anme)\w*\b|"
-    r"\bhagan el reembolso\b",
+    r"\bhagan el reembolso\b|^(?:por favor,? )?proceda[n]?\b",
 }
 # A question that asks us to act ("can you ...").
 YOU_CAN = {
@@ -185,6 +189,19 @@ YOU_CAN = {
     "de": r"\b(?:können|könnten|würden) sie\b|\b(?:kannst|könntest) du\b",
     "fr": r"\b(?:pouvez|pourriez|voudriez)[- ]vous\b|\b(?:peux|pourrais)[- ]tu\b",
     "es": r"\b(?:puede|pueden|podr[ií]a|podr[ií]an|puedes|podr[ií]as)\b",
+}
+# Leave for us to go ahead ("you can proceed with the refund", "vous pouvez procéder au
+# remboursement", "Sie können die Erstattung vornehmen"): in a ticket it is the customer's
+# go-ahead, so a request, unlike "you can see ..." (no refund verb after it).
+GO_AHEAD = {
+    "en": r"\byou (?:can|may) (?:now |just |please |already )?(?:go ahead|proceed|refund|reimburse|"
+    r"issue|process|send)\b",
+    "de": r"\b(?:sie können|du kannst)\b[^.?!]{0,60}?\b(?:(?:zurück)?erstatten|zurücküberweisen|"
+    r"überweisen|gutschreiben|vornehmen|veranlassen|durchführen|auszahlen|fortfahren)\b",
+    "fr": r"\b(?:vous pouvez|tu peux) (?:me |nous )?(?:maintenant |donc |désormais |"
+    r"dès maintenant )?(?:procéder|rembourser|effectuer|lancer|faire le remboursement)\b",
+    "es": r"\b(?:usted |ustedes )?(?:puede|pueden|puedes) (?:ya )?(?:proceder|reembolsar|"
+    r"devolver|hacer el reembolso)\b",
 }
 # Asking for the refund in the first person, politely ("Can I please have a refund?"): a
 # request, unlike "Can I get a refund?" or "Would I get ...", which may be asking whether.
@@ -374,6 +391,7 @@ _IMPERATIVE = _union(*IMPERATIVE.values())
 _YOU_CAN = _union(*YOU_CAN.values())
 _INFO = _union(*INFO.values())
 _PLEASE_MAY_I = _union(*PLEASE_MAY_I.values())
+_GO_AHEAD = _union(*GO_AHEAD.values())
 # What still makes a polite first-person ask a question about prospects or process.
 _STILL_INFO = re.compile(
     r"\b(?:is it possible|how|when|whether|eligible|entitled|would i|wie|wann|ob|combien|"
@@ -413,11 +431,12 @@ def _sentence_kind(sentence: str) -> IntentKind:
     if _CONDITION.search(_POLITE.sub(" ", s)):
         return "conditional"
     if question:
-        return "request" if _YOU_CAN.search(s) or polite_ask else "question"
+        asks_us = _YOU_CAN.search(s) or _GO_AHEAD.search(s)
+        return "request" if asks_us or polite_ask else "question"
     # "I want to know whether ...", "please tell me how long ...": a question in words.
     if _INFO.search(s) and not _IMPERATIVE.search(s) and _ASKS_TO_KNOW.search(s):
         return "question"
-    if _ASK.search(s) or _YOU_CAN.search(s):
+    if _ASK.search(s) or _YOU_CAN.search(s) or _GO_AHEAD.search(s):
         return "request"
     if any(_IMPERATIVE.search(c.strip()) for c in clauses(s)):
         return "request"

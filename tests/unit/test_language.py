@@ -37,6 +37,9 @@ REQUESTS = {
         "I never received it, please refund.",
         "A refund of $20 please, if possible.",
         "I'd like a refund of $15.00 for the missing case, I'll keep the rest.",
+        "You can proceed with the refund.",
+        "You may go ahead with the refund of $12.00 on ch_1001.",
+        "Go ahead with the refund.",
     ],
     "de": [
         "Bitte erstatten Sie 20 € für ch_1001.",
@@ -44,6 +47,8 @@ REQUESTS = {
         "Können Sie mir bitte 20 € erstatten?",
         "Kann ich bitte mein Geld zurück haben?",
         "Erstatten Sie mir bitte den Betrag, wenn möglich.",
+        "Sie können die Erstattung vornehmen.",
+        "Sie können mir die 20 € für ch_1001 erstatten.",
     ],
     "fr": [
         "Pouvez-vous me rembourser 20 € pour ch_1001 ?",
@@ -51,6 +56,10 @@ REQUESTS = {
         "Je souhaite être remboursé.",
         "Remboursez-moi s'il vous plaît.",
         "Merci de me rembourser la commande.",
+        "Vous pouvez procéder au remboursement.",
+        "Oui, vous pouvez procéder au remboursement de 12,00 € sur ch_1001.",
+        "Vous pouvez me rembourser la commande ?",
+        "Procédez au remboursement.",
     ],
     "es": [
         "Por favor, reembolsen 20 € del cargo ch_1001.",
@@ -60,6 +69,8 @@ REQUESTS = {
         "Necesito la devolución de mi dinero.",
         "Por favor, reembólsenme los 18,75 € del cargo ch_1001.",
         "Reembólseme el cargo ch_1001, por favor.",
+        "Pueden proceder al reembolso.",
+        "Proceda con el reembolso del cargo ch_1001.",
     ],
 }
 
@@ -80,18 +91,23 @@ NOT_REQUESTS = {
         ("I was promised a refund last week.", "mention"),
         ("Please don't refund the charge.", "negated"),
         ("Unless it arrives by Friday I'll ask for a refund.", "conditional"),
+        ("You can see I was promised a refund.", "mention"),
+        ("You can proceed with the refund if it does not arrive.", "conditional"),
     ],
     "de": [
         ("Bekomme ich mein Geld zurück?", "question"),
         ("Wie lange dauert eine Rückerstattung?", "question"),
         ("Falls das Paket nicht ankommt, möchte ich eine Erstattung.", "conditional"),
         ("Ich brauche die Erstattung nicht mehr.", "negated"),
+        ("Sie können die Erstattung vornehmen, falls das Paket nicht kommt.", "conditional"),
     ],
     "fr": [
         ("Est-il possible d'obtenir un remboursement ?", "question"),
         ("Combien de temps prend un remboursement ?", "question"),
         ("Si le colis n'arrive pas, je veux être remboursé.", "conditional"),
         ("Je n'ai plus besoin du remboursement.", "negated"),
+        ("Si le colis n'arrive pas, vous pouvez procéder au remboursement.", "conditional"),
+        ("Vous pouvez voir que le remboursement a été promis.", "mention"),
     ],
     "es": [
         ("¿Es posible obtener un reembolso?", "question"),
