@@ -53,6 +53,11 @@ class SchemaNotCurrent(ServiceUnavailable):
     """Raised when the database has no opsgate schema or is not at the migrations' head."""
 
 
+class NotInstalled(OpsgateError):
+    """Raised when a command needs an optional part that is not installed (an extra such as
+    `local`, the model weights, a file it was pointed at); the message names the install."""
+
+
 class InputError(OpsgateError):
     """Raised when a submission is malformed or does not match its workflow's input schema."""
 

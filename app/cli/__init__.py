@@ -99,7 +99,18 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from app.cli import audit, demo, doctor, eval, jobs, keys, killswitch, report, services
+    from app.cli import (
+        audit,
+        demo,
+        doctor,
+        eval,
+        jobs,
+        keys,
+        killswitch,
+        model,
+        report,
+        services,
+    )
 
     services.register(cli)
     keys.register(cli)
@@ -110,6 +121,7 @@ def _register() -> None:
     audit.register(cli)
     doctor.register(cli)
     eval.register(cli)
+    model.register(cli)
 
 
 _register()
