@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,14 +16,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from sqlalchemy import select
 
 from app import broker, db, intake, jobs
 from app.db import session_scope
-from app.errors import ServiceUnavailable
+from app.errors import NotInstalled, ServiceUnavailable
+from app.llm import local
 from app.models import Job
 from app.settings import PROJECT_ROOT, Settings, cli_actor
 from app.views import latest_escalation
@@ -44,6 +46,30 @@ class Row:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class ModelChoice:
+    """What plans the jobs the rules tier cannot: `env`, the endpoint OPENAI_BASE_URL /
+    OPENAI_API_KEY configure (none: those jobs escalate as no_model), or `local`, the local
+    model, served by the demo itself (`opsgate model serve`) or reached at `endpoint`."""
+
+    kind: Literal["env", "local"] = "env"
+    endpoint: str | None = None
+    gguf: Path | None = None
+    threads: int | None = None
+
+    def check(self, settings: Settings) -> None:
+        """Refuse in one line, before anything starts, what would fail later."""
+        if self.kind != "local" or self.endpoint:
+            return
+        local.server_binary()
+        gguf = self.gguf or local.weights_path(settings)
+        if not gguf.is_file():
+            raise NotInstalled(
+                f"no GGUF file at {gguf} (fix: opsgate model install-weights, after "
+                f"{local.WEIGHTS_HINT}; or --gguf PATH, or --endpoint URL of a running server)"
+            )
+
+
 @dataclass
 class DemoResult:
     """The demo's outcome table plus the sandbox's count of applied writes."""
@@ -52,11 +78,16 @@ class DemoResult:
     rows: list[Row] = field(default_factory=list)
     applied_writes: dict[str, int] = field(default_factory=dict)
     timed_out: bool = False
+    # Which model planned what the rules tier could not, and how long a local one took to load.
+    model: str = "none (rules tier only)"
+    model_ready_seconds: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         """Plain data for --json."""
         return {
             "run_id": self.run_id,
+            "model": self.model,
+            "model_ready_seconds": self.model_ready_seconds,
             "timed_out": self.timed_out,
             "applied_writes": self.applied_writes,
             "rows": [r.__dict__ for r in self.rows],
@@ -120,8 +151,47 @@ def load_inbox(folder: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 @contextlib.contextmanager
-def background(settings: Settings, run_id: str) -> Iterator[str]:
-    """Embedded or configured Redis, a fresh sandbox and a worker; yields the sandbox URL."""
+def local_model(
+    settings: Settings, run_id: str, choice: ModelChoice, env: dict[str, str], result: DemoResult
+) -> Iterator[dict[str, str]]:
+    """The local model for this run: its server started (or the given endpoint checked) and a
+    copy of config/ whose tiers name it; yields the variables that point the worker at both."""
+    var = settings.var_dir
+    config = var / f"demo-config-{run_id}"
+    try:
+        if choice.endpoint:
+            endpoint = choice.endpoint.rstrip("/")
+            try:
+                name = local.first_model(endpoint)
+            except (httpx.HTTPError, ValueError) as exc:
+                raise ServiceUnavailable(
+                    f"no OpenAI-compatible endpoint answers at {endpoint}/models: {exc}"
+                ) from exc
+            local.local_config(settings.config_dir, config, model=name)
+            result.model = f"{name} at {endpoint}"
+            yield {"OPENAI_BASE_URL": endpoint, "OPSGATE_CONFIG_DIR": str(config)}
+            return
+        gguf = choice.gguf or local.weights_path(settings)
+        opts = local.ServerOptions(gguf.resolve(), port=free_port(), threads=choice.threads)
+        log = var / "demo-model.log"
+        with local.serving([sys.executable, "-m", "app"], opts, log, env) as seconds:
+            local.local_config(settings.config_dir, config)
+            result.model = f"{local.MODEL_NAME} (local llama-server at {opts.base_url})"
+            result.model_ready_seconds = round(seconds, 1)
+            yield {"OPENAI_BASE_URL": opts.base_url, "OPSGATE_CONFIG_DIR": str(config)}
+    finally:
+        shutil.rmtree(config, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def background(
+    settings: Settings,
+    run_id: str,
+    model: ModelChoice | None = None,
+    result: DemoResult | None = None,
+) -> Iterator[str]:
+    """Embedded or configured Redis, a fresh sandbox, the chosen model and a worker; yields
+    the sandbox URL."""
     var = settings.var_dir
     var.mkdir(parents=True, exist_ok=True)
     started_redis = broker.ensure_redis(settings)
@@ -140,7 +210,16 @@ def background(settings: Settings, run_id: str) -> Iterator[str]:
     )
     sandbox_log, worker_log = var / "demo-sandbox.log", var / "demo-worker.log"
     procs: list[subprocess.Popen[bytes]] = []
+    stack = contextlib.ExitStack()
     try:
+        if model is not None and model.kind == "local":
+            # The local model's key is none: a key set for another vendor stays out of it.
+            env.pop("OPENAI_API_KEY", None)
+            env.update(
+                stack.enter_context(
+                    local_model(settings, run_id, model, env, result or DemoResult(run_id))
+                )
+            )
         sandbox = spawn(
             [
                 "sandbox",
@@ -165,6 +244,7 @@ def background(settings: Settings, run_id: str) -> Iterator[str]:
     finally:
         for proc in reversed(procs):
             stop_process(proc)
+        stack.close()
         with contextlib.suppress(FileNotFoundError):
             (var / f"demo-sandbox-{run_id}.db").unlink()
         if started_redis:
@@ -210,16 +290,24 @@ def poll(rows: list[Row]) -> int:
 
 
 def run(
-    settings: Settings, *, timeout: float, progress: Callable[[int, int], None] | None = None
+    settings: Settings,
+    *,
+    timeout: float,
+    progress: Callable[[int, int], None] | None = None,
+    model: ModelChoice | None = None,
 ) -> DemoResult:
     """Run the demo end to end and return its outcome table."""
+    model = model or ModelChoice()
+    model.check(settings)
     run_id = uuid.uuid4().hex[:8]
     # The demo is for a development machine: it migrates whatever database it is pointed at
     # (the embedded SQLite, or an empty PostgreSQL) as `opsgate db upgrade` would.
     db.upgrade()
     result = DemoResult(run_id)
+    if model.kind == "env" and settings.model_configured:
+        result.model = f"the configured endpoint ({settings.openai_base_url or 'OpenAI'})"
     inbox = load_inbox(PROJECT_ROOT / "examples" / "inbox")
-    with background(settings, run_id) as sandbox_url:
+    with background(settings, run_id, model, result) as sandbox_url:
         result.rows = submit_inbox(inbox, run_id)
         total = len({r.job_id for r in result.rows})
         deadline = time.monotonic() + timeout

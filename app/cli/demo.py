@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -18,16 +19,63 @@ from app.settings import get_settings
 @click.command("demo")
 @click.option(
     "--timeout",
-    default=180.0,
-    show_default=True,
+    default=None,
     type=float,
-    help="Seconds to wait for every job to settle.",
+    help="Seconds to wait for every job to settle (default: 180; 900 with --model local).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome table as JSON.")
-def demo_command(timeout: float, as_json: bool) -> None:
+@click.option(
+    "--model",
+    "model_kind",
+    type=click.Choice(["env", "local"]),
+    default="env",
+    show_default=True,
+    help="What plans the jobs the rules tier cannot: env = the endpoint OPENAI_BASE_URL / "
+    "OPENAI_API_KEY configure (none set: they escalate as no_model); local = the local model "
+    "(docs/local-model.md), started here unless --endpoint is given.",
+)
+@click.option(
+    "--endpoint",
+    default=None,
+    metavar="URL",
+    help="With --model local: a running server's base URL (e.g. http://127.0.0.1:8080/v1) "
+    "instead of starting one.",
+)
+@click.option(
+    "--gguf",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --model local: the GGUF file to serve (default: the installed weights).",
+)
+@click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(1),
+    help="With --model local: CPU threads for the model server (default: every core).",
+)
+def demo_command(
+    timeout: float | None,
+    as_json: bool,
+    model_kind: str,
+    endpoint: str | None,
+    gguf: Path | None,
+    threads: int | None,
+) -> None:
     """Process the sample inbox in examples/ end to end and print the outcomes."""
     setup_logging()
     settings = get_settings()
+    if model_kind != "local" and (endpoint or gguf or threads):
+        raise InputError("--endpoint, --gguf and --threads go with --model local")
+    if endpoint:
+        from app.settings import check_http_url
+
+        try:
+            check_http_url(endpoint)
+        except ValueError as exc:
+            raise InputError(f"--endpoint: {exc}") from exc
+    model = demo.ModelChoice("local" if model_kind == "local" else "env", endpoint, gguf, threads)
+    timeout = timeout if timeout is not None else (900.0 if model_kind == "local" else 180.0)
+    model.check(settings)
     if settings.environment == "production":
         raise InputError(
             "opsgate demo is for a development machine: it migrates the database, starts a "
@@ -52,8 +100,12 @@ def demo_command(timeout: float, as_json: bool) -> None:
                 console.print(f"settled {done}/{total} jobs")
                 last[0] = done
 
-        console.print("starting redis, the sandbox and a worker ...") if not as_json else None
-        result = demo.run(settings, timeout=timeout, progress=progress)
+        if not as_json:
+            starting = "redis, the sandbox and a worker"
+            if model.kind == "local" and not endpoint:
+                starting = "the local model server (loading takes a while), " + starting
+            console.print(f"starting {starting} ...")
+        result = demo.run(settings, timeout=timeout, progress=progress, model=model)
     if as_json:
         emit_json(result.as_json())
     else:
@@ -92,6 +144,8 @@ def _print(result: demo.DemoResult) -> None:
         )
     console = Console(width=max(Console().width, 160))
     console.print(table)
+    ready = f", ready after {result.model_ready_seconds}s" if result.model_ready_seconds else ""
+    console.print(f"model for what the rules tier cannot plan: {result.model}{ready}")
     writes = ", ".join(f"{n} {s}" for s, n in sorted(result.applied_writes.items())) or "none"
     console.print(f"writes applied in the sandbox: {writes}")
 
