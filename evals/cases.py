@@ -460,7 +460,9 @@ class Event(_Strict):
         if "ticket_id" in job_input:
             return f"ticket:{job_input['ticket_id']}"
         if "invoice_id" in job_input:
-            return str(job_input["invoice_id"])
+            # Salesforce's UI shows the 15-character id; the record is the 18-character one.
+            raw = str(job_input["invoice_id"])
+            return normalize_id(raw) or raw
         return f"okta-login:{str(job_input.get('target_login', '')).lower()}"
 
 

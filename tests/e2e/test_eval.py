@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from evals import adversarial
+from evals.cases import load_cases
 from tests.conftest import OPSGATE_VARS, ROOT
 
 pytestmark = pytest.mark.e2e
@@ -55,9 +57,12 @@ def test_both_sets_pass_the_committed_baseline_in_an_isolated_world(tmp_path: Pa
         "adversarial:judge-off",
         "adversarial:judge-on",
     ]
+    # A case may be wrong only where it records a finding (a known bug, for whoever fixes it).
+    findings = {c.id for c in load_cases().cases if c.finding}
+    findings |= {c.id for c in adversarial.load_cases() if c.finding}
     for run in report["runs"]:
         assert run["all"]["wrong_writes"] == 0
-        assert run["all"]["correct"] == run["all"]["cases"], run["wrong"]
+        assert {w["id"] for w in run["wrong"]} <= findings, run["wrong"]
         assert not run["failed_checks"]
     assert report["gate"]["passed"] and not report["gate"]["changed"]
     # And progress went to stderr
