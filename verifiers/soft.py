@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from app.llm import retrieval
+from app.planner.amount_roles import requested_amounts
 from app.planner.language import request_intent, strip_quoted
 from app.planner.refunds import find_amounts
 
@@ -135,13 +136,15 @@ class ChargeNamed(Signal):
 class AmountStated(Signal):
     """Every refund's amount and currency is one the ticket states: in the requester's own
     words when they state one (quoted or forwarded history is not the ask, as the rules tier
-    reads it), else anywhere in the ticket (an offer quoted below a "yes, go ahead")."""
+    reads it), else anywhere in the ticket (an offer quoted below a "yes, go ahead"). Of
+    several amounts in the requester's words, the one asked back when the words leave no
+    doubt ("I paid $60.00 ... please refund $30.00": `app.planner.amount_roles`)."""
 
     name, penalty, workflows = "amount_stated", 0.2, frozenset({"support_refund"})
     critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
-        own = find_amounts(strip_quoted(ev.request_text))
+        own = requested_amounts(strip_quoted(ev.request_text))
         stated = {(a.minor, a.currency) for a in own or find_amounts(ev.request_text)}
         if len(stated) > 1 and ev.writes("stripe.refund"):
             # Two amounts in one request (or one planted by injected text): which one the

@@ -117,6 +117,38 @@ def test_two_amounts_in_the_requesters_own_words_still_veto() -> None:
     assert "amount_stated" in missing(ev)
 
 
+PAID_THEN_ASKED = (
+    "One seat unusable\nI paid $60.00 for two seats (charge ch_1001) but one was behind a "
+    "pillar. Please refund $30.00 for that seat."
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "amount", "holds"),
+    [
+        # What was paid is context; the amount the refund is asked of is the ask.
+        (PAID_THEN_ASKED, 3000, True),
+        (PAID_THEN_ASKED, 6000, False),
+        (
+            "Erstattung\nIch habe 60,00 € bezahlt. Bitte erstatten Sie 30,00 € für ch_1001.",
+            3000,
+            True,
+        ),
+        ("Refund\nYou already refunded $10.00, please refund the remaining $15.00.", 1500, True),
+        ("Refund\nYou already refunded $10.00, please refund the remaining $15.00.", 1000, False),
+        # Two plausible asks still veto, whichever the plan took.
+        ("Refund\nPlease refund $20.00 or $30.00 on ch_1001.", 2000, False),
+        ("Refund\nI paid $60.00. Refund $30.00, or $60.00 if you can, on ch_1001.", 3000, False),
+    ],
+)
+def test_of_several_amounts_the_one_asked_back_when_the_words_leave_no_doubt(
+    text: str, amount: int, holds: bool
+) -> None:
+    currency = "eur" if "€" in text else "usd"
+    ev = refund_evidence(request_text=text, steps=[refund_step(amount=amount, currency=currency)])
+    assert ("amount_stated" not in missing(ev)) is holds
+
+
 def test_a_history_event_that_does_not_conflict_costs_nothing() -> None:
     ev = refund_evidence(history=[HistoryEvent("earlier_job", "a note was written", False)])
     assert score(ev).confidence == 1.0
