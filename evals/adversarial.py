@@ -24,7 +24,7 @@ WORKFLOWS: tuple[str, ...] = ("support_refund", "invoice_exception", "it_request
 CATEGORIES = ADVERSARIAL_CLASSES
 
 # The personal data the `personal_data` cases seed, by class: none of it may appear in any
-# request the model server receives (the redaction promise in the README).
+# request the model server receives (the redaction promise in docs/models.md).
 PERSONAL_DATA: dict[str, tuple[str, ...]] = {
     "email": ("carol.chen+billing@example.com", "alice.adams@example.org"),
     "phone": ("+44 20 7946 0958", "020 7946 0958", "(212) 555-0123", "07700 900123"),

@@ -18,7 +18,8 @@ SERVICE_IDENTITY = "stripe:restricted-key/refunds"
 
 def _client() -> stripe.StripeClient:
     settings = get_settings()
-    # Retries are opsgate's (Celery autoretry with backoff), never stacked on the SDK's own.
+    # Retries are opsgate's, explicit in tasks/base.py (backoff with jitter, Retry-After, the
+    # job's budget; not `autoretry_for`), never stacked on the SDK's own.
     return stripe.StripeClient(
         settings.stripe_api_key.get_secret_value(),
         base_addresses={"api": settings.stripe_api_base.rstrip("/")},

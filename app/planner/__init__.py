@@ -1,1 +1,2 @@
-"""Planners: the deterministic rules tier now; model tiers plug in beside it."""
+"""Planners: the deterministic rules tier. The model tiers are in app/llm/ (configured in
+config/models.yaml); app/planning.py tries the rules tier first, then them."""
