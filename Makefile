@@ -22,12 +22,14 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy app tasks tools verifiers evals
+	d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir "$$d"
 	$(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy app tasks tools verifiers evals
+	d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir "$$d"
 
 # The golden set planned by the local model (docs/local-model.md). Not part of `make test` or CI:
 # the first run compiles llama.cpp (15-18 min on 2 cores) and installs 1.1 GB of weights.
