@@ -22,12 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import canonical_json, sha256_hex
+from app.errors import TokenRefused
 from app.models import Approval, PlanStep, new_id, utcnow
 from app.settings import get_settings
-
-
-class TokenRefused(Exception):
-    """Raised when a token does not authorize the action it is presented for."""
 
 
 def action_hash(job_id: str, step: PlanStep | dict[str, Any], policy_version: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from app.errors import PermanentError
+from app.errors import PermanentError, one_line
 from app.settings import get_settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -42,11 +42,7 @@ def load_yaml(path: Path, model: type[M]) -> M:
         return model.model_validate(raw)
     except ValidationError as exc:
         root = yaml.compose(text)
-        problems = "; ".join(
-            f"line {_line_of(root, tuple(e['loc']))}: "
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors()
-        )
+        problems = one_line(exc, where=lambda loc: f"line {_line_of(root, loc)}")
         raise PermanentError(f"config file {path}: {problems}") from exc
 
 

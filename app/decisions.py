@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app import approvals, audit, jobs, policy, revisions
 from app.errors import ConflictError, Forbidden, InputError, PermanentError
 from app.escalation import APPROVABLE
-from app.models import Escalation, Job, PlanStep, as_utc, utcnow
+from app.models import Escalation, EscalationStatus, Job, PlanStep, as_utc, utcnow
 from app.settings import get_settings
 
 REJECT_REASONS = (
@@ -196,9 +196,13 @@ def _close(session: Session, esc: Escalation, decision: str, actor: str, note: s
     # Conditional: of two reviewers deciding at once, one wins and the other gets a conflict.
     won = session.execute(
         update(Escalation)
-        .where(Escalation.id == esc.id, Escalation.status == "open")
+        .where(Escalation.id == esc.id, Escalation.status == EscalationStatus.OPEN)
         .values(
-            status="closed", decision=decision, decided_by=actor, decided_at=utcnow(), note=note
+            status=EscalationStatus.CLOSED,
+            decision=decision,
+            decided_by=actor,
+            decided_at=utcnow(),
+            note=note,
         )
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
@@ -216,7 +220,7 @@ def claim(session: Session, esc: Escalation, actor: str) -> dict[str, Any]:
         update(Escalation)
         .where(
             Escalation.id == esc.id,
-            Escalation.status == "open",
+            Escalation.status == EscalationStatus.OPEN,
             (Escalation.claimed_by.is_(None))
             | (Escalation.claimed_by == actor)
             | (Escalation.claimed_until < now),
@@ -238,7 +242,9 @@ def expire_overdue(session: Session) -> list[str]:
     """Close approvable escalations past their deadline; their jobs end `rejected` and the
     action is not taken. Returns the job ids (the caller commits, then publishes)."""
     overdue = session.scalars(
-        select(Escalation).where(Escalation.status == "open", Escalation.deadline < utcnow())
+        select(Escalation).where(
+            Escalation.status == EscalationStatus.OPEN, Escalation.deadline < utcnow()
+        )
     ).all()
     expired: list[str] = []
     for esc in overdue:

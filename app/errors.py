@@ -2,7 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+
+class HasErrors(Protocol):
+    """A pydantic ValidationError, or FastAPI's RequestValidationError: `.errors()`."""
+
+    def errors(self) -> Sequence[Mapping[str, Any]]: ...
+
+
+def one_line(
+    exc: HasErrors,
+    whole: str = "value",
+    limit: int | None = None,
+    where: Callable[[tuple[Any, ...]], str] | None = None,
+) -> str:
+    """A validation error as one line, `field.path: problem; ...`: the one way opsgate shows
+    one (`whole` names a problem of the value as a whole; `where` may say more of a field,
+    e.g. its line in a file; at most `limit` problems)."""
+    parts = []
+    for e in list(exc.errors())[:limit]:
+        loc = tuple(e["loc"])
+        field = ".".join(str(p) for p in loc) or whole
+        prefix = f"{where(loc)}: " if where is not None else ""
+        parts.append(f"{prefix}{field}: {e['msg']}")
+    return "; ".join(parts)
 
 
 class OpsgateError(Exception):
@@ -19,6 +44,12 @@ class RetryableError(OpsgateError):
 
 class PermanentError(OpsgateError):
     """Raised when retrying cannot help (bad arguments, unknown tool, a 4xx validation error)."""
+
+
+class NotFound(PermanentError):
+    """Raised when a downstream system says the record does not exist: each adapter maps its
+    vendor's answer (Stripe `resource_missing`, Okta `E0000007`, Salesforce `NOT_FOUND`,
+    Zendesk's 404) to this, so no caller reads an error's text to tell."""
 
 
 class EscalationRequired(OpsgateError):
@@ -74,23 +105,40 @@ class MalformedBody(InputError):
     """Raised when a request body cannot be parsed at all (not JSON, not well-formed XML)."""
 
 
-class CircuitOpen(OpsgateError):
-    """Raised when a downstream system's breaker refuses calls; the job parks until retry_at."""
+class Parked(OpsgateError):
+    """Raised when a call may not go out now but may later (the job parks, it does not fail):
+    an open breaker, a spent rate limit, a kill switch. `retry_at` is when to try again (0: when
+    a person releases it)."""
 
-    def __init__(self, system: str, retry_at: float, why: str = "circuit open") -> None:
+    def __init__(self, system: str, retry_at: float, why: str) -> None:
         super().__init__(f"{system}: {why}")
         self.system = system
         self.retry_at = retry_at
         self.why = why
 
 
-class RateLimited(CircuitOpen):
+class CircuitOpen(Parked):
+    """Raised when a downstream system's breaker refuses calls; the job parks until retry_at."""
+
+    def __init__(self, system: str, retry_at: float, why: str = "circuit open") -> None:
+        super().__init__(system, retry_at, why)
+
+
+class RateLimited(Parked):
     """Raised when a tool's fleet-wide rate limit is spent; the job parks until retry_at."""
 
 
-class KillSwitchEngaged(CircuitOpen):
+class KillSwitchEngaged(Parked):
     """Raised when a kill switch covers a tool call; the job parks until it is released."""
 
     def __init__(self, scope: str, why: str) -> None:
         super().__init__(scope, 0.0, why)
         self.scope = scope
+
+
+class TokenRefused(OpsgateError):
+    """Raised when an approval token does not authorize the action it is presented for."""
+
+
+class JudgeUnavailable(OpsgateError):
+    """Raised when no model of the soft check's judging tier gave a usable answer."""

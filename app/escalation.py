@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app import audit, jobs, reasons
-from app.models import Escalation, Job, utcnow
+from app.models import Escalation, EscalationStatus, Job, StepStatus, utcnow
 from app.redaction import redact
 from app.settings import get_settings
 from tools.base import Risk
@@ -29,7 +29,7 @@ def completed_writes(job: Job, *, unconfirmed: int | None = None) -> list[dict[s
     return [
         {"step": s.step_id, "tool": s.tool, "result_id": (s.result or {}).get("id")}
         for s in job.steps
-        if s.status == "succeeded"
+        if s.status == StepStatus.SUCCEEDED
         and get_tool(s.tool).risk is not Risk.READ
         and s.position != unconfirmed
     ]
@@ -88,7 +88,7 @@ def mark_notified(session: Session, job_id: str) -> list[Escalation]:
         session.query(Escalation)
         .filter(
             Escalation.job_id == job_id,
-            Escalation.status == "open",
+            Escalation.status == EscalationStatus.OPEN,
             Escalation.notified_at.is_(None),
         )
         .all()

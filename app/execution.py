@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app import approvals, audit, caps, jobs, policy
 from app.calls import CallRecorder
 from app.errors import ConflictError, EscalationRequired, RetryableError, StaleJob
-from app.models import Job, PlanStep, utcnow
+from app.models import Job, PlanStep, StepStatus, utcnow
 from app.proposal import approved
 from app.runner import JobView, agent_actor
 from app.settings import get_settings
@@ -73,7 +73,7 @@ def claim_step(session: Session, job: Job) -> Claim:
             approvals.latest_token(session, step.id),
         )
 
-    if step.status == "succeeded":
+    if step.status == StepStatus.SUCCEEDED:
         return held("", step.attempts, step.result)
     now, attempts = utcnow(), step.attempts
     token = uuid.uuid4().hex
@@ -82,12 +82,18 @@ def claim_step(session: Session, job: Job) -> Claim:
         .where(
             PlanStep.id == step.id,
             or_(
-                PlanStep.status == "pending",
-                PlanStep.status == "failed",
-                (PlanStep.status == "claimed") & (PlanStep.claimed_at < now - claim_lease()),
+                PlanStep.status == StepStatus.PENDING,
+                PlanStep.status == StepStatus.FAILED,
+                (PlanStep.status == StepStatus.CLAIMED)
+                & (PlanStep.claimed_at < now - claim_lease()),
             ),
         )
-        .values(status="claimed", claimed_at=now, attempts=PlanStep.attempts + 1, claim_token=token)
+        .values(
+            status=StepStatus.CLAIMED,
+            claimed_at=now,
+            attempts=PlanStep.attempts + 1,
+            claim_token=token,
+        )
         .execution_options(synchronize_session=False)
     )
     if not outcome.rowcount:
@@ -190,9 +196,9 @@ class ExecuteStage:
                 .where(
                     PlanStep.id == claim.step_pk,
                     PlanStep.claim_token == claim.token,
-                    PlanStep.status == "claimed",
+                    PlanStep.status == StepStatus.CLAIMED,
                 )
-                .values(status="failed")
+                .values(status=StepStatus.FAILED)
             )
 
     def apply(self, session: Session, job: Job, claim: Claim, done: Executed) -> None:
@@ -202,10 +208,10 @@ class ExecuteStage:
             audit.append(session, job.id, "policy_decision", "policy", asdict(done.decision))
         step = session.get(PlanStep, claim.step_pk)
         assert step is not None
-        if step.status != "succeeded":
+        if step.status != StepStatus.SUCCEEDED:
             if step.claim_token != claim.token:
                 raise StaleJob(f"step {claim.step_id} was claimed by another delivery")
-            step.status, step.result, step.error = "succeeded", result, None
+            step.status, step.result, step.error = StepStatus.SUCCEEDED, result, None
             step.completed_at = utcnow()
         audit.append(
             session,

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app import audit, jobs
 from app.db import session_scope
-from app.errors import ConflictError, InputError
+from app.errors import ConflictError, InputError, one_line
 from app.models import Delivery, Job, JobEvent
 from app.workflows import INPUT_MODELS
 
@@ -31,9 +31,7 @@ class Submission(BaseModel):
 
 def describe(exc: ValidationError) -> str:
     """A validation error as one line: `field: problem; field: problem`."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-    )
+    return one_line(exc, "body")
 
 
 def parse_submission(raw: Any) -> Submission:

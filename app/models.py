@@ -116,6 +116,24 @@ class Job(Base):
     __mapper_args__ = {"version_id_col": version}
 
 
+# Plain string constants, like the job statuses in app/jobs.py (not enum members: the
+# database drivers would store an Enum by its name).
+class StepStatus:
+    """Where a plan step is: waiting, claimed by a worker, done, or failed."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class EscalationStatus:
+    """An escalation waits for a person (open) until decided or superseded (closed)."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
 class PlanStep(Base):
     """One tool call of a stored plan; its idempotency key guards the side effect."""
 
@@ -133,7 +151,7 @@ class PlanStep(Base):
     rationale: Mapped[str] = mapped_column(Text, default="")
     evidence: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     label: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=StepStatus.PENDING)
     idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
@@ -329,7 +347,7 @@ class Escalation(Base):
     detail: Mapped[str] = mapped_column(Text)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSONType)
     stage: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="open")
+    status: Mapped[str] = mapped_column(String(16), default=EscalationStatus.OPEN)
     notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decision: Mapped[str | None] = mapped_column(String(16))
     decided_by: Mapped[str | None] = mapped_column(String(255))

@@ -7,14 +7,16 @@ from sqlalchemy.orm import Session
 
 from app import audit, jobs, reasons
 from app.errors import InputError
-from app.models import Escalation, Job, utcnow
+from app.models import Escalation, EscalationStatus, Job, utcnow
 
 RETRYABLE_REASONS = reasons.RETRYABLE
 
 
 def _close_escalations(session: Session, job: Job, decision: str, actor: str, note: str) -> None:
     for esc in session.scalars(
-        select(Escalation).where(Escalation.job_id == job.id, Escalation.status == "open")
+        select(Escalation).where(
+            Escalation.job_id == job.id, Escalation.status == EscalationStatus.OPEN
+        )
     ):
         esc.status, esc.decision, esc.decided_by = "closed", decision, actor
         esc.decided_at, esc.note = utcnow(), note

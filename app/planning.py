@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from app import audit, jobs, policy
 from app.calls import CallRecorder
-from app.errors import EscalationRequired, PermanentError
+from app.errors import EscalationRequired, NotFound, PermanentError
 from app.llm import planner as model_planner
 from app.llm.config import models_config
-from app.models import Escalation, Job, JobEvent, PlanStep
+from app.models import Escalation, Job, JobEvent, PlanStep, StepStatus
 from app.plan import Plan
 from app.planner import rules
 from app.redaction import redact
@@ -71,9 +71,7 @@ def _charge_context(ticket: dict[str, Any], rec: CallRecorder) -> dict[str, Any]
     charge_id = named.pop()
     try:
         charge = rec.tool("stripe.get_charge", {"charge_id": charge_id})["charge"]
-    except PermanentError as exc:
-        if "resource_missing" not in str(exc):
-            raise
+    except NotFound:
         return {"charge": None, "customer_charges": []}
     return {"charge": charge, "customer_charges": refund_verifiers.customer_charges(rec, charge)}
 
@@ -85,13 +83,11 @@ _ORDER_FIELDS = "Id, Name, Vendor__c, Amount__c, CurrencyIsoCode, Status__c"
 
 
 def _unless_missing(read: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
-    """The record read, or None when the system answers 404 (no such record or user)."""
+    """The record read, or None when the system says there is no such record or user."""
     try:
         return read()
-    except PermanentError as exc:
-        if " answered 404:" in str(exc):  # tools.base.raise_for_http's wording
-            return None
-        raise
+    except NotFound:
+        return None
 
 
 def _soql_text(value: str) -> str:
@@ -310,7 +306,7 @@ def store_plan(session: Session, job: Job, plan: Plan, tier: str) -> None:
                 rationale=step.rationale,
                 evidence=step.evidence,
                 label=step.id,
-                status="pending",
+                status=StepStatus.PENDING,
                 idempotency_key=step_key(job.id, step_id, 1),
             )
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -106,11 +105,6 @@ class Decision:
     policy_version: str
     grant: dict[str, Any] | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
-
-
-def load_policy(path: Path) -> PolicyFile:
-    """Parse and validate a policy file; errors name the file and the key that is wrong."""
-    return configfile.load_yaml(path, PolicyFile)
 
 
 def current_policy() -> PolicyFile:

@@ -376,11 +376,6 @@ def build(
 # --- the text forms (the terminal table and the HTML share them) ---------------------------
 
 
-def fmt_rate(value: float | None) -> str:
-    """66.7%, or the dash when there was nothing to divide by."""
-    return DASH if value is None else f"{value:.1%}"
-
-
 def fmt_usd(value: str | Decimal | None) -> str:
     """A dollar amount with the precision small model costs need, or the dash."""
     if value is None:

@@ -24,9 +24,9 @@ from app import escalation, jobs, killswitch, outbox
 from app.calls import CallRecorder
 from app.db import session_scope
 from app.errors import (
-    CircuitOpen,
     EscalationRequired,
     KillSwitchEngaged,
+    Parked,
     PermanentError,
     RateLimited,
     RetryableError,
@@ -127,7 +127,7 @@ def run_stage(stage: StageWork, job_id: str) -> str:
         return _finish(
             view, rec, _escalator(stage.name, "tool_error", str(exc), {"kind": "permanent_error"})
         )
-    except CircuitOpen as exc:
+    except Parked as exc:
         _abandon(stage, ctx)
         return _finish(view, rec, _parker(stage.name, exc))
     except RetryableError as exc:
@@ -173,7 +173,7 @@ def _spend_retry(view: JobView, rec: CallRecorder) -> int:
     return int(spent)
 
 
-def _parker(stage: str, exc: CircuitOpen) -> Any:
+def _parker(stage: str, exc: Parked) -> Any:
     """Park the job until the breaker lets calls through, or escalate if it waited too long."""
 
     def apply(session: Session, job: Job) -> None:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from app.errors import PermanentError, RetryableError
+from app.errors import NotFound, PermanentError, RetryableError
 
 T = TypeVar("T")
 
@@ -89,21 +89,48 @@ def error_detail(response: httpx.Response) -> str:
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
-def raise_for_http(system: str, response: httpx.Response) -> None:
-    """Map an HTTP error answer to RetryableError (429, 5xx, ...) or PermanentError (4xx)."""
+def error_code(response: httpx.Response) -> str | None:
+    """The machine-readable code of an error answer (Okta `errorCode`, Salesforce's first
+    `errorCode`, Zendesk `error`, Stripe `error.code`), or None."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        body = body[0]
+    if not isinstance(body, dict):
+        return None
+    err = body.get("error")
+    code = body.get("errorCode") or (err.get("code") if isinstance(err, dict) else err)
+    return str(code) if code else None
+
+
+# How a system says "no such record": each adapter passes its own to call_http.
+NotFoundTest = Callable[[httpx.Response], bool]
+
+
+def raise_for_http(
+    system: str, response: httpx.Response, not_found: NotFoundTest | None = None
+) -> None:
+    """Map an HTTP error answer to RetryableError (429, 5xx, ...), NotFound (the system's own
+    "no such record", as `not_found` tells) or PermanentError (any other 4xx)."""
     if response.status_code < 400:
         return
     detail = f"{system} answered {response.status_code}: {error_detail(response)}"
     if response.status_code in RETRYABLE_STATUS or response.status_code >= 500:
         raise RetryableError(detail, retry_after=retry_after_seconds(response.headers))
+    if not_found is not None and not_found(response):
+        raise NotFound(detail)
     raise PermanentError(detail)
 
 
-def call_http(system: str, send: Callable[[], httpx.Response]) -> httpx.Response:
+def call_http(
+    system: str, send: Callable[[], httpx.Response], not_found: NotFoundTest | None = None
+) -> httpx.Response:
     """Send one request, mapping transport failures and error statuses to opsgate errors."""
     try:
         response = send()
     except (httpx.TimeoutException, httpx.TransportError) as exc:
         raise RetryableError(f"{system} unreachable: {exc.__class__.__name__}: {exc}") from exc
-    raise_for_http(system, response)
+    raise_for_http(system, response, not_found)
     return response

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.errors import PermanentError
+from app.errors import PermanentError, one_line
 from tools import actions, okta_api, salesforce_api, stripe_api, zendesk_api
 from tools import args as a
 from tools.actions import marker
@@ -33,9 +33,7 @@ class ToolSpec:
         try:
             return self.args_model.model_validate(args)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'args'}: {e['msg']}" for e in exc.errors()
-            )
+            problems = one_line(exc, "args")
             raise PermanentError(f"invalid arguments for {self.name}: {problems}") from exc
 
 

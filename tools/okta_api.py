@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from app.settings import get_settings
-from tools.base import call_http, per_process
+from tools.base import call_http, error_code, per_process
 
 SERVICE_IDENTITY = "okta:api-token/opsgate-helpdesk"
+
+
+def _not_found(response: httpx.Response) -> bool:
+    """Okta's "Not found: Resource not found" (E0000007, HTTP 404)."""
+    return response.status_code == 404 and error_code(response) == "E0000007"
+
+
+def _call(send: Callable[[], httpx.Response]) -> httpx.Response:
+    return call_http("okta", send, _not_found)
 
 
 def _client() -> httpx.Client:
@@ -32,24 +42,23 @@ def client() -> httpx.Client:
 
 def get_user(id_or_login: str) -> dict[str, Any]:
     """GET /users/{id or login}."""
-    resp = call_http("okta", lambda: client().get(f"/users/{quote(id_or_login, safe='@')}"))
+    resp = _call(lambda: client().get(f"/users/{quote(id_or_login, safe='@')}"))
     return dict(resp.json())
 
 
 def get_group(group_id: str) -> dict[str, Any]:
     """GET /groups/{id}."""
-    return dict(call_http("okta", lambda: client().get(f"/groups/{quote(group_id)}")).json())
+    return dict(_call(lambda: client().get(f"/groups/{quote(group_id)}")).json())
 
 
 def user_groups(user_id: str) -> list[dict[str, Any]]:
     """GET /users/{id}/groups."""
-    return list(call_http("okta", lambda: client().get(f"/users/{quote(user_id)}/groups")).json())
+    return list(_call(lambda: client().get(f"/users/{quote(user_id)}/groups")).json())
 
 
 def reset_password(user_id: str) -> dict[str, Any]:
     """POST /users/{id}/lifecycle/reset_password?sendEmail=true (the user gets the email)."""
-    resp = call_http(
-        "okta",
+    resp = _call(
         lambda: client().post(
             f"/users/{quote(user_id)}/lifecycle/reset_password", params={"sendEmail": "true"}
         ),
@@ -59,10 +68,10 @@ def reset_password(user_id: str) -> dict[str, Any]:
 
 def add_to_group(user_id: str, group_id: str) -> None:
     """PUT /groups/{gid}/users/{uid} (204 No Content)."""
-    call_http("okta", lambda: client().put(f"/groups/{quote(group_id)}/users/{quote(user_id)}"))
+    _call(lambda: client().put(f"/groups/{quote(group_id)}/users/{quote(user_id)}"))
 
 
 def suspend_user(user_id: str) -> dict[str, Any]:
     """POST /users/{id}/lifecycle/suspend."""
-    resp = call_http("okta", lambda: client().post(f"/users/{quote(user_id)}/lifecycle/suspend"))
+    resp = _call(lambda: client().post(f"/users/{quote(user_id)}/lifecycle/suspend"))
     return dict(resp.json()) if resp.content else {}

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from app.settings import get_settings
-from tools.base import call_http, per_process
+from tools.base import call_http, error_code, per_process
 
 SERVICE_IDENTITY = "salesforce:integration-user/opsgate-finance"
+
+
+def _not_found(response: httpx.Response) -> bool:
+    """Salesforce's NOT_FOUND (HTTP 404: "The requested resource does not exist")."""
+    return response.status_code == 404 and error_code(response) == "NOT_FOUND"
+
+
+def _call(send: Callable[[], httpx.Response]) -> httpx.Response:
+    return call_http("salesforce", send, _not_found)
 
 
 def _client() -> httpx.Client:
@@ -32,24 +42,24 @@ def client() -> httpx.Client:
 
 def get_record(sobject: str, record_id: str) -> dict[str, Any]:
     """GET /sobjects/{type}/{id}."""
-    resp = call_http("salesforce", lambda: client().get(f"/sobjects/{sobject}/{record_id}"))
+    resp = _call(lambda: client().get(f"/sobjects/{sobject}/{record_id}"))
     return dict(resp.json())
 
 
 def update_record(sobject: str, record_id: str, fields: dict[str, Any]) -> None:
     """PATCH /sobjects/{type}/{id} (204 No Content on success)."""
-    call_http("salesforce", lambda: client().patch(f"/sobjects/{sobject}/{record_id}", json=fields))
+    _call(lambda: client().patch(f"/sobjects/{sobject}/{record_id}", json=fields))
 
 
 def query(soql: str) -> list[dict[str, Any]]:
     """GET /query?q=SOQL, following nextRecordsUrl."""
     records: list[dict[str, Any]] = []
-    resp = call_http("salesforce", lambda: client().get("/query", params={"q": soql}))
+    resp = _call(lambda: client().get("/query", params={"q": soql}))
     page = resp.json()
     records.extend(page.get("records", []))
     while not page.get("done", True) and page.get("nextRecordsUrl"):
         base = str(client().base_url).split("/services/data/")[0]
         url = base + page["nextRecordsUrl"]
-        page = call_http("salesforce", lambda u=url: client().get(u)).json()  # type: ignore[misc]
+        page = _call(lambda u=url: client().get(u)).json()  # type: ignore[misc]
         records.extend(page.get("records", []))
     return records

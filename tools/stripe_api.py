@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import stripe
 
-from app.errors import ConflictError, PermanentError, RetryableError
+from app.errors import ConflictError, NotFound, PermanentError, RetryableError
 from app.settings import get_settings
 from tools.base import per_process, retry_after_seconds
 
@@ -46,6 +46,8 @@ def _map_error(exc: stripe.StripeError) -> Exception:
     if exc.http_status is not None and exc.http_status >= 500:
         return RetryableError(f"stripe answered {exc.http_status}: {exc}")
     code = f" ({exc.code})" if exc.code else ""
+    if exc.code == "resource_missing":  # Stripe's "No such charge" (HTTP 404)
+        return NotFound(f"stripe rejected the request{code}: {exc.user_message or exc}")
     return PermanentError(f"stripe rejected the request{code}: {exc.user_message or exc}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -10,6 +11,15 @@ from app.settings import get_settings
 from tools.base import call_http, per_process
 
 SERVICE_IDENTITY = "zendesk:agent@opsgate/api-token"
+
+
+def _not_found(response: httpx.Response) -> bool:
+    """Zendesk answers a missing ticket or user with 404 (`RecordNotFound`)."""
+    return response.status_code == 404
+
+
+def _call(send: Callable[[], httpx.Response]) -> httpx.Response:
+    return call_http("zendesk", send, _not_found)
 
 
 def _client() -> httpx.Client:
@@ -29,13 +39,13 @@ def client() -> httpx.Client:
 
 def get_ticket(ticket_id: int) -> dict[str, Any]:
     """GET /api/v2/tickets/{id}.json."""
-    resp = call_http("zendesk", lambda: client().get(f"/api/v2/tickets/{ticket_id}.json"))
+    resp = _call(lambda: client().get(f"/api/v2/tickets/{ticket_id}.json"))
     return resp.json()["ticket"]
 
 
 def get_user(user_id: int) -> dict[str, Any]:
     """GET /api/v2/users/{id}.json."""
-    resp = call_http("zendesk", lambda: client().get(f"/api/v2/users/{user_id}.json"))
+    resp = _call(lambda: client().get(f"/api/v2/users/{user_id}.json"))
     return resp.json()["user"]
 
 
@@ -44,7 +54,7 @@ def list_comments(ticket_id: int) -> list[dict[str, Any]]:
     comments: list[dict[str, Any]] = []
     url: str | None = f"/api/v2/tickets/{ticket_id}/comments.json"
     while url:
-        page = call_http("zendesk", lambda u=url: client().get(u)).json()  # type: ignore[misc]
+        page = _call(lambda u=url: client().get(u)).json()  # type: ignore[misc]
         comments.extend(page.get("comments", []))
         url = page.get("next_page")
     return comments
@@ -52,8 +62,7 @@ def list_comments(ticket_id: int) -> list[dict[str, Any]]:
 
 def update_ticket(ticket_id: int, ticket: dict[str, Any]) -> dict[str, Any]:
     """PUT /api/v2/tickets/{id}.json with a partial ticket (comment, status, tags, ...)."""
-    resp = call_http(
-        "zendesk",
+    resp = _call(
         lambda: client().put(f"/api/v2/tickets/{ticket_id}.json", json={"ticket": ticket}),
     )
     return resp.json()

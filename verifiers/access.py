@@ -8,7 +8,7 @@ from typing import Any
 
 from app import policy
 from app.calls import CallRecorder
-from app.errors import PermanentError
+from app.errors import NotFound
 from tools import okta_api
 from tools.okta_lifecycle import ALLOWED_STATUSES, allows
 from verifiers.base import Facts, Rule, Verdict
@@ -25,9 +25,7 @@ def _or_none(read: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
     """The object, or None when Okta says it does not exist (E0000007; a rule then fails)."""
     try:
         return read()
-    except PermanentError as exc:
-        if "E0000007" not in str(exc):
-            raise
+    except NotFound:
         return None
 
 

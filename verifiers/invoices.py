@@ -9,7 +9,7 @@ from typing import Any
 
 from app import policy
 from app.calls import CallRecorder
-from app.errors import PermanentError
+from app.errors import NotFound
 from tools import salesforce_api
 from tools.actions import INVOICE, same_salesforce_value
 from verifiers import config
@@ -25,9 +25,7 @@ def _or_none(read: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
     """The record, or None when Salesforce says it does not exist (a rule then fails on it)."""
     try:
         return read()
-    except PermanentError as exc:
-        if "NOT_FOUND" not in str(exc):
-            raise
+    except NotFound:
         return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.calls import CallRecorder
-from app.errors import PermanentError
+from app.errors import NotFound
 from tools import stripe_api
 from verifiers import charges, config
 from verifiers.base import Facts, Rule, Verdict
@@ -18,9 +18,7 @@ def gather(rec: CallRecorder, facts: Facts) -> None:
     charge_id = facts.args["charge_id"]
     try:
         facts.data["charge"] = rec.tool("stripe.get_charge", {"charge_id": charge_id})["charge"]
-    except PermanentError as exc:
-        if "resource_missing" not in str(exc):
-            raise
+    except NotFound:
         facts.data["charge"] = None
     requester_of(rec, facts)
     facts.data["comments"] = read_comments(rec, facts.data["ticket"])

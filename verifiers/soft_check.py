@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.calls import CallRecorder
 from app.llm import judge as model_judge
 from app.llm import retrieval
-from app.models import Escalation, Job, PlanStep
+from app.models import Escalation, Job, PlanStep, StepStatus
 from app.planner.language import dispute, withdrawal
 from app.settings import get_settings
 from tools.base import Risk
@@ -36,7 +36,9 @@ def history_of(session: Session, job: Job) -> list[HistoryEvent]:
     ).all()
     for other in others:
         writes = session.scalars(
-            select(PlanStep.tool).where(PlanStep.job_id == other.id, PlanStep.status == "succeeded")
+            select(PlanStep.tool).where(
+                PlanStep.job_id == other.id, PlanStep.status == StepStatus.SUCCEEDED
+            )
         ).all()
         done = sorted({t for t in writes if get_tool(t).risk is not Risk.READ})
         if done:

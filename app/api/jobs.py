@@ -16,7 +16,7 @@ from app.api import webhooks
 from app.api.body import JSON_TYPES, media_type, parse_json, read_body
 from app.api.deps import PrincipalDep, SessionDep
 from app.api.problems import HTTPProblem
-from app.errors import Forbidden, InputError
+from app.errors import Forbidden, InputError, one_line
 from app.models import Escalation, Job
 from app.views import escalation_view, job_detail, job_summary, latest_escalation
 
@@ -48,10 +48,7 @@ async def create_job(
     try:
         req = JobRequest.model_validate(raw)
     except ValidationError as exc:
-        parts = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-        ]
-        raise InputError("; ".join(parts)) from exc
+        raise InputError(one_line(exc, "body")) from exc
     sub = intake.parse_submission(
         {**req.model_dump(), "source": "api", "delivery_id": f"{principal.name}:{req.external_id}"}
     )

@@ -18,6 +18,7 @@ from app.errors import (
     MalformedBody,
     ServiceUnavailable,
     Unauthorized,
+    one_line,
 )
 
 log = structlog.get_logger(__name__)
@@ -93,8 +94,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        return problem(422, "; ".join(parts))
+        return problem(422, one_line(exc, "request"))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

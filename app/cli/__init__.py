@@ -8,7 +8,13 @@ from typing import Any, NoReturn
 import click
 from pydantic import ValidationError
 
-from app.errors import InputError, OpsgateError, PermanentError, ServiceUnavailable
+from app.errors import (
+    InputError,
+    OpsgateError,
+    PermanentError,
+    ServiceUnavailable,
+    one_line,
+)
 
 # Commands that read their settings themselves (doctor reports a bad one as a finding;
 # eval builds an isolated world whatever the environment says).
@@ -55,9 +61,7 @@ def _fail(line: str, code: int) -> NoReturn:
 
 
 def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
-    )
+    return one_line(exc, "input")
 
 
 def settings_error_line(exc: ValidationError) -> str:

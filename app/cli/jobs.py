@@ -22,7 +22,7 @@ from app.cli.common import (
 from app.db import session_scope
 from app.decisions import REJECT_REASONS
 from app.errors import InputError
-from app.models import Escalation, Job
+from app.models import Escalation, EscalationStatus, Job
 from app.settings import cli_actor, get_settings
 from app.views import (
     escalation_view,
@@ -266,7 +266,7 @@ def escalations_list(show_all: bool, as_json: bool) -> None:
     with session_scope() as session:
         query = select(Escalation).order_by(Escalation.id)
         if not show_all:
-            query = query.where(Escalation.status == "open")
+            query = query.where(Escalation.status == EscalationStatus.OPEN)
         rows = [escalation_view(e) for e in session.scalars(query)]
     if as_json:
         emit_json(rows)

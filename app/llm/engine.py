@@ -30,7 +30,7 @@ from openai.lib._pydantic import to_strict_json_schema
 
 from app import breaker
 from app.calls import CallRecorder, RecordedModelCall
-from app.errors import CircuitOpen
+from app.errors import CircuitOpen, one_line
 from app.llm import budget, cache
 from app.llm.client import UNAVAILABLE, client, retry_after
 from app.llm.config import ModelPrice, ModelsConfig, Tier
@@ -237,9 +237,7 @@ def _json_body(response: Any) -> dict[str, Any]:
 
 def errors(exc: pydantic.ValidationError) -> str:
     """A validation error as one line per problem (at most eight), for a repair prompt."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}" for e in exc.errors()[:8]
-    )
+    return one_line(exc, "answer", limit=8)
 
 
 def describe(exc: Exception) -> str:

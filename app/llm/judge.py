@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.calls import CallRecorder
+from app.errors import JudgeUnavailable
 from app.llm import cache, prompts, retrieval
 from app.llm.config import models_config
 from app.llm.engine import (
@@ -29,8 +30,6 @@ from app.llm.engine import (
     untrusted_block,
 )
 from app.redaction import Placeholders
-
-MARKER = "opsgate soft check"
 
 
 class SoftVerdict(BaseModel):
@@ -52,10 +51,6 @@ class Judgement:
     reasons: list[str]
     model: str
     tier: str
-
-
-class JudgeUnavailable(Exception):
-    """Raised when no model of the judging tier gave a usable answer."""
 
 
 def configured_tier(planner_tier: str, model_configured: bool) -> str | None:
