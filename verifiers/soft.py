@@ -7,8 +7,8 @@ confidence (verifiers/soft_check.py). It starts at 1.0 and subtracts each missin
 penalty; a weak signal (no policy passage found) costs a little. A critical signal (a charge
 the ticket never names, an amount it does not state, a payer who is not the requester, a
 target that is not the job's, a ticket that does not ask for the refund, a request taken
-back) vetoes the plan on its own, whatever the
-confidence and whatever a model judge says.
+back; an unstated amount passes only as what is left on a charge whose money is asked
+back) vetoes the plan on its own, whatever the confidence and whatever a model judge says.
 
 One signal per class, like the rules: adding a signal is adding a class and a line in
 SIGNALS.
@@ -24,7 +24,7 @@ from typing import Any
 
 from app.llm import retrieval
 from app.planner.amount_roles import requested_amounts
-from app.planner.language import request_intent, strip_quoted
+from app.planner.language import money_back, request_intent, strip_quoted
 from app.planner.refunds import find_amounts
 
 # Which policy document speaks for each workflow (config/policies/<name>.md).
@@ -138,7 +138,9 @@ class AmountStated(Signal):
     words when they state one (quoted or forwarded history is not the ask, as the rules tier
     reads it), else anywhere in the ticket (an offer quoted below a "yes, go ahead"). Of
     several amounts in the requester's words, the one asked back when the words leave no
-    doubt ("I paid $60.00 ... please refund $30.00": `app.planner.amount_roles`)."""
+    doubt ("I paid $60.00 ... please refund $30.00": `app.planner.amount_roles`). When the
+    ticket states no amount at all, refunds.md (Amounts) refunds what is left on the charge if
+    the requester asks for their money back: that one amount, and no other, is accepted."""
 
     name, penalty, workflows = "amount_stated", 0.2, frozenset({"support_refund"})
     critical = True
@@ -146,6 +148,8 @@ class AmountStated(Signal):
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
         own = requested_amounts(strip_quoted(ev.request_text))
         stated = {(a.minor, a.currency) for a in own or find_amounts(ev.request_text)}
+        if not stated and ev.writes("stripe.refund"):
+            return _what_is_left_asked_back(ev)
         if len(stated) > 1 and ev.writes("stripe.refund"):
             # Two amounts in one request (or one planted by injected text): which one the
             # customer means is for a person to read, whichever one the plan took.
@@ -157,6 +161,41 @@ class AmountStated(Signal):
                     f"(it states {sorted(stated) or 'no amount'})"
                 )
         return True, "the ticket states the amount"
+
+
+def _what_is_left_asked_back(ev: SoftEvidence) -> tuple[bool, str]:
+    """No amount stated: the plan's one refund must be exactly what remains refundable on the
+    named charge as read (amount - amount_refunded, in its currency), the charge must be the
+    requester's own, and the requester must ask for their money back, or what is left, as a
+    whole (`app.planner.language.money_back`: a request, no part of the charge named)."""
+    writes = ev.writes("stripe.refund")
+    asked = money_back(ev.request_text)
+    if asked is None or len(writes) != 1:
+        return False, "the ticket states no amount and does not ask for the money back as a whole"
+    args, charge = writes[0], ev.facts.get("charge") or {}
+    if charge.get("id") != args["charge_id"] or not _requester_paid(ev):
+        return False, "the ticket states no amount, and the charge read is not the requester's"
+    left = int(charge.get("amount") or 0) - int(charge.get("amount_refunded") or 0)
+    currency = str(charge.get("currency") or "").lower()
+    if left <= 0 or (args["amount"], str(args["currency"]).lower()) != (left, currency):
+        return False, (
+            f"the ticket states no amount; {args['amount']} {args['currency']} is not the "
+            f"{left} {currency} left on {args['charge_id']}"
+        )
+    return True, f'the ticket asks for the money back ("{asked[:160]}"): the {left} {currency} left'
+
+
+def _requester_paid(ev: SoftEvidence) -> bool:
+    """Whether the ticket's requester paid the charge read (its receipt or billing e-mail)."""
+    charge, requester = ev.facts.get("charge"), ev.facts.get("requester")
+    if not charge or not requester:
+        return False
+    email = (requester.get("email") or "").lower()
+    payers = {
+        (e or "").lower()
+        for e in (charge.get("receipt_email"), (charge.get("billing_details") or {}).get("email"))
+    }
+    return bool(email) and email in payers
 
 
 class RequestAsks(Signal):
@@ -184,20 +223,11 @@ class RequesterIsPayer(Signal):
     critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
-        charge, requester = ev.facts.get("charge"), ev.facts.get("requester")
         if not ev.writes("stripe.refund"):
             return True, "no refund in the plan"
-        if not charge or not requester:
+        if not ev.facts.get("charge") or not ev.facts.get("requester"):
             return False, "the charge's payer or the ticket's requester could not be read"
-        email = (requester.get("email") or "").lower()
-        payers = {
-            (e or "").lower()
-            for e in (
-                charge.get("receipt_email"),
-                (charge.get("billing_details") or {}).get("email"),
-            )
-        }
-        if not email or email not in payers:
+        if not _requester_paid(ev):
             return False, "the ticket's requester is not the charge's payer"
         return True, "the requester paid the charge"
 
@@ -326,6 +356,14 @@ def _known_amounts(ev: SoftEvidence, known: str) -> set[tuple[int, str]]:
         args = step["args"]
         if isinstance(args.get("amount"), int) and args.get("currency"):
             found.add((args["amount"], str(args["currency"]).lower()))
+    # The charge as read: what it was, what was refunded before and what is left are amounts
+    # the records hold ("20.00 EUR of the 45.00 EUR charge was refunded before").
+    charge = ev.context.get("charge") or ev.facts.get("charge") or {}
+    if isinstance(charge.get("amount"), int) and charge.get("currency"):
+        currency = str(charge["currency"]).lower()
+        refunded = int(charge.get("amount_refunded") or 0)
+        for held in (charge["amount"], refunded, charge["amount"] - refunded):
+            found.add((held, currency))
     for record in (ev.context.get("invoice"), ev.context.get("purchase_order")):
         if record and record.get("Amount__c") is not None:
             currency = str(record.get("CurrencyIsoCode") or "usd").lower()

@@ -515,3 +515,59 @@ def mentions_refund(text: str) -> bool:
     """Whether the text (quoted history dropped) speaks of a refund at all, in any of the
     four languages."""
     return bool(_REFUND.search(_normal(strip_quoted(text))))
+
+
+# --- the money back, as a whole ----------------------------------------------------------------
+
+# Asking for the money back in full, with no amount ("I want my money back", "mein Geld
+# zurück", "remboursement intégral", "reembolso total").
+MONEY_BACK = {
+    "en": r"\bmoney back\b|\bfull refund\b|\bin full\b|\b(?:the )?(?:full|whole|entire) "
+    r"(?:amount|sum|charge|payment)\b",
+    "de": r"\bgeld zurück\b|\bmein geld\b|\b(?:gesamten|vollen|ganzen) betrag\b|\bvollständig\w*|"
+    r"\bin voller höhe\b",
+    "fr": r"\bmon argent\b|\bremboursement (?:total|intégral|complet)\b|\bintégralement\b|"
+    r"\ben totalité\b|\bla totalité\b",
+    "es": r"\bmi dinero\b|\breembolso (?:total|completo|[ií]ntegro)\b|\bla totalidad\b|"
+    r"\bel importe (?:total|completo)\b|\b[ií]ntegramente\b",
+}
+# Asking for what is left of the charge ("what's left", "reembólsenme lo que queda").
+REMAINDER = {
+    "en": r"\bwhat(?:'s| is) left\b|\bthe remainder\b|"
+    r"\b(?:the )?remaining (?:amount|sum|balance)\b",
+    "de": r"\brestlichen betrag\b|\brestbetrag\b|\bwas übrig (?:ist|bleibt)\b",
+    "fr": r"\bce qui reste\b|\ble montant restant\b|\ble solde\b",
+    "es": r"\blo que queda\b|\blo restante\b|\bel importe restante\b",
+}
+# A part of the charge ("one of my two seats", "my money back for the cancelled seat"): then
+# the whole charge is not what is asked.
+PART = {
+    "en": r"\bone of\b|\bpart(?:ial\w*)?\b|\bsome of\b|\bfor (?:the|that|this|one|a|an|each|my) "
+    r"(?!(?:charge|payment|order|purchase|subscription|renewal|booking|whole|full|entire)\b)\w+",
+    "de": r"\bteil\w*|\beine[ns]? (?:der|von)\b|\bfür (?:den|die|das|einen|eine|ein|diesen|diese) "
+    r"(?!(?:bestellung|zahlung|abbuchung|abo\w*|kauf|buchung|betrag)\b)\w+",
+    "fr": r"\bpartie\b|\bpartiel\w*|\bl'une? des\b|\bpour (?:le|la|les|l'|un|une|ce|cette) ?"
+    r"(?!(?:commande|paiement|prélèvement|abonnement|achat|réservation|montant)\b)\w+",
+    "es": r"\bparte\b|\bparcial\w*|\buno de\b|\buna de\b|\bpor (?:el|la|los|las|un|una|ese|esa|"
+    r"este|esta) (?!(?:pedido|cargo|pago|cobro|suscripci[oó]n|compra|reserva|importe)\b)\w+",
+}
+_MONEY_BACK = _union(*MONEY_BACK.values())
+_REMAINDER = _union(*REMAINDER.values())
+_PART = _union(*PART.values(), *PARTIAL_KEEP.values())
+
+
+def money_back(text: str) -> str | None:
+    """The request sentence (quoted history dropped) that asks, with no amount, for the
+    charge's money back or for what is left of it; None when a part is named instead. "What
+    is left" may follow an earlier partial refund told in another sentence; "my money back"
+    holds only when no sentence of the text names a part ("I cancelled one of my two seats")."""
+    own = sentences(strip_quoted(text))
+    asks = [_normal(s) for s in own if _sentence_kind(s) == "request"]
+    if any(_PART.search(s) for s in asks):
+        return None
+    rest = next((s for s in asks if _REMAINDER.search(s)), None)
+    if rest is not None:
+        return rest
+    if any(_PART.search(_normal(s)) for s in own):
+        return None
+    return next((s for s in asks if _MONEY_BACK.search(s)), None)

@@ -8,6 +8,7 @@ import pytest
 from app.planner.language import (
     LANGUAGES,
     dispute,
+    money_back,
     request_intent,
     sentences,
     strip_quoted,
@@ -379,3 +380,39 @@ def test_a_chargeback_the_customer_says_they_will_not_file_still_goes_to_a_human
 
 def test_a_dispute_in_quoted_history_is_not_judged() -> None:
     assert dispute("Thanks!\n\nOn Tue, Bob <b@example.com> wrote:\n> I will sue you.") is None
+
+
+# --- the money back, as a whole ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "This is the third time I'm writing. I want my money back for ch_1001. Sort it out.",
+        "Ya me devolvieron una parte del pedido. Por favor, reembólsenme lo que queda del cargo "
+        "ch_1001.",
+        "You refunded part of ch_1001 already. Please refund what is left.",
+        "Ich möchte mein Geld zurück für ch_1001.",
+        "Je veux un remboursement intégral de ch_1001.",
+        "Quiero un reembolso total del cargo ch_1001.",
+    ],
+)
+def test_the_money_back_asked_as_a_whole(text: str) -> None:
+    assert money_back(f"Refund\n{text}") is not None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Please refund charge ch_1001, the product broke after a day.",
+        "I cancelled one of my two seats (ch_1001). I want my money back for the cancelled seat.",
+        "I cancelled one of my two seats (ch_1001). I want my money back.",
+        "I want my money back for ch_1001, I'll keep the rest.",
+        "Would I get my money back for ch_1001?",
+        "If it doesn't arrive I want my money back for ch_1001.",
+        "Remboursez-moi pour la chemise, ch_1001.",
+        "Thanks.\n\nOn Mon, 16 Nov 2026, Alice <a@example.com> wrote:\n> I want my money back.",
+    ],
+)
+def test_a_part_a_question_or_a_plain_refund_is_not_the_money_back_as_a_whole(text: str) -> None:
+    assert money_back(text) is None

@@ -149,6 +149,63 @@ def test_of_several_amounts_the_one_asked_back_when_the_words_leave_no_doubt(
     assert ("amount_stated" not in missing(ev)) is holds
 
 
+def unstated(text: str, amount: int, refunded: int = 0, **charge: Any) -> SoftEvidence:
+    """A refund of `amount` on ch_1001 (25.00 USD, `refunded` already) for a ticket that
+    states no amount."""
+    read = {**CHARGE, "amount": 2500, "amount_refunded": refunded, "currency": "usd", **charge}
+    ev = refund_evidence(request_text=text, steps=[refund_step(amount=amount)])
+    ev.facts = {"charge": read, "requester": ALICE}
+    ev.summary = "Refund what is left on ch_1001"
+    return ev
+
+
+@pytest.mark.parametrize(
+    ("text", "amount", "refunded", "holds"),
+    [
+        # refunds.md (Amounts): no amount stated, the money asked back: what is left.
+        ("Money back\nI want my money back for ch_1001.", 2500, 0, True),
+        ("Money back\nI want my money back for ch_1001.", 1500, 1000, True),
+        ("Reembolso\nPor favor, reembólsenme lo que queda del cargo ch_1001.", 1500, 1000, True),
+        ("Remboursement\nJe veux un remboursement intégral de ch_1001.", 2500, 0, True),
+        # Any other amount is one nobody stated.
+        ("Money back\nI want my money back for ch_1001.", 2000, 0, False),
+        ("Money back\nI want my money back for ch_1001.", 2500, 1000, False),
+        # Not the money back as a whole: a bare "refund the charge", a part, a question.
+        ("Broken\nPlease refund charge ch_1001, the product broke after a day.", 2500, 0, False),
+        ("Seats\nI cancelled one of my two seats (ch_1001). I want my money back.", 2500, 0, False),
+        ("Seat\nI want my money back for the cancelled seat on ch_1001.", 2500, 0, False),
+        ("Money back?\nWould I get my money back for ch_1001?", 2500, 0, False),
+        ("Money back\nIf it does not arrive, I want my money back for ch_1001.", 2500, 0, False),
+    ],
+)
+def test_an_unstated_amount_holds_only_as_what_is_left_when_the_money_is_asked_back(
+    text: str, amount: int, refunded: int, holds: bool
+) -> None:
+    assert ("amount_stated" not in missing(unstated(text, amount, refunded))) is holds
+
+
+def test_what_is_left_holds_only_on_the_requesters_own_charge_in_its_currency() -> None:
+    text = "Money back\nI want my money back for ch_1001."
+    assert "amount_stated" not in missing(unstated(text, 2500))
+    someone_elses = unstated(text, 2500, receipt_email="bob@example.com")
+    assert "amount_stated" in missing(someone_elses)
+    assert "amount_stated" in missing(unstated(text, 2500, id="ch_1007"))
+    assert "amount_stated" in missing(unstated(text, 2500, currency="eur"))
+    assert "amount_stated" in missing(unstated(text, 0, refunded=2500))
+    no_charge = unstated(text, 2500)
+    no_charge.facts = {"requester": ALICE}
+    assert "amount_stated" in missing(no_charge)
+
+
+def test_the_rationale_may_state_the_charge_as_read_and_what_was_refunded_before() -> None:
+    ev = unstated("Money back\nI want my money back for ch_1001.", 1500, 1000)
+    ev.context = {"ticket": {"id": 4821}, "charge": ev.facts["charge"]}
+    ev.steps[0]["rationale"] = "Of the $25.00 charge $10.00 was refunded before; $15.00 is left."
+    assert missing(ev) == []
+    ev.steps[0]["rationale"] = "Of the $45.00 charge $10.00 was refunded before."
+    assert "rationale_consistent" in missing(ev)
+
+
 def test_a_history_event_that_does_not_conflict_costs_nothing() -> None:
     ev = refund_evidence(history=[HistoryEvent("earlier_job", "a note was written", False)])
     assert score(ev).confidence == 1.0
