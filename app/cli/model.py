@@ -89,10 +89,11 @@ def install_weights(dest: Path | None) -> None:
 )
 @click.option(
     "--ctx",
-    default=4096,
+    default=8192,
     show_default=True,
     type=click.IntRange(512),
-    help="Context size in tokens (the planner's prompt is about 850 plus the answer).",
+    help="Context size in tokens: a planner prompt is 400-3,100 tokens, its repair turns "
+    "more, plus up to 1,500 of answer.",
 )
 @click.option(
     "--parallel",

@@ -251,7 +251,7 @@ class ServerOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     threads: int | None = None
-    ctx: int = 4096
+    ctx: int = 8192
     parallel: int = 1
 
     @property

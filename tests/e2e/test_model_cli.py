@@ -146,7 +146,7 @@ def test_serve_runs_the_server_until_sigterm(tmp_path: Path):
         assert argv[argv.index("--model") + 1] == str(gguf)
         assert argv[argv.index("--alias") + 1] == "qwen2.5-coder-1.5b-instruct"
         assert argv[argv.index("--threads") + 1] == "2"
-        assert argv[argv.index("--ctx-size") + 1] == "4096"
+        assert argv[argv.index("--ctx-size") + 1] == "8192"
         assert "--jinja" in argv
         # And SIGTERM stops the server through it, with a clean exit
         proc.send_signal(signal.SIGTERM)
