@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from app.llm import retrieval
+from app.money import to_minor
 from app.planner.amount_roles import requested_amounts
 from app.planner.language import money_back, request_intent, strip_quoted
 from app.planner.refunds import find_amounts
@@ -367,9 +368,10 @@ def _known_amounts(ev: SoftEvidence, known: str) -> set[tuple[int, str]]:
     for record in (ev.context.get("invoice"), ev.context.get("purchase_order")):
         if record and record.get("Amount__c") is not None:
             currency = str(record.get("CurrencyIsoCode") or "usd").lower()
-            found.add(
-                (int((Decimal(str(record["Amount__c"])) * 100).to_integral_value()), currency)
-            )
+            try:
+                found.add((to_minor(Decimal(str(record["Amount__c"])), currency), currency))
+            except ValueError:
+                continue  # an amount with more decimals than its currency has: states nothing
     return found
 
 

@@ -347,3 +347,27 @@ def test_a_cited_passage_that_exists_supports_the_action() -> None:
     step = refund_step()
     step["rationale"], step["evidence"] = "zzz qqq", ["policy:refunds#eligibility"]
     assert "policy_supports" not in missing(refund_evidence(steps=[step]))
+
+
+def test_an_invoice_rationale_in_yen_states_the_invoice_amount_in_whole_yen() -> None:
+    # ¥ has no minor unit: a hold stating the invoice's ¥184,000 is consistent with it.
+    invoice = {"Id": "a01Dn00000HuWdiIAF", "Amount__c": 184000.0, "CurrencyIsoCode": "JPY"}
+    ev = SoftEvidence(
+        workflow="invoice_exception",
+        job_input={"invoice_id": "a01Dn00000HuWdiIAF"},
+        requester="salesforce",
+        request_text="INV-1001",
+        context={"invoice": invoice},
+        summary="Hold INV-1001: ¥184,000 has no purchase order",
+        steps=[
+            {
+                "tool": "salesforce.update_invoice",
+                "args": {"invoice_id": "a01Dn00000HuWdiIAF", "fields": {"Status__c": "On Hold"}},
+                "rationale": "The invoice for ¥184,000 names no purchase order.",
+                "evidence": [],
+            }
+        ],
+    )
+    assert "rationale_consistent" not in missing(ev)
+    ev.summary = "Hold INV-1001: ¥1,840 has no purchase order"
+    assert "rationale_consistent" in missing(ev)
