@@ -8,7 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _SF_ID = r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$"
-_OKTA_ID = r"^[A-Za-z0-9]{20}$|^[A-Za-z0-9]{6,32}$"
+# An Okta object id: 20 characters as Okta issues them, 6 to 32 accepted. One anchored pattern
+# (no alternation of anchored patterns): llama.cpp's grammar compiler cannot compile an anchor
+# inside a pattern and would let any string through, such as a redacted login placeholder.
+_OKTA_ID = r"^[A-Za-z0-9]{6,32}$"
 # Invoice fields an agent may change; everything else on the record is off limits.
 INVOICE_FIELDS = frozenset(
     {
