@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evals.report import OVERALL
+from evals.report import METRICS, OVERALL
 
 if TYPE_CHECKING:
     from jinja2 import Template
@@ -27,22 +27,6 @@ MISSING = "—"
 # A problem longer than this is cut (one case's model output must not swamp the page).
 PROBLEM_CHARS = 2000
 
-# The metrics of each workflow and overall, as `opsgate eval` prints them (label, key).
-METRICS: list[tuple[str, str]] = [
-    ("cases", "cases"),
-    ("correct", "correct"),
-    ("wrong writes", "wrong_writes"),
-    ("correct escalations", "correct_escalations"),
-    ("escalations, wrong reason", "wrong_reason_escalations"),
-    ("missed escalations", "missed_escalations"),
-    ("unnecessary escalations", "unnecessary_escalations"),
-    ("schema adherence", "schema"),
-    ("retries", "retries"),
-    ("model cost per case (USD)", "cost_per_case_usd"),
-    ("model cost per completed (USD)", "cost_per_completed_usd"),
-    ("latency p50 (s)", "p50"),
-    ("latency p95 (s)", "p95"),
-]
 # What each report was made with (label, key of `meta`).
 META: list[tuple[str, str]] = [
     ("planner endpoint", "endpoint"),

@@ -12,6 +12,22 @@ from typing import Any
 from app.report import percentile, ratio
 
 OVERALL = "all"
+# The metrics of each workflow and overall, as the terminal and HTML reports show them (label, key).
+METRICS: list[tuple[str, str]] = [
+    ("cases", "cases"),
+    ("correct", "correct"),
+    ("wrong writes", "wrong_writes"),
+    ("correct escalations", "correct_escalations"),
+    ("escalations, wrong reason", "wrong_reason_escalations"),
+    ("missed escalations", "missed_escalations"),
+    ("unnecessary escalations", "unnecessary_escalations"),
+    ("schema adherence", "schema"),
+    ("retries", "retries"),
+    ("model cost per case (USD)", "cost_per_case_usd"),
+    ("model cost per completed (USD)", "cost_per_completed_usd"),
+    ("latency p50 (s)", "p50"),
+    ("latency p95 (s)", "p95"),
+]
 # The counts a baseline keeps and the gate refuses to see drop.
 GATED_COUNTS = ("correct", "correct_escalations")
 

@@ -18,22 +18,6 @@ from app.cli.common import emit_json
 from app.errors import InputError
 from app.settings import PROJECT_ROOT
 
-_ROWS: list[tuple[str, str]] = [
-    ("cases", "cases"),
-    ("correct", "correct"),
-    ("wrong writes", "wrong_writes"),
-    ("correct escalations", "correct_escalations"),
-    ("escalations, wrong reason", "wrong_reason_escalations"),
-    ("missed escalations", "missed_escalations"),
-    ("unnecessary escalations", "unnecessary_escalations"),
-    ("schema adherence", "schema"),
-    ("retries", "retries"),
-    ("model cost per case (USD)", "cost_per_case_usd"),
-    ("model cost per completed (USD)", "cost_per_completed_usd"),
-    ("latency p50 (s)", "p50"),
-    ("latency p95 (s)", "p95"),
-]
-
 
 @click.command("eval")
 @click.argument("sets", nargs=-1, metavar="[SET]...")
@@ -330,7 +314,9 @@ def _print_run(rep: dict[str, Any], console: Console) -> None:
     table.add_column("")
     for scope in scopes:
         table.add_column(scope, justify="right")
-    for label, key in _ROWS:
+    from evals.report import METRICS
+
+    for label, key in METRICS:
         table.add_row(label, *[_cell(rep["workflows"].get(s) or rep["all"], key) for s in scopes])
     console.print(table)
     confusion = Table(title=f"{rep['name']}: expected vs actual", title_justify="left")
