@@ -12,6 +12,11 @@ UV_STAMP := $(UV_DIR)/.uv-$(UV_VERSION)
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 # Use $(PYTHON), never a Python uv would download.
 export UV_PYTHON_DOWNLOADS := never
+# Compile every installed module to bytecode at install time, as pip does: uv leaves it to the
+# first import, and where PYTHONDONTWRITEBYTECODE is set (this CI machine) every process would
+# compile opsgate's dependencies again (6 s instead of 3.5 s to import the worker; the e2e
+# tests start hundreds of processes).
+export UV_COMPILE_BYTECODE := 1
 CHECK_PYTHON := $(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 12), "opsgate needs Python 3.11 or 3.12 (set PYTHON=python3.12)"'
 # Fails when pyproject.toml asks for something uv.lock does not pin (fix: `$(UV) lock`).
 CHECK_LOCK := $(UV) lock --check --offline
