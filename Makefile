@@ -44,12 +44,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/opsgate demo
 
-# The whole gate: lint, format, types, then every test.
+# The whole gate: the lock check, lint, format, types, the layers, the docs build, every test.
 test: $(STAMP)
 	$(CHECK_LOCK)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy app tasks tools verifiers evals
+	$(VENV)/bin/lint-imports --no-cache
 	d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir "$$d"
 	$(VENV)/bin/python -m pytest -q
 
@@ -58,6 +59,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy app tasks tools verifiers evals
+	$(VENV)/bin/lint-imports --no-cache
 	d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir "$$d"
 
 # The golden set planned by the local model (docs/local-model.md). Not part of `make test` or CI:

@@ -116,7 +116,7 @@ class Job(Base):
     __mapper_args__ = {"version_id_col": version}
 
 
-# Plain string constants, like the job statuses in app/jobs.py (not enum members: the
+# Plain string constants, like the job statuses in app/jobs/lifecycle.py (not enum members: the
 # database drivers would store an Enum by its name).
 class StepStatus:
     """Where a plan step is: waiting, claimed by a worker, done, or failed."""
@@ -272,7 +272,7 @@ class ModelCall(Base):
 
 class ModelSpend(Base):
     """Committed model spend per budget scope (a workflow) and UTC day, in millionths of a
-    USD: the durable ledger behind the fleet's Redis budget counter (app/llm/budget.py)."""
+    USD: the durable ledger behind the fleet's Redis budget counter (app/controls/budget.py)."""
 
     __tablename__ = "model_spend"
 

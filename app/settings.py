@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.salesforce_ids import canonical_id, to_18
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Placeholder values that must never reach a production deployment.
@@ -294,8 +296,6 @@ def check_http_url(value: str) -> None:
 def check_salesforce_org_id(value: str) -> None:
     """Raise ValueError unless `value` is an org id: 00D + 12 characters, or that plus its
     3-character case checksum (Salesforce's 18-character form)."""
-    from app.webhooks.salesforce import canonical_id, to_18
-
     where = "(fix: copy the Organization ID from Salesforce Setup > Company Information)"
     if (
         not value[:3].upper() == "00D"

@@ -651,7 +651,7 @@ class Run:
         args = self.args
         self.children.stop_all()
         try:
-            from app.db import dispose_engine
+            from app.core.db import dispose_engine
 
             dispose_engine()
         except Exception:

@@ -6,7 +6,7 @@ Started by bench/intake.py for an extra, untimed batch when the ratio is below i
 The first SKIP requests to /webhooks/zendesk (the warm-up) are not recorded. After them:
 
 * the event-loop thread (uvicorn, Starlette, FastAPI, the endpoint's own code) runs under one
-  cProfile, and each threadpool thread under its own while it runs `intake.accept_delivery`
+  cProfile, and each threadpool thread under its own while it runs `submissions.accept_delivery`
   or `outbox.publish_for_job`; the clock is each thread's CPU time, so waits on the database,
   Redis and the GIL are not in it (the phase timers below show them);
 * wall-clock timers around each phase of a request: the whole ASGI call (until the response
@@ -158,15 +158,17 @@ def _install() -> None:
     """Wrap the intake path's functions (the code itself is not changed)."""
     import app.api.main as api_main
     import app.api.webhooks as webhooks
-    from app import intake, outbox
-    from app.webhooks import zendesk
+    from app.intake import submissions, zendesk
+    from app.jobs import outbox
 
     zendesk.verify = timed("zendesk.verify (signature)", zendesk.verify)
     zendesk.to_submission = timed("zendesk.to_submission", zendesk.to_submission)
-    intake.parse_submission = timed("intake.parse_submission (pydantic)", intake.parse_submission)
+    submissions.parse_submission = timed(
+        "intake.parse_submission (pydantic)", submissions.parse_submission
+    )
     webhooks.read_body = timed_async("read_body", webhooks.read_body)
-    intake.accept_delivery = in_thread(
-        "intake.accept_delivery (thread; DB transaction)", intake.accept_delivery
+    submissions.accept_delivery = in_thread(
+        "intake.accept_delivery (thread; DB transaction)", submissions.accept_delivery
     )
     outbox.publish_for_job = in_thread(
         "outbox.publish_for_job (thread; background)", outbox.publish_for_job

@@ -74,7 +74,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def statuses(job_ids: list[str]) -> collections.Counter[str]:
     from sqlalchemy import select
 
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.models import Job
 
     with session_scope() as s:
@@ -84,7 +84,7 @@ def statuses(job_ids: list[str]) -> collections.Counter[str]:
 def claimed(job_ids: list[str]) -> int:
     from sqlalchemy import func, select
 
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.models import PlanStep
 
     with session_scope() as s:
@@ -107,8 +107,9 @@ def ledger(url: str) -> list[dict[str, Any]]:
 def measure(run: pipeline.Run) -> int:
     import httpx
 
-    from app import jobs, killswitch
-    from app.db import session_scope
+    from app.controls import killswitch
+    from app.core.db import session_scope
+    from app.jobs import lifecycle
 
     args = run.args
     env, sandbox_url, cases = pipeline.prepare(run)
@@ -133,7 +134,7 @@ def measure(run: pipeline.Run) -> int:
     )
     job_ids = pipeline.submit_all(run.run_id, "k", cases["timed"])
     wait_until(
-        lambda: statuses(job_ids)[jobs.COMPLETED] >= args.engage_after,
+        lambda: statuses(job_ids)[lifecycle.COMPLETED] >= args.engage_after,
         300,
         "jobs to complete before the engage",
         alive=lambda: run.children.check_alive(workers),
@@ -146,7 +147,9 @@ def measure(run: pipeline.Run) -> int:
 
     def parked() -> bool:
         c = statuses(job_ids)
-        return claimed(job_ids) == 0 and c[jobs.PAUSED] + c[jobs.COMPLETED] == len(job_ids)
+        return claimed(job_ids) == 0 and c[lifecycle.PAUSED] + c[lifecycle.COMPLETED] == len(
+            job_ids
+        )
 
     wait_until(parked, 120, "the fleet to park", interval=0.05)
     parked_at = time.time()
@@ -154,17 +157,17 @@ def measure(run: pipeline.Run) -> int:
     arrivals = [datetime.fromisoformat(w["at"].replace("Z", "+00:00")).timestamp() for w in writes]
     late = [t for t in arrivals if t > engaged]
     obey_ms = max(0.0, (max(late) - engaged) * 1000) if late else 0.0
-    paused = statuses(job_ids)[jobs.PAUSED]
+    paused = statuses(job_ids)[lifecycle.PAUSED]
     with session_scope() as s:
         killswitch.release(s, "global", "bench", "drill over")
         resumed = killswitch.resume_released(s, "bench")
         s.commit()
-    from app import outbox
+    from app.jobs import outbox
 
     for job_id in resumed:
         outbox.publish_for_job(job_id)
     wait_until(
-        lambda: statuses(job_ids)[jobs.COMPLETED] == len(job_ids),
+        lambda: statuses(job_ids)[lifecycle.COMPLETED] == len(job_ids),
         600,
         "every job to complete after the release",
         alive=lambda: run.children.check_alive(workers),

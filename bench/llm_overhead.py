@@ -115,9 +115,10 @@ def parts(n: int) -> dict[str, float]:
     """Each opsgate part on its own, median of n runs, ms."""
     from decimal import Decimal
 
-    from app.llm import budget, cache, retrieval
+    from app.controls import budget
+    from app.core.redaction import Placeholders
+    from app.llm import cache, retrieval
     from app.llm.planner import system_prompt, untrusted_block
-    from app.redaction import Placeholders
 
     req = request(0)
     out: dict[str, list[float]] = {"budget": [], "cache": [], "prompt": [], "retrieval": []}
@@ -146,7 +147,7 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="opsgate-llm-bench-"))
     dbname = f"opsgate_bench_llm_{secrets.token_hex(4)}"
     db_url = create_database(ADMIN_URL, dbname)
-    from tools.sandbox.model_routes import serve_in_thread
+    from tools.sandbox.llm.routes import serve_in_thread
 
     url, stop = serve_in_thread()
     os.environ.update(
@@ -163,7 +164,7 @@ def main() -> int:
         import redis
 
         redis.Redis.from_url(REDIS_URL).flushdb()
-        from app.db import dispose_engine
+        from app.core.db import dispose_engine
 
         dispose_engine()
         drop_database(ADMIN_URL, dbname)
@@ -174,15 +175,15 @@ def run(args: argparse.Namespace, url: str) -> int:
     import redis
     from openai.lib._parsing._completions import type_to_response_format_param
 
-    from app import db
-    from app.calls import CallRecorder
-    from app.db import session_scope
+    from app.controls.calls import CallRecorder
+    from app.core import db
+    from app.core.db import session_scope
+    from app.core.redaction import Placeholders
     from app.llm import planner
     from app.llm.planner import system_prompt, untrusted_block
     from app.llm.schema import plan_model
     from app.models import Job
-    from app.planning import validate_plan
-    from app.redaction import Placeholders
+    from app.stages.plan import validate_plan
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     db.upgrade()

@@ -1,8 +1,9 @@
 """Benchmark: opsgate's full pipeline against a bare Celery chain, in one run, on one Redis.
 
 What it measures
-  1. pipeline jobs/s: `support_refund` jobs submitted through `app.intake.submit` and run by
-     real `opsgate worker` processes (rules planner, the sandbox over HTTP, PostgreSQL), until
+  1. pipeline jobs/s: `support_refund` jobs submitted through `app.intake.submissions.submit`
+     and run by real `opsgate worker` processes (rules planner, the sandbox over HTTP,
+     PostgreSQL), until
      every job is `completed`. One job is 6 task hops: plan -> verify_proposal -> execute
      (stripe.refund) -> verify_outcome -> execute (zendesk.add_comment) -> verify_outcome,
      each with its database transactions and sandbox calls.
@@ -368,11 +369,11 @@ def submission(run_id: str, label: str, case: Any) -> dict[str, Any]:
 
 
 def submit_all(run_id: str, label: str, cases: list[Any]) -> list[str]:
-    from app import intake
+    from app.intake import submissions
 
     ids = []
     for case in cases:
-        job_id, created = intake.submit(submission(run_id, label, case), submitted_by="bench")
+        job_id, created = submissions.submit(submission(run_id, label, case), submitted_by="bench")
         if not created:
             raise RuntimeError(f"ticket {case.ticket_id} was already submitted in this run")
         ids.append(job_id)
@@ -604,7 +605,7 @@ class Run:
         args = self.args
         self.children.stop_all()
         try:
-            from app.db import dispose_engine
+            from app.core.db import dispose_engine
 
             dispose_engine()
         except Exception:

@@ -38,7 +38,7 @@ def _ms(values: list[float]) -> str:
 
 
 def _query(sql: str, **params: Any) -> list[Any]:
-    from app.db import get_engine
+    from app.core.db import get_engine
 
     stmt = text(sql)
     for name, value in params.items():
@@ -159,7 +159,7 @@ def tool_call_lines(job_ids: list[str]) -> list[str]:
 
 def db_activity(dbname: str) -> dict[str, int] | None:
     """PostgreSQL's counters for the bench database (None on SQLite)."""
-    from app.db import get_engine
+    from app.core.db import get_engine
 
     if get_engine().dialect.name != "postgresql":
         return None
@@ -224,7 +224,7 @@ _COUNTED = (
     ("ORM flushes", "sqlalchemy/orm/session.py", "flush"),
     ("HTTP requests", "httpx/_client.py", "send"),
     ("broker publishes", "kombu/messaging.py", "publish"),
-    ("audit appends", "app/audit.py", "append"),
+    ("audit appends", "app/audit/chain.py", "append"),
 )
 
 

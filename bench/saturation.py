@@ -10,7 +10,7 @@ Set-up
 
 What it measures
   1. jobs/s: `support_refund` jobs (refundable tickets made by `POST /_sandbox/refund_cases`)
-     submitted through `app.intake.submit` and run by one `opsgate worker --pool threads
+     submitted through `app.intake.submissions.submit` and run by one `opsgate worker --pool threads
      --concurrency C` process (or --workers N of them) against PostgreSQL, Redis and the
      sandbox, until every job is `completed`. The clock runs from the first submit to the
      last job's `completed` event; the bench submits far faster than the workers finish, so
@@ -235,7 +235,7 @@ def refund_cases(sandbox: str, count: int) -> list[dict[str, Any]]:
 
 
 def submit(run_id: str, label: str, cases: list[dict[str, Any]]) -> list[str]:
-    from app import intake
+    from app.intake import submissions
 
     ids = []
     for i, case in enumerate(cases):
@@ -247,7 +247,7 @@ def submit(run_id: str, label: str, cases: list[dict[str, Any]]) -> list[str]:
             "requester": f"zendesk-user:{case['user_id']}",
             "input": {"ticket_id": case["ticket_id"]},
         }
-        job_id, created = intake.submit(raw, submitted_by="bench")
+        job_id, created = submissions.submit(raw, submitted_by="bench")
         if not created:
             raise RuntimeError(f"delivery {raw['delivery_id']} was already submitted")
         ids.append(job_id)

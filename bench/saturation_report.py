@@ -236,7 +236,7 @@ def bare_budget_lines(threads: int, wall: float, chains: int, sleep_s: float) ->
 
 def table_stats() -> dict[str, tuple[int, int, int, int]] | None:
     """Per table of the run's database: (seq_scan, seq_tup_read, idx_scan, idx_tup_fetch)."""
-    from app.db import get_engine
+    from app.core.db import get_engine
 
     if get_engine().dialect.name != "postgresql":
         return None
@@ -276,7 +276,7 @@ def table_scan_lines(
 
 def db_sessions(dbname: str) -> dict[str, float] | None:
     """PostgreSQL 14+ session counters of the run's database (None where unavailable)."""
-    from app.db import get_engine
+    from app.core.db import get_engine
 
     if get_engine().dialect.name != "postgresql":
         return None

@@ -76,7 +76,7 @@ class SatRun:
         args = self.args
         self.children.stop_all()
         try:
-            from app.db import dispose_engine
+            from app.core.db import dispose_engine
 
             dispose_engine()
         except Exception:

@@ -49,10 +49,10 @@ from pydantic import (
 )
 
 from app.reasons import REASONS
-from tools.okta_lifecycle import STATUSES
+from tools.okta.lifecycle import STATUSES
 from tools.sandbox import seed
-from tools.sandbox.model_routes import Answer
-from tools.sandbox.salesforce_model import normalize_id
+from tools.sandbox.llm.routes import Answer
+from tools.sandbox.salesforce.model import normalize_id
 
 CASES_FILE = Path(__file__).resolve().parent / "golden" / "cases.yaml"
 

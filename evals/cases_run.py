@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from app import jobs
-from app.db import session_scope
+from app.core.db import session_scope
+from app.jobs import lifecycle
 from app.models import Job
 from evals.cases import Case, Observed, Outcome, judge, observed_write
 from evals.observe import JobStats
@@ -187,7 +187,7 @@ def result(
     """The case's row in the report; `problems` are judge()'s and the after-state's."""
     expect = case.expect
     expected = "completed" if expect.status == "completed" else f"escalated:{expect.reason}"
-    reason_ok = outcome.status == jobs.ESCALATED and (
+    reason_ok = outcome.status == lifecycle.ESCALATED and (
         outcome.reason == expect.reason and (expect.rule is None or outcome.rule == expect.rule)
     )
     wrong = unexpected_writes(case, writes)

@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from app import jobs
-from app.db import session_scope
+from app.core.db import session_scope
+from app.jobs import lifecycle
 from app.models import Escalation, Job, ModelCall, as_utc
-from app.report import ANSWERED
+from app.reporting.kpis import ANSWERED
 from evals.cases import Outcome
 
-SETTLED = jobs.TERMINAL | {jobs.ESCALATED}
+SETTLED = lifecycle.TERMINAL | {lifecycle.ESCALATED}
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def outcomes(job_ids: dict[str, str]) -> tuple[dict[str, Outcome], int]:
         found = {}
         for case_id, job_id in job_ids.items():
             status = str(statuses.get(job_id, "missing"))
-            esc = latest.get(job_id) if status == jobs.ESCALATED else None
+            esc = latest.get(job_id) if status == lifecycle.ESCALATED else None
             evidence = dict(esc.evidence or {}) if esc else None
             found[case_id] = Outcome(
                 status=status,

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.report import percentile, ratio
+from app.reporting.kpis import percentile, ratio
 
 OVERALL = "all"
 # The metrics of each workflow and overall, as the terminal and HTML reports show them (label, key).

@@ -106,7 +106,7 @@ def _versions(meta: RunMeta) -> None:
     world (its copy of config/); the same for every run of one invocation."""
     if meta.versions:
         return
-    from app import policy
+    from app.controls import policy
     from app.llm import prompts
 
     meta.versions = {

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import httpx
 import yaml
 
-from app.demo import free_port, spawn, stop_process, wait_http
+from app.core.processes import free_port, spawn, stop_process, wait_http
 
 # Variables of the caller's environment that must not reach the world (besides OPSGATE_*).
 _FOREIGN = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SENTRY_DSN", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -116,9 +116,9 @@ def _priced(model: str) -> dict[str, Any]:
 
 
 def _reset_process_state() -> None:
-    from app.db import dispose_engine
+    from app.core.clients import reset_clients
+    from app.core.db import dispose_engine
     from app.settings import get_settings
-    from tools.base import reset_clients
 
     get_settings.cache_clear()
     dispose_engine()
@@ -143,7 +143,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 @contextlib.contextmanager
 def isolated_world(spec: WorldSpec) -> Iterator[World]:
     """Start the world of `spec`; stop it (and remove its home unless kept) on exit."""
-    from app import broker, db, redis_server
+    from app.core import broker, db, redis_server
     from app.settings import get_settings
 
     home = Path(tempfile.mkdtemp(prefix=f"opsgate-eval-{spec.name}-"))

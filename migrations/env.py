@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from app.db import make_engine
+from app.core.db import make_engine
 from app.models import Base
 
 config = context.config

@@ -6,9 +6,9 @@ import random
 
 from celery import Task
 
-from app import runner
 from app.errors import RetryableError
 from app.settings import get_settings
+from app.stages import runner
 
 MAX_COUNTDOWN = 60.0
 

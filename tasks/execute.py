@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Task
 
 from app.celery_app import celery_app
-from app.execution import ExecuteStage
+from app.stages.execute import ExecuteStage
 from tasks.base import run
 
 _STAGE = ExecuteStage()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import structlog
 
 from app.celery_app import celery_app
-from app.db import session_scope
-from app.escalation import mark_notified
+from app.core.db import session_scope
+from app.human.escalation import mark_notified
 
 log = structlog.get_logger(__name__)
 

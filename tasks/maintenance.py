@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from app import checkpoints, privacy, reaper
+from app.audit import checkpoints
 from app.celery_app import celery_app
-from app.db import session_scope
+from app.core.db import session_scope
+from app.privacy import erasure
 from app.settings import get_settings
+from app.stages import reaper
 
 
 @celery_app.task(name="opsgate.reap")
@@ -31,7 +33,7 @@ def retention_purge() -> int:
     """Scrub personal data older than OPSGATE_RETENTION_DAYS; returns the rows scrubbed."""
     days = get_settings().retention_days
     with session_scope() as session:
-        result = privacy.purge_expired(
+        result = erasure.purge_expired(
             session, older_than=timedelta(days=days), actor="system:retention"
         )
         session.commit()

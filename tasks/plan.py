@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Task
 
 from app.celery_app import celery_app
-from app.planning import PlanStage
+from app.stages.plan import PlanStage
 from tasks.base import run
 
 _STAGE = PlanStage()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery import Task
 
 from app.celery_app import celery_app
-from app.outcome import VerifyOutcomeStage
-from app.proposal import VerifyProposalStage
+from app.stages.verify_outcome import VerifyOutcomeStage
+from app.stages.verify_proposal import VerifyProposalStage
 from tasks.base import run
 
 _PROPOSAL = VerifyProposalStage()

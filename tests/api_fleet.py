@@ -8,10 +8,10 @@ from typing import Any, ClassVar
 
 import httpx
 
-from app import jobs
+from app.jobs import lifecycle
 from tests.conftest import Sandbox, wait_for
 
-SETTLED = jobs.TERMINAL | {jobs.ESCALATED}
+SETTLED = lifecycle.TERMINAL | {lifecycle.ESCALATED}
 
 
 @dataclass
@@ -42,7 +42,7 @@ class ApiFleet:
     def escalated(self, job_id: str, reason: str) -> dict[str, Any]:
         """Wait for the job to reach the human queue with `reason`; returns the escalation."""
         detail = self.settle(job_id)
-        assert detail["status"] == jobs.ESCALATED, detail
+        assert detail["status"] == lifecycle.ESCALATED, detail
         escalation: dict[str, Any] = detail["escalation"]
         assert escalation["reason"] == reason, escalation
         assert escalation["status"] == "open"

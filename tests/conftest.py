@@ -35,9 +35,9 @@ OPSGATE_VARS = [k for k in os.environ if k.startswith("OPSGATE_")] + [
 
 def reset_process_state() -> None:
     """Forget cached settings, engines and clients after the environment changed."""
-    from app.db import dispose_engine
+    from app.core.clients import reset_clients
+    from app.core.db import dispose_engine
     from app.settings import get_settings
-    from tools.base import reset_clients
 
     get_settings.cache_clear()
     dispose_engine()
@@ -83,7 +83,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
 @pytest.fixture
 def sqlite_db(clean_env: Path) -> Path:
     """A migrated embedded SQLite database under the test's home."""
-    from app import db
+    from app.core import db
 
     db.upgrade()
     return clean_env / "var" / "opsgate.db"
@@ -144,7 +144,7 @@ def pg_env(
     monkeypatch.setenv("OPSGATE_DATABASE_URL", pg_database)
     monkeypatch.setenv("OPSGATE_REDIS_URL", redis_db_url)
     reset_process_state()
-    from app import db
+    from app.core import db
 
     db.upgrade()
     from app.models import Base
@@ -260,7 +260,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     def start(*extra: str, env: dict[str, str] | None = None, name: str | None = None) -> Proc:
         from celery import Celery
 
-        from app.broker import celery_broker_url
+        from app.core.broker import celery_broker_url
         from app.settings import Settings
 
         node = name or f"test-{secrets.token_hex(3)}@localhost"
@@ -400,7 +400,7 @@ class ModelServer:
 
 @pytest.fixture(scope="session")
 def _model_server_process() -> Iterator[ModelServer]:
-    from tools.sandbox.model_routes import serve_in_thread
+    from tools.sandbox.llm.routes import serve_in_thread
 
     url, stop = serve_in_thread()
     yield ModelServer(url)
@@ -456,9 +456,9 @@ GROUNDED_TICKET: dict[str, Any] = {
 
 def submit_ticket(ticket: int, requester: int, delivery: str, submitted_by: str = "test") -> str:
     """One support_refund job for a Zendesk ticket, as the Zendesk bridge submits it."""
-    from app import intake
+    from app.intake import submissions
 
-    job_id, _ = intake.submit(
+    job_id, _ = submissions.submit(
         {
             "workflow": "support_refund",
             "source": "zendesk",
@@ -474,25 +474,25 @@ def submit_ticket(ticket: int, requester: int, delivery: str, submitted_by: str 
 
 def settle(job_id: str, timeout: float = 90) -> str:
     """Wait until the job is done or with a human; returns its status."""
-    from app import jobs
-    from app.db import session_scope
+    from app.core.db import session_scope
+    from app.jobs import lifecycle
     from app.models import Job
 
     def status() -> str | None:
         with session_scope() as s:
             job = s.get(Job, job_id)
             assert job is not None
-            return job.status if job.status in jobs.TERMINAL | {jobs.ESCALATED} else None
+            return job.status if job.status in lifecycle.TERMINAL | {lifecycle.ESCALATED} else None
 
     return str(wait_for(status, timeout=timeout, what=f"job {job_id} to settle"))
 
 
 def submit_refund_jobs(cases: list[dict[str, Any]], tag: str, source: str) -> list[str]:
     """One support_refund job per sandbox refund case; returns the job ids."""
-    from app import intake
+    from app.intake import submissions
 
     return [
-        intake.submit(
+        submissions.submit(
             {
                 "workflow": "support_refund",
                 "source": source,

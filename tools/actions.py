@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 from app.errors import PermanentError
-from tools import okta_api, salesforce_api, stripe_api, zendesk_api
 from tools.args import (
     AddCommentArgs,
     AddToGroupArgs,
@@ -25,6 +24,10 @@ from tools.args import (
     UpdateTicketArgs,
     UserArgs,
 )
+from tools.okta import client as okta_api
+from tools.salesforce import client as salesforce_api
+from tools.stripe import client as stripe_api
+from tools.zendesk import client as zendesk_api
 
 INVOICE = "Invoice__c"
 

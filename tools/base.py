@@ -1,9 +1,7 @@
-"""What every downstream adapter shares: risk classes, per-process clients, error mapping."""
+"""What every downstream adapter shares: risk classes, error mapping, the HTTP call."""
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -22,30 +20,6 @@ class Risk(StrEnum):
     READ = "read"
     WRITE = "write"
     IRREVERSIBLE = "irreversible"
-
-
-_clients: dict[tuple[str, int], Any] = {}
-# Re-entrant: a client's factory may itself ask for another per-process client.
-_clients_lock = threading.RLock()
-
-
-def per_process(name: str, factory: Callable[[], T]) -> T:
-    """One client per process and name, built lazily so prefork children never share one."""
-    key = (name, os.getpid())
-    with _clients_lock:
-        if key not in _clients:
-            _clients[key] = factory()
-        return _clients[key]
-
-
-def reset_clients() -> None:
-    """Forget every client (tests change the downstream URLs between runs)."""
-    with _clients_lock:
-        for client in _clients.values():
-            close = getattr(client, "close", None)
-            if callable(close):
-                close()
-        _clients.clear()
 
 
 def retry_after_seconds(headers: httpx.Headers | dict[str, str] | None) -> float | None:

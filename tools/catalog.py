@@ -9,10 +9,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.errors import PermanentError, one_line
-from tools import actions, okta_api, salesforce_api, stripe_api, zendesk_api
+from tools import actions
 from tools import args as a
 from tools.actions import marker
 from tools.base import Risk
+from tools.okta import client as okta_api
+from tools.salesforce import client as salesforce_api
+from tools.stripe import client as stripe_api
+from tools.zendesk import client as zendesk_api
 
 __all__ = ["CATALOG", "SERVICE_IDENTITIES", "ToolSpec", "get_tool", "marker"]
 

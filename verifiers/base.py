@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 S = TypeVar("S")
 S_contra = TypeVar("S_contra", contravariant=True)
+T = TypeVar("T")
+
+
+class Reader(Protocol):
+    """How a verifier reads the systems: a catalog read tool, or another named read. The
+    stage's call recorder (app.controls.calls.CallRecorder) is one: it applies the kill
+    switch, rate limit and breaker and records every call; verifiers need no more of it."""
+
+    def tool(self, name: str, args: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+        """Call the catalog tool `name` (a read) with `args`."""
+        ...
+
+    def read(self, name: str, args: dict[str, Any], fn: Callable[[], T]) -> T:
+        """Run `fn`, a read that is not a catalog tool, recorded as `name`."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -6,18 +6,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.calls import CallRecorder
-from verifiers import access, invoices, refund, tickets
-from verifiers.base import Facts, Rule, Verdict
+from verifiers.base import Facts, Reader, Rule, Verdict
+from verifiers.okta import access
+from verifiers.salesforce import invoices
+from verifiers.stripe import refund
+from verifiers.zendesk import tickets
 
 
 @dataclass(frozen=True)
 class Chain:
     """A tool's verification: facts to gather, proposal rules, and the read-back."""
 
-    gather: Callable[[CallRecorder, Facts], None]
+    gather: Callable[[Reader, Facts], None]
     rules: list[Rule]
-    read_back: Callable[[CallRecorder, dict[str, Any], dict[str, Any], str], Verdict]
+    read_back: Callable[[Reader, dict[str, Any], dict[str, Any], str], Verdict]
 
 
 CHAINS: dict[str, Chain] = {

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app import configfile
+from app.core import configfile
 
 
 class WorkflowCheck(BaseModel):

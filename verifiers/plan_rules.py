@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from app.audit import canonical_json
+from app.audit.chain import canonical_json
 from tools.base import Risk
 from tools.catalog import get_tool
 from verifiers.base import Verdict, run_chain

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from app import policy
+from app.controls import policy
 from verifiers.chains import CHAINS
 from verifiers.common import COMMON_RULES
 from verifiers.plan_rules import PLAN_RULES
@@ -27,5 +27,5 @@ def enforceable_rules() -> dict[str, str]:
     for signal in SIGNALS:
         add(signal.name, "soft check signal (verifiers/soft.py)")
     for name in policy.RULE_NAMES:
-        add(name, "policy decision (app/policy.py, config/policy.yaml)")
+        add(name, "policy decision (app/controls/policy.py, config/policy.yaml)")
     return {name: "; ".join(sorted(where)) for name, where in sorted(found.items())}

@@ -3,7 +3,7 @@
 After every deterministic rule has passed, the soft check asks whether the plan is what
 the request, the record history and the policy text support. A model judges when one is
 configured (app/llm/judge.py), but this scorer always runs and the judge can only lower its
-confidence (verifiers/soft_check.py). It starts at 1.0 and subtracts each missing signal's
+confidence (app/stages/soft_check.py). It starts at 1.0 and subtracts each missing signal's
 penalty; a weak signal (no policy passage found) costs a little. A critical signal (a charge
 the ticket never names, an amount it does not state, a payer who is not the requester, a
 target that is not the job's, a ticket that does not ask for the refund, a request taken
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from app.core.money import to_minor
 from app.llm import retrieval
-from app.money import to_minor
-from app.planner.amount_roles import requested_amounts
-from app.planner.language import money_back, request_intent, strip_quoted
-from app.planner.refunds import find_amounts
+from app.reading.amount_roles import requested_amounts
+from app.reading.amounts import find_amounts
+from app.reading.language import money_back, request_intent, strip_quoted
 
 # Which policy document speaks for each workflow (config/policies/<name>.md).
 POLICY_DOCS = {"support_refund": "refunds", "invoice_exception": "invoices", "it_request": "access"}
@@ -139,7 +139,7 @@ class AmountStated(Signal):
     words when they state one (quoted or forwarded history is not the ask, as the rules tier
     reads it), else anywhere in the ticket (an offer quoted below a "yes, go ahead"). Of
     several amounts in the requester's words, the one asked back when the words leave no
-    doubt ("I paid $60.00 ... please refund $30.00": `app.planner.amount_roles`). When the
+    doubt ("I paid $60.00 ... please refund $30.00": `app.reading.amount_roles`). When the
     ticket states no amount at all, refunds.md (Amounts) refunds what is left on the charge if
     the requester asks for their money back: that one amount, and no other, is accepted."""
 
@@ -168,7 +168,7 @@ def _what_is_left_asked_back(ev: SoftEvidence) -> tuple[bool, str]:
     """No amount stated: the plan's one refund must be exactly what remains refundable on the
     named charge as read (amount - amount_refunded, in its currency), the charge must be the
     requester's own, and the requester must ask for their money back, or what is left, as a
-    whole (`app.planner.language.money_back`: a request, no part of the charge named)."""
+    whole (`app.reading.language.money_back`: a request, no part of the charge named)."""
     writes = ev.writes("stripe.refund")
     asked = money_back(ev.request_text)
     if asked is None or len(writes) != 1:
@@ -201,7 +201,7 @@ def _requester_paid(ev: SoftEvidence) -> bool:
 
 class RequestAsks(Signal):
     """The ticket explicitly and unconditionally asks for the refund, on the same reading as
-    the rules tier (`app.planner.language.request_intent`): a question, a condition or a
+    the rules tier (`app.reading.language.request_intent`): a question, a condition or a
     complaint is not an ask, whoever planned the refund."""
 
     name, penalty, workflows = "request_asks", 0.3, frozenset({"support_refund"})

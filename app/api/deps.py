@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Header
 from sqlalchemy.orm import Session
 
-from app import apikeys, db
+from app.core import db
+from app.identity import apikeys
 
 
 def get_session() -> Iterator[Session]:

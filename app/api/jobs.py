@@ -11,14 +11,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app import decisions, intake, jobs, operations, outbox, policy
 from app.api import webhooks
 from app.api.body import JSON_TYPES, media_type, parse_json, read_body
 from app.api.deps import PrincipalDep, SessionDep
 from app.api.problems import HTTPProblem
+from app.controls import policy
 from app.errors import Forbidden, InputError, one_line
+from app.human import decisions
+from app.intake import submissions
+from app.jobs import lifecycle, operations, outbox
+from app.jobs.views import escalation_view, job_detail, job_summary, latest_escalation
 from app.models import Escalation, Job
-from app.views import escalation_view, job_detail, job_summary, latest_escalation
 
 router = APIRouter(prefix="/v1")
 
@@ -49,7 +52,7 @@ async def create_job(
         req = JobRequest.model_validate(raw)
     except ValidationError as exc:
         raise InputError(one_line(exc, "body")) from exc
-    sub = intake.parse_submission(
+    sub = submissions.parse_submission(
         {**req.model_dump(), "source": "api", "delivery_id": f"{principal.name}:{req.external_id}"}
     )
     roles = policy.workflow_policy(sub.workflow)[0].requester_roles
@@ -59,7 +62,7 @@ async def create_job(
             f"(policy requester_roles: {', '.join(roles)})"
         )
     results = await run_in_threadpool(
-        intake.accept_delivery,
+        submissions.accept_delivery,
         [sub],
         submitted_by=principal.actor,
         source="api",
@@ -196,7 +199,7 @@ def perform(session: Session, job: Job, action: str, *, actor: str, reason: str)
     """Apply one operator action; returns the job's new status."""
     if action == "cancel":
         operations.cancel(session, job, actor=actor, reason=reason)
-        return jobs.CANCELLED
+        return lifecycle.CANCELLED
     if action == "retry":
         return operations.retry(session, job, actor=actor)
     if action == "resume":

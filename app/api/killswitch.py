@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from app import killswitch, outbox
 from app.api.deps import PrincipalDep, SessionDep
+from app.controls import killswitch
+from app.jobs import outbox
 
 router = APIRouter(prefix="/v1", tags=["killswitch"])
 

@@ -6,10 +6,11 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from app import broker, db, observability
 from app.api import jobs, killswitch, privacy, problems, webhooks
+from app.core import broker, db
 from app.errors import ServiceUnavailable
-from app.metrics import FleetCollector
+from app.telemetry import observability
+from app.telemetry.metrics import FleetCollector
 
 
 def create_app() -> FastAPI:

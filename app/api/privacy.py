@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from app import privacy
 from app.api.deps import PrincipalDep, SessionDep
+from app.privacy import erasure as privacy
 from app.settings import get_settings
 
 router = APIRouter(prefix="/v1/privacy", tags=["privacy"])

@@ -9,11 +9,11 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from app import intake, outbox
 from app.api.body import JSON_TYPES, XML_TYPES, media_type, parse_json, read_body
 from app.errors import Forbidden, InputError
+from app.intake import salesforce, submissions, zendesk
+from app.jobs import outbox
 from app.settings import get_settings
-from app.webhooks import salesforce, zendesk
 
 router = APIRouter()
 
@@ -58,9 +58,9 @@ async def zendesk_webhook(request: Request, background: BackgroundTasks) -> JSON
     wanted = zendesk.to_submission(payload, headers, settings.zendesk_tag_set())
     if isinstance(wanted, str):
         return JSONResponse({"jobs": [], "ignored": wanted}, status_code=200)
-    sub = intake.parse_submission(wanted.model_dump())
+    sub = submissions.parse_submission(wanted.model_dump())
     results = await run_in_threadpool(
-        intake.accept_delivery,
+        submissions.accept_delivery,
         [sub],
         submitted_by="webhook:zendesk",
         source="zendesk",
@@ -107,7 +107,7 @@ async def salesforce_webhook(request: Request, background: BackgroundTasks) -> R
                 f"workflow (known: {', '.join(SALESFORCE_WORKFLOWS)})"
             )
         subs.append(
-            intake.parse_submission(
+            submissions.parse_submission(
                 {
                     "workflow": workflow,
                     "source": "salesforce",
@@ -123,7 +123,7 @@ async def salesforce_webhook(request: Request, background: BackgroundTasks) -> R
             )
         )
     results = await run_in_threadpool(
-        intake.accept_delivery,
+        submissions.accept_delivery,
         subs,
         submitted_by="webhook:salesforce",
         source="salesforce",

@@ -86,11 +86,11 @@ def _service_error_line(exc: Exception) -> str | None:
     from sqlalchemy.exc import DBAPIError
 
     if isinstance(exc, DBAPIError):
-        from app import db
+        from app.core import db
 
         return db.explain_error(exc)
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-        from app import broker
+        from app.core import broker
 
         return f"redis unreachable at {broker.describe_url()}: {exc}"
     return None

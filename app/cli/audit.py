@@ -13,16 +13,17 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
-from app import audit, checkpoints, privacy
 from app.api.privacy import as_data
-from app.audit_story import story
+from app.audit import checkpoints, verify
+from app.audit.story import story
 from app.cli.common import emit_json, prepare_database, setup_logging, through_api
-from app.db import session_scope
+from app.core.db import session_scope
+from app.core.timespec import parse_since
 from app.errors import InputError
+from app.jobs.views import require_job
 from app.models import AuditCheckpoint, AuditEvent
+from app.privacy import erasure
 from app.settings import cli_actor
-from app.timespec import parse_since
-from app.views import require_job
 
 
 @click.group("audit")
@@ -126,10 +127,10 @@ def audit_verify(job_id: str | None, anchors: tuple[str, ...], as_json: bool) ->
     with session_scope() as session:
         if job_id is not None:
             job = require_job(session, job_id)
-            breaks = audit.verify_one(session, job.id)
+            breaks = verify.one_job(session, job.id)
             chains = 1
         else:
-            breaks = audit.verify_all(session)
+            breaks = verify.whole_trail(session)
             chains = session.scalar(select(func.count(func.distinct(AuditEvent.job_id)))) or 0
         anchored, _ = checkpoints.replay(session)
         events = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
@@ -256,7 +257,7 @@ def data_erase(subject: str, yes: bool, as_json: bool) -> None:
     prepare_database()
     with session_scope() as session:
         try:
-            result = privacy.erase_subject(session, subject, actor=cli_actor())
+            result = erasure.erase_subject(session, subject, actor=cli_actor())
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         session.commit()
@@ -283,7 +284,7 @@ def data_purge(days: int | None, as_json: bool) -> None:
         return
     prepare_database()
     with session_scope() as session:
-        result = privacy.purge_expired(
+        result = erasure.purge_expired(
             session, older_than=timedelta(days=window), actor=cli_actor()
         )
         session.commit()

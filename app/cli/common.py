@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from app import broker, db, logs
+from app.core import broker, db
 from app.settings import get_settings
+from app.telemetry import logs
 
 
 def setup_logging(default_level: str = "WARNING") -> None:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app import demo
+from app.cli import demo_fleet
 from app.cli.common import emit_json, setup_logging
 from app.errors import InputError
 from app.settings import get_settings
@@ -73,7 +73,9 @@ def demo_command(
             check_http_url(endpoint)
         except ValueError as exc:
             raise InputError(f"--endpoint: {exc}") from exc
-    model = demo.ModelChoice("local" if model_kind == "local" else "env", endpoint, gguf, threads)
+    model = demo_fleet.ModelChoice(
+        "local" if model_kind == "local" else "env", endpoint, gguf, threads
+    )
     timeout = timeout if timeout is not None else (900.0 if model_kind == "local" else 180.0)
     model.check(settings)
     if settings.environment == "production":
@@ -105,7 +107,7 @@ def demo_command(
             if model.kind == "local" and not endpoint:
                 starting = "the local model server (loading takes a while), " + starting
             console.print(f"starting {starting} ...")
-        result = demo.run(settings, timeout=timeout, progress=progress, model=model)
+        result = demo_fleet.run(settings, timeout=timeout, progress=progress, model=model)
     if as_json:
         emit_json(result.as_json())
     else:
@@ -119,7 +121,7 @@ def demo_command(
         sys.exit(1)
 
 
-def _print(result: demo.DemoResult) -> None:
+def _print(result: demo_fleet.DemoResult) -> None:
     table = Table(
         "submission",
         "workflow",

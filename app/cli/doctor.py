@@ -169,7 +169,7 @@ def check_intake(settings: Settings, production: bool) -> Iterator[Finding]:
 
 def check_database(settings: Settings) -> Iterator[Finding]:
     """The database answers and its schema is at the migrations' head."""
-    from app import db
+    from app.core import db
     from app.errors import ServiceUnavailable
 
     if settings.database_url is None:
@@ -200,7 +200,7 @@ def _database_fix(message: str) -> str:
 
 def check_redis(settings: Settings) -> Iterator[Finding]:
     """Redis answers (the embedded one is started on demand, so only noted)."""
-    from app import broker
+    from app.core import broker
     from app.errors import ServiceUnavailable
 
     if settings.redis_url is None:
@@ -243,7 +243,7 @@ def check_models(settings: Settings) -> Iterator[Finding]:
     """Each configured model endpoint answers GET {base}/models with its key."""
     import httpx
 
-    from app.db import describe_url
+    from app.core.db import describe_url
 
     endpoints = _endpoints(settings)
     if not endpoints:

@@ -137,7 +137,7 @@ def eval_command(
     the baseline is not correct now or a count of correct outcomes dropped; 0 otherwise.
     Latency is reported, never gated.
     """
-    from app import logs
+    from app.telemetry import logs
     from evals import report, runner
 
     # Not setup_logging(): the caller's settings are not read (they may be production's).

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from app import intake
 from app.cli.common import (
     emit_json,
     prepare_database,
@@ -19,18 +18,19 @@ from app.cli.common import (
     setup_logging,
     through_api,
 )
-from app.db import session_scope
-from app.decisions import REJECT_REASONS
+from app.core.db import session_scope
 from app.errors import InputError
-from app.models import Escalation, EscalationStatus, Job
-from app.settings import cli_actor, get_settings
-from app.views import (
+from app.human.decisions import REJECT_REASONS
+from app.intake import submissions as intake
+from app.jobs.views import (
     escalation_view,
     job_detail,
     job_summary,
     latest_escalation,
     require_job,
 )
+from app.models import Escalation, EscalationStatus, Job
+from app.settings import cli_actor, get_settings
 
 
 def read_submissions(path: Path) -> list[Any]:
@@ -213,8 +213,8 @@ def _operate(job_id: str, action: str, reason: str) -> None:
     if remote is not None:
         click.echo(f"{job_id}  {remote['status']}")
         return
-    from app import outbox
     from app.api.jobs import perform
+    from app.jobs import outbox
 
     prepare_services()
     with session_scope() as session:
@@ -278,11 +278,11 @@ def escalations_list(show_all: bool, as_json: bool) -> None:
 
 
 def _decide(escalation_id: int, body: dict[str, Any]) -> None:
-    from app import decisions
+    from app.human import decisions
 
     result = through_api(f"/v1/escalations/{escalation_id}/decision", body)
     if result is None:
-        from app import outbox
+        from app.jobs import outbox
 
         prepare_services()
         with session_scope() as session:
@@ -305,7 +305,7 @@ def _decide(escalation_id: int, body: dict[str, Any]) -> None:
 @click.argument("escalation_id", type=int)
 def escalations_claim(escalation_id: int) -> None:
     """Take an escalation for yourself (others cannot decide it while the claim holds)."""
-    from app import decisions
+    from app.human import decisions
 
     setup_logging()
     result = through_api(f"/v1/escalations/{escalation_id}/claim", {})

@@ -6,9 +6,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from app import apikeys
 from app.cli.common import emit_json, prepare_database, setup_logging
-from app.db import session_scope
+from app.core.db import session_scope
+from app.identity import apikeys
 from app.settings import cli_actor
 
 

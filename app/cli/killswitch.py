@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.cli.common import emit_json, prepare_services, through_api
-from app.db import session_scope
+from app.core.db import session_scope
 from app.settings import cli_actor
 
 _scope_options = [
@@ -61,7 +61,7 @@ def off(workflow: str | None, tool: str | None, reason: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(as_json: bool) -> None:
     """Show every engaged switch, from config/killswitch.yaml and at runtime."""
-    from app import killswitch
+    from app.controls import killswitch
 
     prepare_services()
     rows = killswitch.status()

@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from app.cli.common import emit_json, prepare_database, setup_logging
-from app.db import session_scope
+from app.core.db import session_scope
+from app.core.timespec import parse_since
 from app.errors import InputError
-from app.timespec import parse_since
 
 
 @click.command("report")
@@ -41,8 +41,8 @@ def report(since: str | None, as_json: bool, html_file: Path | None) -> None:
     counts by status; with each workflow's rollout stage and the shadow proposals per
     tool. A rate with nothing to divide by is shown as "—" (null in JSON).
     """
-    from app import report as kpi
-    from app import report_html
+    from app.reporting import html as report_html
+    from app.reporting import kpis as kpi
 
     start = parse_since(since) if since else None
     setup_logging()
@@ -68,7 +68,7 @@ def report(since: str | None, as_json: bool, html_file: Path | None) -> None:
 
 def print_report(data: dict[str, Any], console: Console) -> None:
     """The KPI table, the escalation reasons and the shadow proposals per tool."""
-    from app import report as kpi
+    from app.reporting import kpis as kpi
 
     columns, rows = kpi.kpi_rows(data)
     head, cells = ["KPI", *columns], [[label, *values] for label, values in rows]

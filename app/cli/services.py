@@ -13,7 +13,7 @@ from celery import signals
 from celery.platforms import EX_FAILURE
 
 from app.cli.common import prepare_services, setup_logging
-from app.jobs import QUEUES
+from app.jobs.lifecycle import QUEUES
 
 
 @click.command()
@@ -71,7 +71,7 @@ def worker(queues: str, concurrency: int, pool: str, with_beat: bool, hostname: 
     owns_redis = prepare_services() or os.environ.get(_OWNS_REDIS) == "1"
     if os.environ.get(_OWNS_REDIS) == "1":
         # A re-executed worker stops the embedded server its first life started.
-        from app import redis_server
+        from app.core import redis_server
         from app.settings import get_settings
 
         atexit.register(redis_server.stop, get_settings())
@@ -201,7 +201,7 @@ def db_group() -> None:
 @db_group.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
-    from app import db
+    from app.core import db
 
     setup_logging()
     db.upgrade()

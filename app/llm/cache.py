@@ -14,7 +14,7 @@ from typing import Any
 import redis
 import structlog
 
-from app import broker
+from app.core import broker
 
 log = structlog.get_logger(__name__)
 PREFIX = "opsgate:llm:cache:"

@@ -13,8 +13,9 @@ import os
 
 import openai
 
+from app.core.clients import per_process
 from app.settings import get_settings
-from tools.base import per_process, retry_after_seconds
+from tools.base import retry_after_seconds
 
 # Answers that say "this model, now, cannot": move on to the next model or tier.
 UNAVAILABLE = (

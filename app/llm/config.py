@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app import configfile
+from app.core import configfile
 
 TIER_ORDER = ("rules", "small", "large")
 ModelTier = Literal["small", "large"]

@@ -28,13 +28,13 @@ import openai
 import pydantic
 from openai.lib._pydantic import to_strict_json_schema
 
-from app import breaker
-from app.calls import CallRecorder, RecordedModelCall
+from app.controls import breaker, budget
+from app.controls.calls import CallRecorder, RecordedModelCall
+from app.core.redaction import Placeholders
 from app.errors import CircuitOpen, one_line
-from app.llm import budget, cache
+from app.llm import cache
 from app.llm.client import UNAVAILABLE, client, retry_after
 from app.llm.config import ModelPrice, ModelsConfig, Tier
-from app.redaction import Placeholders
 
 
 class Unavailable(Exception):

@@ -3,7 +3,7 @@
 It goes through the planner's call engine (app/llm/engine.py: redaction of every message,
 budget reservation, response cache, breaker, the call record that puts tokens and cost in
 model_calls and the audit chain); only the question and the answer's schema differ. Its
-verdict can only lower the deterministic scorer's confidence (verifiers/soft_check.py): a
+verdict can only lower the deterministic scorer's confidence (app/stages/soft_check.py): a
 prompt-injected ticket that compromises the planner's endpoint may compromise the judge's
 too, so the judge is never the reason a write goes ahead. When no model of the tier answers
 usably, JudgeUnavailable leaves the decision to the scorer alone.
@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.calls import CallRecorder
+from app.controls.calls import CallRecorder
+from app.core.redaction import Placeholders
 from app.errors import JudgeUnavailable
 from app.llm import cache, prompts, retrieval
 from app.llm.config import models_config
@@ -29,7 +30,6 @@ from app.llm.engine import (
     send,
     untrusted_block,
 )
-from app.redaction import Placeholders
 
 
 class SoftVerdict(BaseModel):

@@ -13,8 +13,10 @@ from typing import Any
 
 import structlog
 
-from app.calls import CallRecorder
+from app.controls.calls import CallRecorder
+from app.core.redaction import Placeholders
 from app.errors import EscalationRequired, PermanentError, RetryableError
+from app.jobs.steps import Plan
 from app.llm import cache, prompts, retrieval
 from app.llm.config import ModelPrice, Tier, models_config
 from app.llm.engine import (
@@ -28,8 +30,6 @@ from app.llm.engine import (
 )
 from app.llm.router import features, request_text, route
 from app.llm.schema import plan_model, to_plan
-from app.plan import Plan
-from app.redaction import Placeholders
 
 log = structlog.get_logger(__name__)
 

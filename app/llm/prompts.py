@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from app import configfile
+from app.core import configfile
 
 
 @dataclass(frozen=True)

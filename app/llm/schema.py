@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from app.plan import Plan, PlanEscalation, Step
+from app.jobs.steps import Plan, PlanEscalation, Step
 from tools.args import INVOICE_FIELDS
 from tools.catalog import CATALOG
 

@@ -16,14 +16,15 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app import breaker, jobs
-from app.db import session_scope
+from app.controls import breaker
+from app.core.db import session_scope
+from app.jobs import lifecycle
 from app.models import Job, PlanStep, ToolCall
 from tests.conftest import Sandbox, submit_refund_jobs, wait_for
 
 pytestmark = pytest.mark.chaos
 
-SETTLED = jobs.TERMINAL | {jobs.ESCALATED, jobs.PAUSED}
+SETTLED = lifecycle.TERMINAL | {lifecycle.ESCALATED, lifecycle.PAUSED}
 # Fast recovery knobs: short claim leases and a reaper that notices stalls within seconds.
 FAST = {
     "OPSGATE_CLAIM_LEASE": "2",
@@ -63,7 +64,7 @@ def describe_unsettled(job_ids: list[str]) -> str:
                 Job.resume_at,
                 Job.updated_at,
                 Job.retries,
-            ).where(Job.id.in_(job_ids), Job.status.not_in(SETTLED - {jobs.PAUSED}))
+            ).where(Job.id.in_(job_ids), Job.status.not_in(SETTLED - {lifecycle.PAUSED}))
         ).all()
         steps = s.execute(
             select(PlanStep.job_id, PlanStep.tool, PlanStep.status).where(
@@ -80,7 +81,7 @@ def wait_all_finished(job_ids: list[str]) -> None:
     """Wait until every job settled with none parked; fail with what each straggler does."""
     try:
         wait_for(
-            lambda: all_settled(job_ids) and statuses(job_ids)[jobs.PAUSED] == 0,
+            lambda: all_settled(job_ids) and statuses(job_ids)[lifecycle.PAUSED] == 0,
             timeout=240,
             interval=0.5,
             what="every job to finish",
@@ -106,7 +107,9 @@ def assert_no_double_effects(sandbox: Sandbox, job_ids: list[str]) -> None:
             select(PlanStep.args)
             .join(Job, Job.id == PlanStep.job_id)
             .where(
-                Job.id.in_(job_ids), Job.status == jobs.COMPLETED, PlanStep.tool == "stripe.refund"
+                Job.id.in_(job_ids),
+                Job.status == lifecycle.COMPLETED,
+                PlanStep.tool == "stripe.refund",
             )
         ).all()
     assert {a["charge_id"] for a in done} <= set(refunds)
@@ -158,7 +161,7 @@ def test_sigkill_of_the_executor_inside_tool_calls_never_doubles_a_write(
     assert kills == 20
     assert_no_double_effects(sandbox, job_ids)
     counts = statuses(job_ids)
-    assert counts[jobs.COMPLETED] + counts[jobs.ESCALATED] == len(job_ids), counts
+    assert counts[lifecycle.COMPLETED] + counts[lifecycle.ESCALATED] == len(job_ids), counts
     # The drops really happened: some writes were applied without the answer getting back
     dropped = [w for w in sandbox.ledger() if w.get("fault") == "dropped_after_commit"]
     assert dropped
@@ -180,7 +183,7 @@ def test_redis_restart_under_load_completes_every_job_once(
     # When Redis goes away (losing every queued message) and comes back, twice
     for _ in range(2):
         wait_for(
-            lambda: statuses(job_ids)[jobs.COMPLETED] >= 3 or all_settled(job_ids),
+            lambda: statuses(job_ids)[lifecycle.COMPLETED] >= 3 or all_settled(job_ids),
             timeout=60,
             what="some progress",
         )
@@ -189,7 +192,7 @@ def test_redis_restart_under_load_completes_every_job_once(
     # Then every job completes (a write that met Redis down parked, failing closed, and
     # resumed), and no refund or note was written twice
     wait_all_finished(job_ids)
-    assert statuses(job_ids)[jobs.COMPLETED] == len(job_ids), statuses(job_ids)
+    assert statuses(job_ids)[lifecycle.COMPLETED] == len(job_ids), statuses(job_ids)
     assert_no_double_effects(sandbox, job_ids)
     assert len(sandbox.applied("stripe")) == len(job_ids)
 
@@ -239,7 +242,7 @@ def test_a_5xx_storm_opens_the_breaker_for_the_fleet_and_jobs_finish_after(
     # When the storm ends, the next probe closes the breaker and parked jobs resume
     clear_faults(sandbox)
     wait_all_finished(job_ids)
-    assert statuses(job_ids)[jobs.COMPLETED] == len(job_ids), statuses(job_ids)
+    assert statuses(job_ids)[lifecycle.COMPLETED] == len(job_ids), statuses(job_ids)
     assert_no_double_effects(sandbox, job_ids)
     # Without a breaker each job would spend its whole retry budget against Stripe
     assert during < len(job_ids) * int(FAST["OPSGATE_RETRY_BUDGET"]) // 4

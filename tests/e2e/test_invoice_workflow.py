@@ -16,11 +16,11 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from app import jobs
+from app.jobs import lifecycle
 from tests.api_fleet import SETTLED, ApiFleet
 from tests.conftest import ROOT, Proc, Sandbox, reset_process_state, wait_for
 from tests.intake_helpers import ORG_15, Note, outbound_message
-from tools import salesforce_api
+from tools.salesforce import client as salesforce_api
 from tools.sandbox.seed import INVOICE_IDS, PURCHASE_ORDER_IDS
 
 pytestmark = pytest.mark.e2e
@@ -131,7 +131,7 @@ def approve_inv_1001(fleet: Fleet) -> str:
     [job_id] = fleet.deliver("INV-1001")
     escalation = fleet.escalated(job_id, "approval_required")
     assert fleet.decide(escalation, {"decision": "approve"}).status_code == 200
-    assert fleet.settle(job_id)["status"] == jobs.COMPLETED
+    assert fleet.settle(job_id)["status"] == lifecycle.COMPLETED
     return job_id
 
 
@@ -147,7 +147,7 @@ def test_mismatches_are_put_on_hold_with_the_reason_and_nothing_else(fleet: Flee
     # Then each job completes on its own with one hold written to its own invoice
     for job_id in (mismatch, closed, vendor):
         detail = fleet.settle(job_id)
-        assert detail["status"] == jobs.COMPLETED, detail["escalation"]
+        assert detail["status"] == lifecycle.COMPLETED, detail["escalation"]
         assert step_statuses(detail) == [("s1", "salesforce.update_invoice", "succeeded")]
         assert detail["escalation"] is None and not detail["incident"]
     held = {
@@ -179,7 +179,7 @@ def test_mismatches_are_put_on_hold_with_the_reason_and_nothing_else(fleet: Flee
 def test_a_redelivered_message_creates_nothing_new(fleet: Fleet) -> None:
     # Given INV-1002's Outbound Message, delivered and held
     [job_id] = fleet.deliver("INV-1002")
-    assert fleet.settle(job_id)["status"] == jobs.COMPLETED
+    assert fleet.settle(job_id)["status"] == lifecycle.COMPLETED
 
     # When Salesforce delivers the same notification again (it retries until it sees an Ack)
     [again] = fleet.deliver("INV-1002")
@@ -187,7 +187,7 @@ def test_a_redelivered_message_creates_nothing_new(fleet: Fleet) -> None:
     # Then it is acknowledged, names the same job, and nothing more is written
     assert again == job_id
     assert len(fleet.jobs_about(INVOICE_IDS["INV-1002"])) == 1
-    assert fleet.job(job_id)["status"] == jobs.COMPLETED
+    assert fleet.job(job_id)["status"] == lifecycle.COMPLETED
     assert len(fleet.writes()) == 1
     assert [w["outcome"] for w in fleet.sandbox.ledger(system="salesforce")] == ["applied"]
 
@@ -214,7 +214,7 @@ def test_approval_required_then_approved_runs_the_approval_exactly_once(fleet: F
 
     # Then the approval runs once, under the token, and the invoice reads Approved
     detail = fleet.settle(job_id)
-    assert detail["status"] == jobs.COMPLETED and not detail["incident"]
+    assert detail["status"] == lifecycle.COMPLETED and not detail["incident"]
     assert step_statuses(detail) == [("s1", "salesforce.approve_payment", "succeeded")]
     assert fleet.writes() == [(INVOICE_IDS["INV-1001"], {"Status__c": "Approved"})]
     record = invoice("INV-1001")
@@ -237,9 +237,9 @@ def test_rejected_approval_ends_the_job_and_writes_nothing(fleet: Fleet) -> None
     )
 
     # Then the job is rejected, and Salesforce received no write at all
-    assert resp.status_code == 200 and resp.json()["job_status"] == jobs.REJECTED
+    assert resp.status_code == 200 and resp.json()["job_status"] == lifecycle.REJECTED
     detail = fleet.settle(job_id)
-    assert detail["status"] == jobs.REJECTED
+    assert detail["status"] == lifecycle.REJECTED
     assert detail["escalation"]["decision"] == "reject"
     assert detail["escalation"]["decided_by"] == "key:finance"
     assert fleet.sandbox.ledger(system="salesforce") == []
@@ -269,7 +269,7 @@ def test_missing_order_is_linked_then_the_approved_payment_runs(fleet: Fleet) ->
 
     # Then the order is linked, then the payment approved, each once, in that order
     detail = fleet.settle(job_id)
-    assert detail["status"] == jobs.COMPLETED, detail["escalation"]
+    assert detail["status"] == lifecycle.COMPLETED, detail["escalation"]
     assert fleet.writes() == [
         (INVOICE_IDS["INV-1003"], {"Purchase_Order__c": PURCHASE_ORDER_IDS["PO-5003"]}),
         (INVOICE_IDS["INV-1003"], {"Status__c": "Approved"}),
@@ -288,7 +288,7 @@ def test_duplicate_number_is_held_once_the_first_invoice_is_approved(fleet: Flee
 
     # Then it is put on hold as a duplicate, naming the approved record, never approved
     detail = fleet.settle(job_id)
-    assert detail["status"] == jobs.COMPLETED, detail["escalation"]
+    assert detail["status"] == lifecycle.COMPLETED, detail["escalation"]
     assert step_statuses(detail) == [("s1", "salesforce.update_invoice", "succeeded")]
     record = invoice("INV-1004")
     assert record["Status__c"] == "On Hold"
@@ -349,7 +349,7 @@ def test_a_record_that_changed_after_planning_fails_verification(fleet: Fleet) -
 
     # When INV-1001 is approved and paid, then a reviewer approves INV-1004's plan too
     assert fleet.decide(first_escalation, {"decision": "approve"}).status_code == 200
-    assert fleet.settle(first)["status"] == jobs.COMPLETED
+    assert fleet.settle(first)["status"] == lifecycle.COMPLETED
     assert fleet.decide(duplicate_escalation, {"decision": "approve"}).status_code == 200
 
     # Then the re-check against the records refuses to pay the same number twice
@@ -422,10 +422,10 @@ def test_a_lost_second_write_after_a_kept_first_one_is_partial(fleet: Fleet) -> 
 
     def parked_or_settled() -> dict[str, Any] | None:
         detail = fleet.job(job_id)
-        return detail if detail["status"] in SETTLED | {jobs.PAUSED} else None
+        return detail if detail["status"] in SETTLED | {lifecycle.PAUSED} else None
 
     detail = wait_for(parked_or_settled, timeout=90, what="the job to park before its second write")
-    assert detail["status"] == jobs.PAUSED, detail["escalation"]
+    assert detail["status"] == lifecycle.PAUSED, detail["escalation"]
     assert fleet.writes() == [
         (INVOICE_IDS["INV-1003"], {"Purchase_Order__c": PURCHASE_ORDER_IDS["PO-5003"]})
     ]

@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from app import jobs
+from app.jobs import lifecycle as jobs
 from tests.api_fleet import ApiFleet
 from tests.conftest import Proc, Sandbox, reset_process_state
-from tools import okta_api
+from tools.okta import client as okta_api
 from tools.sandbox.seed import OKTA_GROUPS, OKTA_USERS
 
 pytestmark = pytest.mark.e2e
@@ -186,7 +186,7 @@ def test_privileged_self_grant_is_never_executed(fleet: Fleet) -> None:
 
     # Then no plan is made that the verifier would refuse: nobody grants themselves a
     # privileged group, so it fails verification with that rule at planning and no reviewer
-    # is asked to approve a grant that could never run (verifiers/access.py still refuses it
+    # is asked to approve a grant that could never run (verifiers/okta/access.py still refuses it
     # if a model tier proposes it: tests/unit/test_verifiers_access.py)
     refused = fleet.escalated(job_id, "verification_failed")
     assert refused["evidence"]["rule"] == "no_privileged_self_grant"

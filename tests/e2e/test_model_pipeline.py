@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app import audit, breaker, jobs
-from app.db import session_scope
+from app.audit import chain as audit
+from app.controls import breaker
+from app.core.db import session_scope
+from app.jobs import lifecycle
 from app.models import AuditEvent, Escalation, Job, ModelCall, ToolCall
 from tests.conftest import GROUNDED_TICKET, ROOT, ModelServer, Sandbox, settle, submit_ticket
 
@@ -92,7 +94,7 @@ def test_a_ticket_the_rules_cannot_plan_is_planned_by_the_model_and_done(
     )
     job_id = submit(4850, 103, "model-1")
     # Then the job completes with the model's plan, and the refund happened once
-    assert settled(job_id) == jobs.COMPLETED
+    assert settled(job_id) == lifecycle.COMPLETED
     assert [(w["body"]["charge"], int(w["body"]["amount"])) for w in sandbox.applied("stripe")] == [
         ("ch_1003", 3000)
     ]
@@ -139,7 +141,7 @@ def test_a_prompt_injected_plan_never_reaches_a_tool(fleet: ModelServer, sandbox
     )
     job_id = submit(4826, 106, "inject-1")
     # Then policy stops it before any call: escalated as policy_blocked, nothing written
-    assert settled(job_id) == jobs.ESCALATED
+    assert settled(job_id) == lifecycle.ESCALATED
     with session_scope() as s:
         esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
         assert esc.reason == "policy_blocked"
@@ -155,7 +157,7 @@ def test_without_a_model_endpoint_the_rules_tier_escalates_no_model(
 ) -> None:
     start_worker()
     job_id = submit(4830, 103, "nomodel-1")
-    assert settled(job_id) == jobs.ESCALATED
+    assert settled(job_id) == lifecycle.ESCALATED
     with session_scope() as s:
         esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
         assert esc.reason == "no_model"
@@ -182,7 +184,7 @@ def test_a_plan_the_judge_doubts_escalates_low_confidence_and_writes_nothing(
     )
     job_id = submit(4850, 103, "doubt-1")
     # Then the job waits for a human as low_confidence, with the judge's reasons
-    assert settled(job_id) == jobs.ESCALATED
+    assert settled(job_id) == lifecycle.ESCALATED
     with session_scope() as s:
         esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
         assert esc.reason == "low_confidence"
@@ -203,7 +205,7 @@ def test_when_the_judge_cannot_answer_the_deterministic_scorer_decides(
     )
     job_id = submit(4830, 103, "nojudge-1")
     # Then the scorer judges: the amount is not one the ticket states, so a human decides
-    assert settled(job_id) == jobs.ESCALATED
+    assert settled(job_id) == lifecycle.ESCALATED
     with session_scope() as s:
         esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
         assert esc.reason == "low_confidence"
@@ -227,7 +229,7 @@ def test_a_confident_judge_cannot_raise_the_scorer_or_overrule_a_critical_signal
     job_id = submit(4830, 103, "judge-overruled-1")
     # Then the judge's verdict was used, but the scorer's lower confidence and its critical
     # signal decide: a human reviews it and nothing is written
-    assert settled(job_id) == jobs.ESCALATED
+    assert settled(job_id) == lifecycle.ESCALATED
     with session_scope() as s:
         esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
         assert esc.reason == "low_confidence"
@@ -242,24 +244,24 @@ def test_a_confident_judge_cannot_raise_the_scorer_or_overrule_a_critical_signal
 def test_a_reviewer_approves_a_doubted_plan_and_it_runs_once(
     fleet: ModelServer, sandbox: Sandbox
 ) -> None:
-    from app import decisions
+    from app.human import decisions
 
     fleet.script(
         {"match": "ch_1003", "content": plan_for("stripe.refund", REFUND_4850, 4850)},
         verdict(0.4),
     )
     job_id = submit(4850, 103, "doubt-approve-1")
-    assert settled(job_id) == jobs.ESCALATED
+    assert settled(job_id) == lifecycle.ESCALATED
     # When a reviewer approves the doubted step
     with session_scope() as s:
         esc = s.scalars(select(Escalation).where(Escalation.job_id == job_id)).one()
         decisions.decide(s, esc, decisions.Decision(decision="approve"), "reviewer:rita")
         s.commit()
-    from app import outbox
+    from app.jobs import outbox
 
     outbox.publish_for_job(job_id)
     # Then the plan runs without asking the judge again, and the refund happens once
-    assert settled(job_id) == jobs.COMPLETED
+    assert settled(job_id) == lifecycle.COMPLETED
     assert [int(w["body"]["amount"]) for w in sandbox.applied("stripe")] == [3000]
     with session_scope() as s:
         judged = s.scalars(
@@ -283,7 +285,7 @@ def test_a_judge_tier_with_its_own_endpoint_and_key_judges_there(
     import yaml
 
     from tests.conftest import models_config_dir
-    from tools.sandbox.model_routes import serve_in_thread
+    from tools.sandbox.llm.routes import serve_in_thread
 
     # Given a judge tier at a second OpenAI-compatible endpoint whose key is in a variable
     # that models.yaml names, and the planner at the default endpoint
@@ -315,7 +317,7 @@ def test_a_judge_tier_with_its_own_endpoint_and_key_judges_there(
         # When a job is planned and judged
         job_id = submit(4850, 103, "own-endpoint-1")
         # Then the judge's call went to its own endpoint with its own key, and its doubt holds
-        assert settled(job_id) == jobs.ESCALATED
+        assert settled(job_id) == lifecycle.ESCALATED
         judged = judge_server.requests()
         assert [r["model"] for r in judged] == ["judge-1"]
         sent = judged[0]["headers"]["authorization_sha256"]

@@ -11,11 +11,11 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from app import jobs
-from app.planner.refunds import StatedAmount, find_amounts
+from app.jobs import lifecycle
+from app.reading.amounts import StatedAmount, find_amounts
 from tests.api_fleet import ApiFleet
 from tests.conftest import Sandbox, reset_process_state
-from tools import zendesk_api
+from tools.zendesk import client as zendesk_api
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +82,7 @@ def test_an_edited_refund_is_made_and_noted_for_the_edited_amount(fleet: Fleet) 
 
     # Then the job completes
     detail = fleet.settle(job_id)
-    assert detail["status"] == jobs.COMPLETED, detail["escalation"]
+    assert detail["status"] == lifecycle.COMPLETED, detail["escalation"]
     # Both steps ran as their second revision: the refund edited, the note restated from it
     assert [(s["step_id"], s["revision"], s["status"]) for s in detail["steps"]] == [
         ("s1", 2, "succeeded"),

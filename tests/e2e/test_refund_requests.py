@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app import jobs
-from app.db import session_scope
+from app.core.db import session_scope
+from app.jobs import lifecycle
 from app.models import Escalation
 from tests.conftest import Sandbox, settle, submit_ticket
 
@@ -53,7 +53,7 @@ def test_a_question_is_not_refunded_and_goes_to_the_model_tier(worker: Sandbox) 
     # When the job runs with no model configured
     job_id = submit_ticket(7101, 102, "req-7101")
     # Then the rules tier plans nothing: no_model, and nothing is written
-    assert settle(job_id) == jobs.ESCALATED
+    assert settle(job_id) == lifecycle.ESCALATED
     assert escalation(job_id).reason == "no_model"
     assert worker.applied() == []
 
@@ -66,7 +66,7 @@ def test_a_withdrawal_in_ordinary_words_stops_the_refund(worker: Sandbox) -> Non
     )
     job_id = submit_ticket(7102, 102, "req-7102")
     # Then the job escalates with the verifier's reason and rule, quoting the sentence
-    assert settle(job_id) == jobs.ESCALATED
+    assert settle(job_id) == lifecycle.ESCALATED
     found = escalation(job_id)
     assert found.reason == "verification_failed"
     assert found.evidence["rule"] == "request_not_withdrawn"
@@ -81,7 +81,7 @@ def test_a_chargeback_threat_in_the_ticket_stops_the_refund(worker: Sandbox) -> 
     threat = "Refund $40.00 on ch_1002 today or I will file a chargeback with my bank."
     worker.add_tickets(ticket(7103, 102, f"Hello. {threat}"))
     job_id = submit_ticket(7103, 102, "req-7103")
-    assert settle(job_id) == jobs.ESCALATED
+    assert settle(job_id) == lifecycle.ESCALATED
     found = escalation(job_id)
     assert found.reason == "verification_failed"
     assert found.evidence["rule"] == "no_dispute_in_thread"
@@ -114,7 +114,7 @@ def test_a_polite_request_in_each_language_is_refunded_once(
 ) -> None:
     worker.add_tickets(ticket(ticket_id, requester, text))
     job_id = submit_ticket(ticket_id, requester, f"req-{ticket_id}")
-    assert settle(job_id) == jobs.COMPLETED
+    assert settle(job_id) == lifecycle.COMPLETED
     refunds = worker.applied("stripe")
     assert len(refunds) == 1
     body = refunds[0]["body"]

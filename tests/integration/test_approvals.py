@@ -9,8 +9,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app import approvals, intake, jobs
-from app.db import session_scope
+from app.controls import approvals
+from app.core.db import session_scope
+from app.intake import submissions
+from app.jobs import lifecycle
 from app.models import Approval, AuditEvent, Escalation, Job, PlanStep
 from tests.conftest import Sandbox, reset_process_state, wait_for
 
@@ -87,7 +89,7 @@ def fleet(
 
 
 def submit_ticket(ticket: int, user: int, delivery: str, requester: str | None = None) -> str:
-    job_id, _ = intake.submit(
+    job_id, _ = submissions.submit(
         {
             "workflow": "support_refund",
             "source": "zendesk",
@@ -111,7 +113,7 @@ def settled(job_id: str) -> Job:
         with session_scope() as s:
             job = s.get(Job, job_id)
             assert job is not None
-            return job if job.status in jobs.TERMINAL | {jobs.ESCALATED} else None
+            return job if job.status in lifecycle.TERMINAL | {lifecycle.ESCALATED} else None
 
     found: Job = wait_for(done, timeout=60, what=f"job {job_id} to settle")
     return found
@@ -130,7 +132,7 @@ def decide(api: str, esc_id: int, body: dict[str, Any], headers: dict[str, str])
 
 def test_an_approved_refund_runs_once_under_its_token(fleet: str, sandbox: Sandbox) -> None:
     job_id = submit("appr-1")
-    assert settled(job_id).status == jobs.ESCALATED
+    assert settled(job_id).status == lifecycle.ESCALATED
     esc = open_escalation(job_id)
     assert esc.reason == "approval_required" and esc.evidence["step_id"] == "s1"
     assert sandbox.applied("stripe") == []
@@ -139,7 +141,7 @@ def test_an_approved_refund_runs_once_under_its_token(fleet: str, sandbox: Sandb
     assert resp.status_code == 200, resp.text
     assert resp.json()["approvers"] == ["key:rev"]
     # Then the exact action runs, once, and the token is spent
-    assert settled(job_id).status == jobs.COMPLETED
+    assert settled(job_id).status == lifecycle.COMPLETED
     assert [(w["body"]["charge"], int(w["body"]["amount"])) for w in sandbox.applied("stripe")] == [
         ("ch_1003", 9000)
     ]
@@ -158,8 +160,8 @@ def test_reject_needs_a_reason_code_and_writes_nothing(fleet: str, sandbox: Sand
     esc = (settled(job_id), open_escalation(job_id))[1]
     assert decide(fleet, esc.id, {"decision": "reject"}, REV).status_code == 422
     resp = decide(fleet, esc.id, {"decision": "reject", "reason_code": "wrong_amount"}, REV)
-    assert resp.status_code == 200 and resp.json()["job_status"] == jobs.REJECTED
-    assert settled(job_id).status == jobs.REJECTED
+    assert resp.status_code == 200 and resp.json()["job_status"] == lifecycle.REJECTED
+    assert settled(job_id).status == lifecycle.REJECTED
     assert sandbox.applied() == []
 
 
@@ -193,7 +195,7 @@ def policy_dir(tmp_path: Any, monkeypatch: Any, change: Any = None) -> Any:
 
 def decide_here(esc_id: int, actor: str, **body: Any) -> dict[str, Any]:
     """Decide in this process, committing without publishing the job's next stage yet."""
-    from app import decisions
+    from app.human import decisions
 
     with session_scope() as s:
         esc = s.get(Escalation, esc_id)
@@ -209,7 +211,7 @@ def _escalations(job_id: str) -> list[Escalation]:
 
 
 def test_a_token_for_other_arguments_is_refused_and_says_why(fleet: str, sandbox: Sandbox) -> None:
-    from app import outbox
+    from app.jobs import outbox
 
     job_id = submit("tamper-1")
     esc = (settled(job_id), open_escalation(job_id))[1]
@@ -228,14 +230,14 @@ def test_a_token_for_other_arguments_is_refused_and_says_why(fleet: str, sandbox
 
     refused = wait_for(refusal, timeout=60, what="the token to be refused")
     assert "another action" in refused.evidence["token_refused"]
-    assert settled(job_id).status == jobs.ESCALATED
+    assert settled(job_id).status == lifecycle.ESCALATED
     assert sandbox.applied("stripe") == []
 
 
 def test_above_the_two_person_threshold_two_different_reviewers_must_approve(
     pg_env: Any, sandbox: Sandbox, start_worker: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:
-    from app import outbox
+    from app.jobs import outbox
 
     def threshold(policy: dict[str, Any]) -> None:
         refund = policy["workflows"]["support_refund"]["tools"]["stripe.refund"]
@@ -252,7 +254,7 @@ def test_above_the_two_person_threshold_two_different_reviewers_must_approve(
     done = decide_here(esc.id, "key:rev2", decision="approve")
     assert done["approvers"] == ["key:rev", "key:rev2"]
     outbox.publish_for_job(job_id)
-    assert settled(job_id).status == jobs.COMPLETED
+    assert settled(job_id).status == lifecycle.COMPLETED
     assert len(sandbox.applied("stripe")) == 1
 
 
@@ -263,7 +265,7 @@ def test_a_policy_change_after_the_approval_voids_it(
 
     import yaml
 
-    from app import outbox
+    from app.jobs import outbox
 
     config = policy_dir(tmp_path, monkeypatch)
     start_worker()
@@ -295,7 +297,7 @@ def test_a_policy_change_after_the_approval_voids_it(
 def test_canary_arms_are_stable_by_job_id_and_proportional() -> None:
     import uuid
 
-    from app.policy import WorkflowPolicy, rollout_arm
+    from app.controls.policy import WorkflowPolicy, rollout_arm
 
     ids = [str(uuid.UUID(int=i * 7919 + 13)) for i in range(2000)]
     canary = WorkflowPolicy(stage="canary", canary_percent=30, allowed_tools=[])
@@ -323,14 +325,15 @@ def _stage(stage: str, percent: int = 0) -> Any:
 def test_shadow_mode_writes_nothing_until_a_reviewer_executes_and_records_agreement(
     pg_env: Any, sandbox: Sandbox, start_worker: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:
-    from app import outbox, report
+    from app.jobs import outbox
+    from app.reporting import kpis
 
     policy_dir(tmp_path, monkeypatch, _stage("shadow"))
     start_worker()
     # Given two refund jobs in a workflow running in shadow
     agreed, disagreed = submit_ticket(4821, 101, "shadow-1"), submit_ticket(4822, 102, "shadow-2")
     for job_id in (agreed, disagreed):
-        assert settled(job_id).status == jobs.ESCALATED
+        assert settled(job_id).status == lifecycle.ESCALATED
         esc = open_escalation(job_id)
         assert (esc.reason, esc.evidence["tool"]) == ("shadow_proposal", "stripe.refund")
     # Then nothing was written downstream
@@ -339,8 +342,8 @@ def test_shadow_mode_writes_nothing_until_a_reviewer_executes_and_records_agreem
     for _ in range(2):
         decide_here(open_escalation(agreed).id, "key:rev", decision="approve")
         outbox.publish_for_job(agreed)
-        wait_for(lambda: settled(agreed).status != jobs.PLANNED, timeout=60)
-    assert settled(agreed).status == jobs.COMPLETED
+        wait_for(lambda: settled(agreed).status != lifecycle.PLANNED, timeout=60)
+    assert settled(agreed).status == lifecycle.COMPLETED
     decide_here(
         open_escalation(disagreed).id, "key:rev", decision="reject", reason_code="wrong_amount"
     )
@@ -351,7 +354,7 @@ def test_shadow_mode_writes_nothing_until_a_reviewer_executes_and_records_agreem
         approvers = s.scalars(select(Approval.approvers).where(Approval.job_id == agreed)).all()
         assert approvers == [["key:rev"], ["key:rev"]]
         # And the agreement ledger has both outcomes
-        rows = {(r["tool"]): r for r in report.shadow_agreement(s)}
+        rows = {(r["tool"]): r for r in kpis.shadow_agreement(s)}
     assert (rows["stripe.refund"]["approved"], rows["stripe.refund"]["rejected"]) == (1, 1)
     assert rows["stripe.refund"]["agreement_rate"] == 0.5
     assert rows["stripe.refund"]["rejection_reasons"] == {"wrong_amount": 1}
@@ -364,7 +367,7 @@ def test_a_full_canary_runs_live(
     policy_dir(tmp_path, monkeypatch, _stage("canary", 100))
     start_worker()
     job_id = submit_ticket(4821, 101, "canary-1")
-    assert settled(job_id).status == jobs.COMPLETED
+    assert settled(job_id).status == lifecycle.COMPLETED
     assert len(sandbox.applied("stripe")) == 1
 
 
@@ -401,13 +404,13 @@ def test_a_claimed_escalation_can_only_be_decided_by_its_claimant(fleet: str) ->
     assert other.status_code == 409 and "claimed by key:rev" in other.json()["detail"]
     # The claimant decides
     assert decide(fleet, esc.id, {"decision": "approve"}, REV).status_code == 200
-    assert settled(job_id).status == jobs.COMPLETED
+    assert settled(job_id).status == lifecycle.COMPLETED
 
 
 def test_an_undecided_approval_expires_and_the_action_is_not_taken(
     pg_env: Any, sandbox: Sandbox, start_worker: Any, monkeypatch: Any
 ) -> None:
-    from app import reaper
+    from app.stages import reaper
 
     monkeypatch.setenv("OPSGATE_DECISION_DEADLINE", "1")
     reset_process_state()
@@ -418,7 +421,7 @@ def test_an_undecided_approval_expires_and_the_action_is_not_taken(
     # When the deadline passes and the reaper runs
     wait_for(lambda: reaper.expire_escalations() or None, timeout=30, what="the expiry")
     # Then the job is rejected as expired, the escalation closed, and nothing was written
-    assert settled(job_id).status == jobs.REJECTED
+    assert settled(job_id).status == lifecycle.REJECTED
     with session_scope() as s:
         closed = s.get(Escalation, esc.id)
         assert closed is not None and (closed.status, closed.decision) == ("closed", "expire")
@@ -438,8 +441,8 @@ def test_an_undecided_approval_expires_and_the_action_is_not_taken(
 def test_daily_caps_hold_per_customer_and_for_the_fleet_and_never_double_count(
     pg_env: Any,
 ) -> None:
-    from app import caps
-    from app.policy import DailyCaps
+    from app.controls import caps
+    from app.controls.policy import DailyCaps
 
     limits = DailyCaps(per_customer={"usd": 5000}, fleet={"usd": 8000})
 
@@ -460,7 +463,7 @@ def test_daily_caps_hold_per_customer_and_for_the_fleet_and_never_double_count(
 def test_concurrent_jobs_cannot_both_spend_the_last_of_a_cap(pg_env: Any) -> None:
     import threading
 
-    from app import caps
+    from app.controls import caps
 
     scopes = [("daily_cap_fleet", "wf:tool:fleet", 5000)]
     results: list[bool] = []
@@ -483,7 +486,7 @@ def test_concurrent_jobs_cannot_both_spend_the_last_of_a_cap(pg_env: Any) -> Non
 def test_past_the_fleets_daily_cap_a_refund_waits_for_a_human(
     pg_env: Any, sandbox: Sandbox, start_worker: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:
-    from app import outbox
+    from app.jobs import outbox
 
     def cap(policy: dict[str, Any]) -> None:
         refund = policy["workflows"]["support_refund"]["tools"]["stripe.refund"]
@@ -493,10 +496,10 @@ def test_past_the_fleets_daily_cap_a_refund_waits_for_a_human(
     start_worker()
     # Given a first refund of 25.00 USD that fits the 50.00 fleet cap
     first = submit_ticket(4821, 101, "cap-1")
-    assert settled(first).status == jobs.COMPLETED
+    assert settled(first).status == lifecycle.COMPLETED
     # When a second, 40.00 USD, would take the fleet past it (each is within autonomy)
     second = submit_ticket(4822, 102, "cap-2")
-    assert settled(second).status == jobs.ESCALATED
+    assert settled(second).status == lifecycle.ESCALATED
     esc = open_escalation(second)
     assert (esc.reason, esc.evidence["rule"], esc.evidence["used"]) == (
         "approval_required",
@@ -507,7 +510,7 @@ def test_past_the_fleets_daily_cap_a_refund_waits_for_a_human(
     # Then a reviewer's approval lets that one action past the cap
     decide_here(esc.id, "key:rev", decision="approve")
     outbox.publish_for_job(second)
-    assert settled(second).status == jobs.COMPLETED
+    assert settled(second).status == lifecycle.COMPLETED
     assert len(sandbox.applied("stripe")) == 2
 
 
@@ -554,7 +557,7 @@ def test_approve_with_edited_arguments_runs_a_new_revision_under_a_new_key(
     resp = decide(fleet, esc.id, {"decision": "edit", "args": {**args, "amount": 4000}}, REV)
     assert resp.status_code == 200, resp.text
     # Then that action (verified again) runs once, under the new revision's key
-    assert settled(job_id).status == jobs.COMPLETED
+    assert settled(job_id).status == lifecycle.COMPLETED
     [refund] = sandbox.applied("stripe")
     assert int(refund["body"]["amount"]) == 4000
     assert refund["idempotency_key"] == f"opsgate-{job_id}-s1-r2"
@@ -576,8 +579,8 @@ def test_a_policy_change_between_plan_and_execution_is_caught_by_the_executor(
 
     import yaml
 
-    from app import killswitch
     from app.api.killswitch import SwitchChange, apply_change
+    from app.controls import killswitch
 
     config = policy_dir(tmp_path, monkeypatch)
     start_worker()
@@ -590,7 +593,7 @@ def test_a_policy_change_between_plan_and_execution_is_caught_by_the_executor(
     def parked() -> bool:
         with session_scope() as s:
             job = s.get(Job, job_id)
-            return job is not None and job.status == jobs.PAUSED
+            return job is not None and job.status == lifecycle.PAUSED
 
     wait_for(parked, timeout=60, what="the job to park at the kill switch")
     # When the autonomy cap drops to 10.00 USD before it runs
@@ -605,7 +608,7 @@ def test_a_policy_change_between_plan_and_execution_is_caught_by_the_executor(
             s, SwitchChange(engaged=False, tool="stripe.refund", reason="go on"), "key:adm"
         )
     # Then the executor's re-check stops the refund: a human must approve it now
-    assert settled(job_id).status == jobs.ESCALATED
+    assert settled(job_id).status == lifecycle.ESCALATED
     esc = open_escalation(job_id)
     assert (esc.reason, esc.stage, esc.evidence["rule"]) == (
         "approval_required",
@@ -638,7 +641,7 @@ def test_the_cli_decides_as_the_operator_and_refuses_bad_input_in_one_line(
     assert claimed.returncode == 0 and "claimed by cli:" in claimed.stdout
     done = opsgate("approve", str(esc.id), "--note", "checked")
     assert done.returncode == 0, done.stderr
-    assert settled(job_id).status == jobs.COMPLETED
+    assert settled(job_id).status == lifecycle.COMPLETED
     with session_scope() as s:
         closed = s.get(Escalation, esc.id)
         assert closed is not None and (closed.decided_by or "").startswith("cli:")

@@ -15,8 +15,10 @@ import psycopg
 import pytest
 from sqlalchemy import select, text
 
-from app import audit, checkpoints, jobs
-from app.db import session_scope
+from app.audit import chain as audit
+from app.audit import checkpoints, verify
+from app.core.db import session_scope
+from app.jobs import lifecycle
 from app.models import AuditEvent, Delivery, Job, ModelCall, ToolCall
 from tests.conftest import ROOT, Sandbox, settle, submit_ticket
 
@@ -53,7 +55,7 @@ def completed_job(pg_env: dict[str, str], sandbox: Sandbox, start_worker: Any) -
     job_id = run_refund(4821, 101, "audit-1")
     with session_scope() as s:
         job = s.get(Job, job_id)
-        assert job is not None and job.status == jobs.COMPLETED
+        assert job is not None and job.status == lifecycle.COMPLETED
         checkpoints.take(s)
         s.commit()
     return job_id
@@ -246,7 +248,7 @@ def test_kill_switch_flips_are_on_the_fleet_chain(completed_job: str) -> None:
             .order_by(AuditEvent.seq)
         ).all()
         assert [f.payload["engaged"] for f in flips] == [True, False]
-        assert audit.verify_one(s, audit.FLEET) == []
+        assert verify.one_job(s, audit.FLEET) == []
 
 
 def test_erasure_through_the_api_records_the_admin_key_as_the_actor(
@@ -282,4 +284,4 @@ def test_erasure_through_the_api_records_the_admin_key_as_the_actor(
             )
         ).all()
         assert actors == ["key:dpo"]
-        assert audit.verify_all(s) == []
+        assert verify.whole_trail(s) == []

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app import breaker
+from app.controls import breaker
 from app.errors import CircuitOpen
 from tests.conftest import free_port, reset_process_state
 

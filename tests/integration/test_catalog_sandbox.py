@@ -18,11 +18,13 @@ import pytest
 
 from app.errors import ConflictError, PermanentError, RetryableError
 from tests.conftest import Sandbox, reset_process_state
-from tools import okta_api, stripe_api, zendesk_api
 from tools.base import raise_for_http
 from tools.catalog import CATALOG, get_tool, marker
+from tools.okta import client as okta_api
 from tools.sandbox import seed
-from tools.sandbox.salesforce_model import id18
+from tools.sandbox.salesforce.model import id18
+from tools.stripe import client as stripe_api
+from tools.zendesk import client as zendesk_api
 
 pytestmark = pytest.mark.integration
 

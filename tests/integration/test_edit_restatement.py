@@ -11,13 +11,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import decisions, intake
-from app.audit import canonical_json, sha256_hex
-from app.db import session_scope
+from app.audit.chain import canonical_json, sha256_hex
+from app.core.db import session_scope
 from app.errors import InputError
+from app.human import decisions
+from app.intake import submissions
+from app.jobs.steps import Plan, Step
 from app.models import AuditEvent, Job, PlanStep
-from app.plan import Plan, Step
-from app.planning import store_plan
+from app.stages.plan import store_plan
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ REVIEWER = "key:rev"
 def stored_job(session: Session, *later: tuple[str, dict[str, Any]]) -> Job:
     """A support_refund job whose stored plan is the refund of 90.00 USD, then `later` steps."""
     n = next(_n)
-    sub = intake.parse_submission(
+    sub = submissions.parse_submission(
         {
             "workflow": "support_refund",
             "external_id": f"edit-{n}",
@@ -43,7 +44,7 @@ def stored_job(session: Session, *later: tuple[str, dict[str, Any]]) -> Job:
             "input": {"ticket_id": 4823},
         }
     )
-    job, _ = intake.accept(session, sub, submitted_by="test")
+    job, _ = submissions.accept(session, sub, submitted_by="test")
     steps = [Step(tool="stripe.refund", args=REFUND)] + [Step(tool=t, args=a) for t, a in later]
     store_plan(
         session,

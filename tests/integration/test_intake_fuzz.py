@@ -105,8 +105,8 @@ class Api:
 
 @pytest.fixture
 def api(clean_env: Path, redis_db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
-    from app import db
     from app.api.main import create_app
+    from app.core import db
 
     monkeypatch.setenv("OPSGATE_REDIS_URL", redis_db_url)
     monkeypatch.setenv("OPSGATE_ZENDESK_WEBHOOK_SECRET", f"{SECRET_NEW},{SECRET_OLD}")

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from app import jobs
-from app.db import session_scope
+from app.core.db import session_scope
+from app.jobs import lifecycle
 from app.models import Delivery, Escalation, Job, OutboxMessage
 from tests.conftest import wait_for
 
@@ -105,7 +105,9 @@ def job_count() -> int:
 def settled(job_id: str) -> str | None:
     with session_scope() as s:
         job = s.get(Job, job_id)
-        return job.status if job and job.status in jobs.TERMINAL | {jobs.ESCALATED} else None
+        return (
+            job.status if job and job.status in lifecycle.TERMINAL | {lifecycle.ESCALATED} else None
+        )
 
 
 def test_signed_zendesk_delivery_runs_once_and_forgeries_create_nothing(
@@ -145,7 +147,7 @@ def test_signed_zendesk_delivery_runs_once_and_forgeries_create_nothing(
         == 202
     )
     assert job_count() == 2
-    assert wait_for(lambda: settled(job_id), timeout=60, what="the job") == jobs.COMPLETED
+    assert wait_for(lambda: settled(job_id), timeout=60, what="the job") == lifecycle.COMPLETED
     assert [w["body"]["charge"] for w in sandbox.applied("stripe")].count("ch_1001") == 1
     # The raw payload is kept for audit with the job it created
     with session_scope() as s:
@@ -186,7 +188,7 @@ def test_salesforce_message_is_acked_once_stored_and_never_doubled(
         assert "LIVE.SESSION.CREDENTIAL" not in stored and "a015e000000INV001A" in stored
     # Both jobs run through the pipeline (the invoice workflow has no plan yet: a human gets it)
     for job_id in ids:
-        assert wait_for(lambda j=job_id: settled(j), timeout=60, what="job") == jobs.ESCALATED
+        assert wait_for(lambda j=job_id: settled(j), timeout=60, what="job") == lifecycle.ESCALATED
     with session_scope() as s:
         assert {e.reason for e in s.scalars(select(Escalation))} == {"no_model"}
     # An unknown organization is refused and creates nothing
@@ -347,6 +349,6 @@ def test_accepted_jobs_survive_redis_being_down(
     own_redis.start()
     start_worker("--beat", env={**env, "OPSGATE_REAPER_INTERVAL": "1", "OPSGATE_OUTBOX_GRACE": "0"})
     for job_id in ids:
-        assert wait_for(lambda j=job_id: settled(j), timeout=90, what="job") == jobs.COMPLETED
+        assert wait_for(lambda j=job_id: settled(j), timeout=90, what="job") == lifecycle.COMPLETED
     charges = sorted(w["body"]["charge"] for w in sandbox.applied("stripe"))
     assert charges == ["ch_1001", "ch_1002", "ch_1006"]

@@ -15,9 +15,11 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from app import broker, jobs, killswitch
-from app.db import session_scope
+from app.controls import killswitch
+from app.core import broker
+from app.core.db import session_scope
 from app.errors import InputError, KillSwitchEngaged
+from app.jobs import lifecycle
 from app.models import Job, KillSwitchEvent, PlanStep
 from tests.conftest import ROOT, Sandbox, reset_process_state, submit_refund_jobs, wait_for
 
@@ -159,7 +161,7 @@ def test_the_fleet_obeys_the_switch_under_load_and_resumes_everything_after(
     start_worker("--beat", env=FAST)
     start_worker(env=FAST)
     job_ids = submit_refund_jobs(cases, "drill", "drill")
-    wait_for(lambda: counts(job_ids)[jobs.COMPLETED] >= 3, timeout=60, what="some progress")
+    wait_for(lambda: counts(job_ids)[lifecycle.COMPLETED] >= 3, timeout=60, what="some progress")
     # When the global switch is engaged (what the CLI and the API call; in-process here so
     # the engage is not late by a CLI start-up on a loaded machine; `off` goes through the CLI)
     flip("cli:ops@host", True)
@@ -171,7 +173,9 @@ def test_the_fleet_obeys_the_switch_under_load_and_resumes_everything_after(
     # Then, once the calls already past their check return, every unfinished job parks
     def quiet() -> bool:
         c = counts(job_ids)
-        return not in_flight(job_ids) and c[jobs.PAUSED] + c[jobs.COMPLETED] == len(job_ids)
+        return not in_flight(job_ids) and c[lifecycle.PAUSED] + c[lifecycle.COMPLETED] == len(
+            job_ids
+        )
 
     wait_for(quiet, timeout=60, what=f"the fleet to stop ({dict(counts(job_ids))})")
     settled_writes = len(sandbox.ledger())
@@ -182,9 +186,9 @@ def test_the_fleet_obeys_the_switch_under_load_and_resumes_everything_after(
     stopped = counts(job_ids)
     with session_scope() as s:
         reasons = s.scalars(
-            select(Job.status_reason).where(Job.id.in_(job_ids), Job.status == jobs.PAUSED)
+            select(Job.status_reason).where(Job.id.in_(job_ids), Job.status == lifecycle.PAUSED)
         ).all()
-    assert stopped[jobs.PAUSED] > 0
+    assert stopped[lifecycle.PAUSED] > 0
     assert all(r and r.startswith("kill_switch: global") for r in reasons), reasons[:3]
     time.sleep(4)  # four reaper passes (OPSGATE_REAPER_INTERVAL=1); not a timing assertion
     assert len(sandbox.ledger()) == settled_writes
@@ -193,7 +197,7 @@ def test_the_fleet_obeys_the_switch_under_load_and_resumes_everything_after(
     out = cli("off", "--reason", "drill over")
     assert "released" in out
     wait_for(
-        lambda: counts(job_ids)[jobs.COMPLETED] == len(job_ids),
+        lambda: counts(job_ids)[lifecycle.COMPLETED] == len(job_ids),
         timeout=120,
         what=f"every job to complete ({dict(counts(job_ids))})",
     )

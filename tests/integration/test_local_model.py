@@ -80,11 +80,11 @@ def server() -> Iterator[str]:
 def test_parse_with_the_plan_schema_returns_a_plan(server: str):
     import openai
 
+    from app.core.redaction import Placeholders
     from app.llm import retrieval
     from app.llm.engine import untrusted_block
     from app.llm.planner import PlanRequest, system_prompt
     from app.llm.schema import plan_model, to_plan
-    from app.redaction import Placeholders
 
     # Given the planner's own prompt for a refund ticket and its own response model
     request = PlanRequest(

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from app import breaker
-from app.calls import CallRecorder
+from app.controls import breaker
+from app.controls.calls import CallRecorder
 from app.errors import EscalationRequired, RetryableError
 from app.llm import planner
 from app.llm.config import models_config
-from app.planning import validate_plan
+from app.stages.plan import validate_plan
 from tests.conftest import ModelServer, models_config_dir, reset_process_state
 
 pytestmark = pytest.mark.integration
@@ -326,9 +326,9 @@ def test_untrusted_text_cannot_close_its_fence(models: ModelServer) -> None:
 def test_spend_holds_the_worst_case_until_the_call_is_recorded_then_the_real_cost(
     models: ModelServer,
 ) -> None:
-    from app import intake
-    from app.db import session_scope
-    from app.llm import budget
+    from app.controls import budget
+    from app.core.db import session_scope
+    from app.intake import submissions
 
     models.script(
         {
@@ -337,7 +337,7 @@ def test_spend_holds_the_worst_case_until_the_call_is_recorded_then_the_real_cos
             "usage": {"prompt_tokens": 1000, "completion_tokens": 1000},
         }
     )
-    job_id, _ = intake.submit(
+    job_id, _ = submissions.submit(
         {
             "workflow": "support_refund",
             "source": "test",

@@ -12,8 +12,11 @@ import pytest
 
 from app.errors import NotFound, PermanentError
 from tests.conftest import Sandbox
-from tools import okta_api, salesforce_api, stripe_api, zendesk_api
 from tools.base import raise_for_http
+from tools.okta import client as okta_api
+from tools.salesforce import client as salesforce_api
+from tools.stripe import client as stripe_api
+from tools.zendesk import client as zendesk_api
 
 pytestmark = pytest.mark.integration
 

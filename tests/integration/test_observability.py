@@ -17,8 +17,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from app import jobs
-from app.db import session_scope
+from app.core.db import session_scope
+from app.jobs import lifecycle
 from app.models import Escalation, Job, ModelCall, OutboxMessage, ToolCall
 from tests.conftest import Proc, RedisServer, Sandbox, reset_process_state, wait_for
 
@@ -159,7 +159,7 @@ def status_of(job_id: str) -> str | None:
 
 
 def settle(job_id: str, timeout: float = 60) -> str:
-    done = jobs.TERMINAL | {jobs.ESCALATED}
+    done = lifecycle.TERMINAL | {lifecycle.ESCALATED}
     return str(wait_for(lambda: (st := status_of(job_id)) in done and st, timeout=timeout))
 
 
@@ -183,7 +183,7 @@ def test_one_trace_from_the_api_through_every_task_in_otlp_and_in_the_logs(
     worker = start_worker("--pool", "prefork", "--concurrency", "2", env=env)
     # When a job is submitted through the jobs API and runs to the end
     job_id = submit(api, 4821, "zendesk-user:101")
-    assert settle(job_id) == jobs.COMPLETED
+    assert settle(job_id) == lifecycle.COMPLETED
 
     # Then the API's server span and every stage task's span are in one trace
     def one_trace() -> Any:
@@ -220,7 +220,7 @@ def test_sentry_gets_one_trace_per_job_and_redacted_task_errors_tagged_with_the_
     worker = start_worker(env=env)
     # When a job goes through the jobs API and its chain of tasks
     job_id = submit(api, 4821, "zendesk-user:101")
-    assert settle(job_id) == jobs.COMPLETED
+    assert settle(job_id) == lifecycle.COMPLETED
 
     # Then the API's transaction and every stage task's transaction share one trace id
     def one_trace() -> Any:
@@ -243,7 +243,7 @@ def test_sentry_gets_one_trace_per_job_and_redacted_task_errors_tagged_with_the_
     } == {job_id}
 
     # When a task crashes on a job carrying personal data (a corrupt row: no target login)
-    from app import outbox
+    from app.jobs import outbox
     from app.models import new_id
 
     with session_scope() as s:
@@ -256,7 +256,7 @@ def test_sentry_gets_one_trace_per_job_and_redacted_task_errors_tagged_with_the_
             requester="gina.ortiz@example.com",
             submitted_by="test",
             input={"request_type": "password_reset", "note": "call +44 20 7946 0958"},
-            status=jobs.QUEUED,
+            status=lifecycle.QUEUED,
         )
         s.add(bad)
         s.add(OutboxMessage(job_id=bad.id, task="opsgate.plan", queue="plan"))
@@ -426,7 +426,7 @@ def test_metrics_on_the_embedded_defaults_without_redis(sqlite_db: Any) -> None:
     # Given the embedded SQLite database and no Redis running
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from app.metrics import FleetCollector
+    from app.telemetry.metrics import FleetCollector
 
     registry = CollectorRegistry()
     registry.register(FleetCollector())

@@ -9,8 +9,10 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from app import breaker, intake, jobs
-from app.db import session_scope
+from app.controls import breaker
+from app.core.db import session_scope
+from app.intake import submissions
+from app.jobs import lifecycle
 from app.models import Escalation, Job
 from tests.conftest import ROOT, free_port, wait_for
 
@@ -21,7 +23,7 @@ RECOVERY = {"OPSGATE_REAPER_INTERVAL": "1", "OPSGATE_STALE_AFTER": "5"}
 
 
 def submit(ticket: int, requester: int) -> str:
-    job_id, _ = intake.submit(
+    job_id, _ = submissions.submit(
         {
             "workflow": "support_refund",
             "source": "zendesk",
@@ -66,21 +68,21 @@ def test_an_exhausted_retry_budget_escalates_and_an_operator_retry_finishes_once
     job_id = submit(4821, 101)
     # Then the job escalates once the budget is spent, at the stage that kept failing: the
     # plan stage, whose rules tier reads the charge (its age, dispute, twins) before planning
-    wait_for(lambda: job(job_id).status == jobs.ESCALATED, timeout=60, what="escalation")
+    wait_for(lambda: job(job_id).status == lifecycle.ESCALATED, timeout=60, what="escalation")
     with session_scope() as s:
         esc = s.scalar(select(Escalation).where(Escalation.job_id == job_id))
         assert esc is not None and esc.reason == "tool_error"
         assert "retry budget of 2" in esc.detail
-    assert job(job_id).resume_status == jobs.QUEUED
+    assert job(job_id).resume_status == lifecycle.QUEUED
     assert sandbox.applied() == []
     # When Stripe is back and an operator retries the job
     worker.stop()
     start_worker("--beat", env=RECOVERY)
     result = opsgate("jobs", "retry", job_id)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [job_id, jobs.QUEUED]
+    assert result.stdout.split() == [job_id, lifecycle.QUEUED]
     # Then it completes, with one refund, and the decision is on record
-    wait_for(lambda: job(job_id).status == jobs.COMPLETED, timeout=60, what="completion")
+    wait_for(lambda: job(job_id).status == lifecycle.COMPLETED, timeout=60, what="completion")
     assert len(sandbox.applied("stripe")) == 1
     with session_scope() as s:
         esc = s.scalar(select(Escalation).where(Escalation.job_id == job_id))
@@ -101,21 +103,21 @@ def test_an_open_breaker_parks_jobs_which_resume_or_cancel(pg_env, sandbox, star
     # Then both jobs park (at planning, which reads the charge) instead of hammering Stripe
     # or escalating
     for job_id in (parked, doomed):
-        wait_for(lambda j=job_id: job(j).status == jobs.PAUSED, timeout=60, what="parking")
+        wait_for(lambda j=job_id: job(j).status == lifecycle.PAUSED, timeout=60, what="parking")
         assert job(job_id).status_reason.startswith("circuit_open: stripe")
-        assert job(job_id).resume_status == jobs.QUEUED and job(job_id).resume_at is not None
+        assert job(job_id).resume_status == lifecycle.QUEUED and job(job_id).resume_at is not None
     assert breaker.status("stripe")["state"] == "open"
     # When an operator cancels one, and resumes the other once Stripe is back
     cancelled = opsgate("jobs", "cancel", doomed, "--reason", "customer withdrew")
     assert cancelled.returncode == 0, cancelled.stderr
-    assert job(doomed).status == jobs.CANCELLED
+    assert job(doomed).status == lifecycle.CANCELLED
     worker.stop()
     breaker.reset("stripe")
     start_worker("--beat", env=RECOVERY)
     resumed = opsgate("jobs", "resume", parked)
     assert resumed.returncode == 0, resumed.stderr
     # Then the resumed job completes, the cancelled one wrote nothing
-    wait_for(lambda: job(parked).status == jobs.COMPLETED, timeout=60, what="completion")
+    wait_for(lambda: job(parked).status == lifecycle.COMPLETED, timeout=60, what="completion")
     assert [w["body"]["charge"] for w in sandbox.applied("stripe")] == ["ch_1001"]
     # And operator mistakes are one clear line
     again = opsgate("jobs", "resume", parked)

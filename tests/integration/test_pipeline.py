@@ -7,15 +7,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app import audit, intake, jobs
-from app.celery_app import make_celery
-from app.db import session_scope
+from app.audit import chain as audit
+from app.core.db import session_scope
+from app.intake import submissions
+from app.jobs import lifecycle
+from app.jobs.celery_config import make_celery
 from app.models import Escalation, Job, PlanStep
 from tests.conftest import Sandbox, wait_for
 
 pytestmark = pytest.mark.integration
 
-SETTLED = jobs.TERMINAL | {jobs.ESCALATED}
+SETTLED = lifecycle.TERMINAL | {lifecycle.ESCALATED}
 
 
 def submission(ticket: int, delivery: str, requester: str = "zendesk-user:101") -> dict[str, Any]:
@@ -50,11 +52,11 @@ def test_refund_completes_once_even_when_delivered_twice(pg_env, sandbox: Sandbo
     # Given a worker on all queues
     start_worker()
     # When the same Zendesk event is delivered twice
-    first, created = intake.submit(submission(4821, "evt-1"), submitted_by="test")
-    again, created_again = intake.submit(submission(4821, "evt-1"), submitted_by="test")
+    first, created = submissions.submit(submission(4821, "evt-1"), submitted_by="test")
+    again, created_again = submissions.submit(submission(4821, "evt-1"), submitted_by="test")
     # Then it is one job, which completes
     assert created and not created_again and again == first
-    assert wait_settled(first) == jobs.COMPLETED
+    assert wait_settled(first) == lifecycle.COMPLETED
     # And exactly one refund and one internal note were applied downstream
     refunds = sandbox.applied("stripe")
     assert [(w["body"]["charge"], int(w["body"]["amount"])) for w in refunds] == [("ch_1001", 2500)]
@@ -75,39 +77,43 @@ def test_refund_completes_once_even_when_delivered_twice(pg_env, sandbox: Sandbo
 def test_redelivered_stage_messages_cause_no_second_effect(pg_env, sandbox: Sandbox, start_worker):
     # Given a completed refund job
     start_worker()
-    job_id, _ = intake.submit(submission(4822, "evt-2", "zendesk-user:102"), submitted_by="test")
-    assert wait_settled(job_id) == jobs.COMPLETED
+    job_id, _ = submissions.submit(
+        submission(4822, "evt-2", "zendesk-user:102"), submitted_by="test"
+    )
+    assert wait_settled(job_id) == lifecycle.COMPLETED
     # When every stage message is delivered again (at-least-once delivery)
     app = make_celery()
-    for stage in jobs.STAGES.values():
+    for stage in lifecycle.STAGES.values():
         app.send_task(stage.task, args=[job_id], queue=stage.queue)
     # And a later job is processed after them on the same queues (so they were consumed)
-    marker, _ = intake.submit(submission(4827, "evt-3", "zendesk-user:106"), submitted_by="test")
-    assert wait_settled(marker) == jobs.COMPLETED
+    marker, _ = submissions.submit(
+        submission(4827, "evt-3", "zendesk-user:106"), submitted_by="test"
+    )
+    assert wait_settled(marker) == lifecycle.COMPLETED
     # Then the first job's refund and note were applied once
     charges = [w["body"]["charge"] for w in sandbox.applied("stripe")]
     assert sorted(charges) == ["ch_1002", "ch_1006"]
     assert len(sandbox.applied("zendesk")) == 2
-    assert status_of(job_id) == jobs.COMPLETED
+    assert status_of(job_id) == lifecycle.COMPLETED
 
 
 def test_crash_after_the_write_replays_instead_of_refunding_twice(
     pg_env, sandbox: Sandbox, start_worker, monkeypatch
 ):
     # Given a job verified and ready, processed in this process up to the executor
-    from app import runner
-    from app.calls import CallRecorder
-    from app.execution import ExecuteStage
-    from app.planning import PlanStage
-    from app.proposal import VerifyProposalStage
+    from app.controls.calls import CallRecorder
+    from app.stages import runner
+    from app.stages.execute import ExecuteStage
+    from app.stages.plan import PlanStage
+    from app.stages.verify_proposal import VerifyProposalStage
 
     monkeypatch.setenv("OPSGATE_CLAIM_LEASE", "1")
     from tests.conftest import reset_process_state
 
     reset_process_state()
-    sub = intake.parse_submission(submission(4821, "evt-crash"))
+    sub = submissions.parse_submission(submission(4821, "evt-crash"))
     with session_scope() as s:
-        job, _ = intake.accept(s, sub, submitted_by="test")
+        job, _ = submissions.accept(s, sub, submitted_by="test")
         s.commit()
         job_id = job.id
     for stage in (PlanStage(), VerifyProposalStage()):
@@ -121,7 +127,7 @@ def test_crash_after_the_write_replays_instead_of_refunding_twice(
         with session_scope() as s:
             stage.apply(s, s.get(Job, job_id), ctx, result)
             s.commit()
-    assert status_of(job_id) == jobs.READY
+    assert status_of(job_id) == lifecycle.READY
     # When an executor claims the step and makes the refund, then dies before recording it
     execute = ExecuteStage()
     with session_scope() as s:
@@ -132,14 +138,14 @@ def test_crash_after_the_write_replays_instead_of_refunding_twice(
     assert len(sandbox.applied("stripe")) == 1
     # And a real worker picks the job up again (its lease has expired by then)
     start_worker()
-    from app import outbox
+    from app.jobs import outbox
 
     with session_scope() as s:
-        jobs.enqueue_stage(s, s.get(Job, job_id))
+        lifecycle.enqueue_stage(s, s.get(Job, job_id))
         s.commit()
     outbox.publish_for_job(job_id)
     # Then the job completes, and Stripe saw the retry as a replay of the same key
-    assert wait_settled(job_id) == jobs.COMPLETED
+    assert wait_settled(job_id) == lifecycle.COMPLETED
     stripe_writes = sandbox.ledger(system="stripe")
     assert [w["outcome"] for w in stripe_writes] == ["applied", "replayed"]
     assert len({w["idempotency_key"] for w in stripe_writes}) == 1
@@ -147,8 +153,10 @@ def test_crash_after_the_write_replays_instead_of_refunding_twice(
 
 def test_over_the_cap_escalates_and_writes_nothing(pg_env, sandbox: Sandbox, start_worker):
     start_worker()
-    job_id, _ = intake.submit(submission(4823, "evt-4", "zendesk-user:103"), submitted_by="test")
-    assert wait_settled(job_id) == jobs.ESCALATED
+    job_id, _ = submissions.submit(
+        submission(4823, "evt-4", "zendesk-user:103"), submitted_by="test"
+    )
+    assert wait_settled(job_id) == lifecycle.ESCALATED
     assert sandbox.ledger() == []
 
     def notified() -> Escalation | None:
@@ -173,8 +181,10 @@ def test_failed_checks_escalate_with_the_rule(
     pg_env, sandbox: Sandbox, start_worker, ticket, requester, rule
 ):
     start_worker()
-    job_id, _ = intake.submit(submission(ticket, f"evt-{ticket}", requester), submitted_by="test")
-    assert wait_settled(job_id) == jobs.ESCALATED
+    job_id, _ = submissions.submit(
+        submission(ticket, f"evt-{ticket}", requester), submitted_by="test"
+    )
+    assert wait_settled(job_id) == lifecycle.ESCALATED
     with session_scope() as s:
         esc = s.scalar(select(Escalation).where(Escalation.job_id == job_id))
         assert esc is not None
@@ -186,42 +196,42 @@ def test_reaper_republishes_a_job_whose_message_was_lost(
     pg_env, sandbox: Sandbox, start_worker, monkeypatch
 ):
     # Given a queued job whose stage message was marked published but never reached Redis
-    from app import reaper
     from app.models import OutboxMessage, utcnow
+    from app.stages import reaper
 
-    sub = intake.parse_submission(submission(4821, "evt-lost"))
+    sub = submissions.parse_submission(submission(4821, "evt-lost"))
     with session_scope() as s:
-        job, _ = intake.accept(s, sub, submitted_by="test")
+        job, _ = submissions.accept(s, sub, submitted_by="test")
         s.flush()
         for msg in s.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job.id)):
             msg.published_at = utcnow()
         s.commit()
         job_id = job.id
     start_worker()
-    assert status_of(job_id) == jobs.QUEUED
+    assert status_of(job_id) == lifecycle.QUEUED
     # When the reaper runs with a zero staleness window
     result = reaper.nudge_stale(0)
-    from app import outbox
+    from app.jobs import outbox
 
     outbox.relay(0)
     # Then the job is picked up and completes
     assert result >= 1
-    assert wait_settled(job_id) == jobs.COMPLETED
+    assert wait_settled(job_id) == lifecycle.COMPLETED
     assert len(sandbox.applied("stripe")) == 1
 
 
 def test_two_sessions_cannot_both_advance_a_job(pg_env):
     from app.errors import StaleJob
 
-    sub = intake.parse_submission(submission(4821, "evt-race"))
+    sub = submissions.parse_submission(submission(4821, "evt-race"))
     with session_scope() as s:
-        job, _ = intake.accept(s, sub, submitted_by="test")
+        job, _ = submissions.accept(s, sub, submitted_by="test")
         s.commit()
         job_id = job.id
     with session_scope() as a, session_scope() as b:
         job_a, job_b = a.get(Job, job_id), b.get(Job, job_id)
-        jobs.transition(a, job_a, jobs.PLANNED, actor="a")
+        lifecycle.transition(a, job_a, lifecycle.PLANNED, actor="a")
         a.commit()
         with pytest.raises(StaleJob):
-            jobs.transition(b, job_b, jobs.PLANNED, actor="b")
-    assert status_of(job_id) == jobs.PLANNED
+            lifecycle.transition(b, job_b, lifecycle.PLANNED, actor="b")
+    assert status_of(job_id) == lifecycle.PLANNED

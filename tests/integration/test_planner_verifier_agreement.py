@@ -14,15 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
-from app import policy
-from app.calls import CallRecorder
+from app.controls import policy
+from app.controls.calls import CallRecorder
 from app.errors import EscalationRequired
-from app.plan import Plan
-from app.planner import rules
-from app.planning import gather_context
-from app.runner import JobView
+from app.jobs.steps import Plan
+from app.rules import tier as rules
+from app.stages.plan import gather_context
+from app.stages.runner import JobView
 from tests.conftest import Sandbox
-from tools.okta_lifecycle import ALLOWED_STATUSES
+from tools.okta.lifecycle import ALLOWED_STATUSES
 from tools.sandbox import seed
 from tools.sandbox.world import OKTA_STATUSES
 from verifiers.base import Facts, Verdict, run_chain
@@ -211,7 +211,7 @@ def test_refund_plans_agree_with_their_verifiers_for_every_charge_state(sb: Sand
         )
         try:
             plan = plan_for(job)
-        except EscalationRequired as exc:  # the thread's rules (verifiers/thread.py)
+        except EscalationRequired as exc:  # the thread's rules (verifiers/zendesk/thread.py)
             pytest.fail(f"{name}: {exc}")
         currency = "eur" if "EUR" in body else "usd"
         reason = "duplicate" if over.get("twin") else "requested_by_customer"

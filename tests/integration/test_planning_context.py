@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from app.calls import CallRecorder
+from app.controls.calls import CallRecorder
+from app.core.redaction import Placeholders
 from app.errors import EscalationRequired
 from app.llm.planner import untrusted_block
-from app.planner import rules
-from app.planning import PlanStage, gather_context
-from app.redaction import Placeholders
-from app.runner import JobView
+from app.rules import tier as rules
+from app.stages.plan import PlanStage, gather_context
+from app.stages.runner import JobView
 from tests.conftest import Sandbox
 from tools.catalog import get_tool
 from tools.sandbox import seed

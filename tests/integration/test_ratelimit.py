@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from app import jobs, ratelimit
-from app.db import session_scope
+from app.controls import ratelimit
+from app.core.db import session_scope
 from app.errors import RateLimited
+from app.jobs import lifecycle
 from app.models import Job, JobEvent
 from tests.conftest import ROOT, free_port, reset_process_state, submit_refund_jobs, wait_for
 
@@ -54,14 +55,14 @@ def test_jobs_over_the_limit_park_and_finish(
 
     def done() -> bool:
         with session_scope() as s:
-            return all(s.get(Job, j).status == jobs.COMPLETED for j in ids)
+            return all(s.get(Job, j).status == lifecycle.COMPLETED for j in ids)
 
     # Then they all complete, and the ones over the limit were parked on the way
     wait_for(done, timeout=120, what="all eight jobs to complete")
     with session_scope() as s:
         reasons = s.scalars(
             select(JobEvent.reason).where(
-                JobEvent.job_id.in_(ids), JobEvent.to_status == jobs.PAUSED
+                JobEvent.job_id.in_(ids), JobEvent.to_status == lifecycle.PAUSED
             )
         ).all()
     assert reasons and all(r.startswith("rate_limited: stripe.get_charge") for r in reasons)

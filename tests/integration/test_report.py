@@ -20,8 +20,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app import intake, jobs
-from app.db import session_scope
+from app.core.db import session_scope
+from app.intake import submissions
+from app.jobs import lifecycle
 from app.models import Escalation, Job, JobEvent, ModelCall, ToolCall, as_utc
 from tests.conftest import (
     GROUNDED_TICKET,
@@ -35,7 +36,7 @@ from tests.conftest import (
 
 pytestmark = pytest.mark.integration
 
-SETTLED = jobs.TERMINAL | {jobs.ESCALATED}
+SETTLED = lifecycle.TERMINAL | {lifecycle.ESCALATED}
 INBOX = ROOT / "examples" / "inbox"
 SVG = "{http://www.w3.org/2000/svg}svg"
 FAMILIES = {
@@ -57,11 +58,11 @@ FAMILIES = {
 def submit_example(name: str, tag: str) -> str:
     sub = json.loads((INBOX / name).read_text())
     sub["delivery_id"] = f"{sub['delivery_id']}-{tag}"
-    return intake.submit(sub, submitted_by="test")[0]
+    return submissions.submit(sub, submitted_by="test")[0]
 
 
 def submit_ticket(ticket: int, user: int, delivery: str) -> str:
-    return intake.submit(
+    return submissions.submit(
         {
             "workflow": "support_refund",
             "source": "zendesk",
@@ -111,7 +112,7 @@ def p95(values: list[float]) -> float:
 
 
 def expected(since: datetime | None = None) -> dict[str, dict[str, Any]]:
-    """The KPIs per workflow, counted here from the rows, apart from app.report."""
+    """The KPIs per workflow, counted here from the rows, apart from app.reporting.kpis."""
     out: dict[str, dict[str, Any]] = {}
     with session_scope() as s:
         all_jobs = [
@@ -121,7 +122,7 @@ def expected(since: datetime | None = None) -> dict[str, dict[str, Any]]:
             js = [j for j in all_jobs if j.workflow == wf]
             ids = {j.id for j in js}
             settled = {j.id for j in js if j.status in SETTLED}
-            completed = [j for j in js if j.status == jobs.COMPLETED]
+            completed = [j for j in js if j.status == lifecycle.COMPLETED]
             escs = [
                 e
                 for e in s.scalars(select(Escalation).where(Escalation.job_id.in_(ids)))
@@ -464,7 +465,7 @@ def open_proposal(job_id: str) -> Escalation | None:
 
 
 def decide(esc_id: int, **body: Any) -> None:
-    from app import decisions
+    from app.human import decisions
 
     with session_scope() as s:
         esc = s.get(Escalation, esc_id)
@@ -476,7 +477,7 @@ def decide(esc_id: int, **body: Any) -> None:
 def test_shadow_agreement_per_workflow_and_shadow_proposals_are_not_escalations(
     private_redis: str, sandbox: Sandbox, start_worker: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    from app import outbox
+    from app.jobs import outbox
 
     shadow_config(tmp_path, monkeypatch)
     start_worker()

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from app import approvals, audit
+from app.audit import chain as audit
 from app.celery_app import celery_app
-from app.db import session_scope
-from app.jobs import QUEUES
+from app.controls import approvals
+from app.core.db import session_scope
+from app.jobs.lifecycle import QUEUES
 from app.models import AuditEvent
 
 pytestmark = pytest.mark.integration

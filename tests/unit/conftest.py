@@ -15,12 +15,12 @@ _delivery = itertools.count(1)
 @pytest.fixture
 def new_job(sqlite_db: Path) -> Callable[..., str]:
     """Create (and commit) a queued support_refund job through intake; returns its id."""
-    from app import intake
-    from app.db import session_scope
+    from app.core.db import session_scope
+    from app.intake import submissions
 
     def make(ticket_id: int = 4821, requester: str = "alice@example.com") -> str:
         n = next(_delivery)
-        sub = intake.parse_submission(
+        sub = submissions.parse_submission(
             {
                 "workflow": "support_refund",
                 "external_id": f"ticket-{ticket_id}-{n}",
@@ -30,7 +30,7 @@ def new_job(sqlite_db: Path) -> Callable[..., str]:
             }
         )
         with session_scope() as session:
-            job, created = intake.accept(session, sub, submitted_by="test")
+            job, created = submissions.accept(session, sub, submitted_by="test")
             assert created
             session.commit()
             return job.id
@@ -41,11 +41,11 @@ def new_job(sqlite_db: Path) -> Callable[..., str]:
 @pytest.fixture
 def walk() -> Callable[..., None]:
     """Move a job through a series of statuses with the real `transition`."""
-    from app import jobs
+    from app.jobs import lifecycle
     from app.models import Job
 
     def move(session: Session, job: Job, *statuses: str) -> None:
         for status in statuses:
-            jobs.transition(session, job, status, actor="test")
+            lifecycle.transition(session, job, status, actor="test")
 
     return move

@@ -12,11 +12,11 @@ import pydantic
 import pytest
 import yaml
 
-from app import intake
 from app.errors import EscalationRequired
+from app.intake import submissions
 from app.llm.schema import plan_model, to_plan
-from app.planning import validate_plan
 from app.reasons import REASONS
+from app.stages.plan import validate_plan
 from evals.adversarial import (
     CATEGORIES,
     REQUIRED_CATEGORIES,
@@ -26,7 +26,7 @@ from evals.adversarial import (
 )
 from evals.cases import Case, CaseError
 from tools.sandbox.app import TicketSpec
-from tools.sandbox.model_routes import ScriptEntry
+from tools.sandbox.llm.routes import ScriptEntry
 from tools.sandbox.seed import USERS
 
 CASES = load_cases()
@@ -89,7 +89,7 @@ def test_expected_reasons_are_in_the_taxonomy() -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_the_case_submits_a_valid_job_carrying_its_token(case: Case) -> None:
     assert isinstance(case.event.body, dict)
-    sub = intake.parse_submission({**case.event.body, "source": "api"})
+    sub = submissions.parse_submission({**case.event.body, "source": "api"})
     for entry in case.script(default_judge=None):
         ScriptEntry.model_validate(entry)
     if case.workflow == "support_refund":

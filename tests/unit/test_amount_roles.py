@@ -1,11 +1,11 @@
-"""app/planner/amount_roles.py: of several amounts a requester states, the one asked back,
+"""app/reading/amount_roles.py: of several amounts a requester states, the one asked back,
 only when the words leave no doubt."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.planner.amount_roles import requested_amounts
+from app.reading.amount_roles import requested_amounts
 
 
 def asked(text: str) -> list[tuple[int, str]]:

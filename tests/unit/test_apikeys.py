@@ -1,4 +1,4 @@
-"""app/apikeys.py: API keys from the environment and from the database key store."""
+"""app/identity/apikeys.py: API keys from the environment and from the database key store."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app import apikeys
-from app.db import session_scope
+from app.core.db import session_scope
 from app.errors import Forbidden, InputError, Unauthorized
+from app.identity import apikeys
 from tests.conftest import reset_process_state
 
 ENV_KEYS = "ci-bot:requester:k-req-7f2a9c,lead:reviewer:k-rev-3b1e,ops:admin:k-adm-9d4c:with:colons"

@@ -1,4 +1,4 @@
-"""app/audit.py: the per-job hash chain holds, and any edit or deletion is found."""
+"""app/audit/chain.py: the per-job hash chain holds, and any edit or deletion is found."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from app import audit, checkpoints
-from app.db import session_scope
+from app.audit import chain as audit
+from app.audit import checkpoints, verify
+from app.core.db import session_scope
 
 JOB = "00000000-0000-4000-8000-000000000001"
 
@@ -46,7 +47,7 @@ def _sql(statement: str, **params: object) -> None:
 def test_appended_chain_verifies(chain: str) -> None:
     with session_scope() as s:
         assert audit.verify_job(s, chain) is None
-        assert audit.verify_all(s) == []
+        assert verify.whole_trail(s) == []
         assert audit.count(s, chain) == 4
 
 
@@ -74,7 +75,7 @@ def test_edited_payload_is_detected_at_its_seq(chain: str) -> None:
     # Then verification points at exactly that event
     with session_scope() as s:
         broken = audit.verify_job(s, chain)
-        assert audit.verify_all(s) == [broken]
+        assert verify.whole_trail(s) == [broken]
     assert broken is not None
     assert (broken.job_id, broken.seq) == (chain, 3)
     assert "content" in broken.problem
@@ -139,9 +140,9 @@ def test_deleted_last_event_is_detected(chain: str) -> None:
     # Then the anchor names what is gone
     with session_scope() as s:
         assert audit.verify_job(s, chain) is None
-        [broken] = audit.verify_all(s)
+        [broken] = verify.whole_trail(s)
         assert (broken.job_id, broken.seq) == (chain, 4) and "gone" in broken.problem
-        assert audit.verify_one(s, chain) == [broken]
+        assert verify.one_job(s, chain) == [broken]
 
 
 def test_a_deleted_job_is_detected(chain: str) -> None:
@@ -149,7 +150,7 @@ def test_a_deleted_job_is_detected(chain: str) -> None:
     _sql("DELETE FROM audit_events WHERE job_id = :j", j=chain)
 
     with session_scope() as s:
-        [broken] = audit.verify_all(s)
+        [broken] = verify.whole_trail(s)
     assert broken.job_id == chain and "gone" in broken.problem
 
 
@@ -182,7 +183,7 @@ def test_a_chain_rewritten_from_the_start_is_detected(chain: str) -> None:
     # Then the job chain alone holds, but the anchored head does not
     with session_scope() as s:
         assert audit.verify_job(s, chain) is None
-        [broken] = audit.verify_all(s)
+        [broken] = verify.whole_trail(s)
     assert (broken.seq, "differs" in broken.problem) == (4, True)
 
 
@@ -191,7 +192,7 @@ def test_an_edited_checkpoint_is_detected(chain: str) -> None:
     _sql("UPDATE audit_checkpoints SET heads = '{}' WHERE seq = 1")
 
     with session_scope() as s:
-        [broken] = audit.verify_all(s)
+        [broken] = verify.whole_trail(s)
     assert (broken.job_id, broken.seq) == (checkpoints.CHECKPOINTS, 1)
 
 
@@ -236,7 +237,7 @@ def test_other_jobs_chains_are_independent(chain: str) -> None:
 
     with session_scope() as s:
         assert audit.verify_job(s, other) is None
-        assert [b.job_id for b in audit.verify_all(s)] == [chain]
+        assert [b.job_id for b in verify.whole_trail(s)] == [chain]
 
 
 def test_canonical_json_is_key_order_independent() -> None:

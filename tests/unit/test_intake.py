@@ -1,4 +1,4 @@
-"""app/intake.py: submission validation, and exactly one job per delivery."""
+"""app/intake/submissions.py: submission validation, and exactly one job per delivery."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app import audit, intake
-from app.db import session_scope
+from app.audit import chain
+from app.core.db import session_scope
 from app.errors import InputError
+from app.intake import submissions
 from app.models import AuditEvent, Job, OutboxMessage
 
 
@@ -26,15 +27,15 @@ def body(**overrides: Any) -> dict[str, Any]:
 
 
 def test_valid_submission_parses() -> None:
-    sub = intake.parse_submission(body(requester="alice@example.com", delivery_id="d-1"))
+    sub = submissions.parse_submission(body(requester="alice@example.com", delivery_id="d-1"))
 
     assert (sub.workflow, sub.external_id, sub.source) == ("support_refund", "ticket-4821", "api")
     assert sub.input == {"ticket_id": 4821}
-    assert intake.intake_key(sub) == "api:d-1"
+    assert submissions.intake_key(sub) == "api:d-1"
 
 
 def test_intake_key_falls_back_to_external_id() -> None:
-    assert intake.intake_key(intake.parse_submission(body())) == "api:ticket-4821"
+    assert submissions.intake_key(submissions.parse_submission(body())) == "api:ticket-4821"
 
 
 @pytest.mark.parametrize(
@@ -62,14 +63,16 @@ def test_intake_key_falls_back_to_external_id() -> None:
 )
 def test_bad_submissions_are_input_errors_naming_the_problem(raw: Any, named: list[str]) -> None:
     with pytest.raises(InputError) as caught:
-        intake.parse_submission(raw)
+        submissions.parse_submission(raw)
     for part in named:
         assert part in str(caught.value)
 
 
 def _accept(raw: dict[str, Any]) -> tuple[str, bool]:
     with session_scope() as session:
-        job, created = intake.accept(session, intake.parse_submission(raw), submitted_by="test")
+        job, created = submissions.accept(
+            session, submissions.parse_submission(raw), submitted_by="test"
+        )
         session.commit()
         return job.id, created
 
@@ -134,10 +137,10 @@ def test_intake_audit_event_holds_a_requester_hash_not_the_requester(sqlite_db: 
         events = session.scalars(select(AuditEvent).where(AuditEvent.job_id == job_id)).all()
     assert [e.kind for e in events] == ["intake"]
     payload = events[0].payload
-    assert requester not in audit.canonical_json(payload)
-    assert "alice" not in audit.canonical_json(payload).lower()
-    assert payload["requester_ref"] == audit.sha256_hex(requester)[:16]
-    assert payload["input_hash"] == audit.sha256_hex(audit.canonical_json({"ticket_id": 4821}))
+    assert requester not in chain.canonical_json(payload)
+    assert "alice" not in chain.canonical_json(payload).lower()
+    assert payload["requester_ref"] == chain.sha256_hex(requester)[:16]
+    assert payload["input_hash"] == chain.sha256_hex(chain.canonical_json({"ticket_id": 4821}))
     assert events[0].actor == "test"
 
 

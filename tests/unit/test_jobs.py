@@ -1,4 +1,5 @@
-"""app/jobs.py: the transition table, `transition()` side effects, and the optimistic lock."""
+"""app/jobs/lifecycle.py: the transition table, `transition()` side effects, and the optimistic
+lock."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import func, select
 
-from app import jobs
-from app.db import session_scope
+from app.core.db import session_scope
 from app.errors import IllegalTransition, StaleJob
+from app.jobs import lifecycle
 from app.models import AuditEvent, Job, JobEvent, OutboxMessage
 
-# The state machine as specified (written out here, not read from app.jobs, so a change to
+# The state machine as specified (written out here, not read from app.jobs.lifecycle, so a change to
 # the table in the code shows up as a failing test).
 _EXITS = {"escalated", "failed", "cancelled", "paused"}
 EXPECTED: dict[str, set[str]] = {
@@ -62,38 +63,38 @@ NEXT_TASK = {
 
 @pytest.mark.parametrize(("src", "dst"), ALLOWED)
 def test_every_allowed_transition_passes(src: str, dst: str) -> None:
-    assert jobs.can_transition(src, dst)
+    assert lifecycle.can_transition(src, dst)
 
 
 @pytest.mark.parametrize(("src", "dst"), FORBIDDEN)
 def test_forbidden_transitions_do_not_pass(src: str, dst: str) -> None:
-    assert not jobs.can_transition(src, dst)
+    assert not lifecycle.can_transition(src, dst)
 
 
 def test_the_table_links_nothing_beyond_the_specified_transitions() -> None:
     # Every ordered pair of statuses: allowed exactly when the specification says so.
     for src in ALL_STATUSES:
         for dst in ALL_STATUSES:
-            assert jobs.can_transition(src, dst) == (dst in EXPECTED[src]), (src, dst)
+            assert lifecycle.can_transition(src, dst) == (dst in EXPECTED[src]), (src, dst)
 
 
 def test_unknown_statuses_link_nowhere() -> None:
-    assert not jobs.can_transition("bogus", "queued")
-    assert not jobs.can_transition("queued", "bogus")
+    assert not lifecycle.can_transition("bogus", "queued")
+    assert not lifecycle.can_transition("queued", "bogus")
 
 
 @pytest.mark.parametrize("status", ["completed", "rejected", "cancelled"])
 def test_final_states_have_no_exits(status: str) -> None:
-    assert status in jobs.TERMINAL
-    assert not any(jobs.can_transition(status, dst) for dst in ALL_STATUSES)
+    assert status in lifecycle.TERMINAL
+    assert not any(lifecycle.can_transition(status, dst) for dst in ALL_STATUSES)
 
 
 def test_failed_is_terminal_except_for_the_operator_retry() -> None:
     # `failed` counts as terminal (nothing moves it by itself), but `opsgate jobs retry`
     # sends it back to an active stage; those are its only exits.
-    assert "failed" in jobs.TERMINAL
-    exits = {d for d in ALL_STATUSES if jobs.can_transition("failed", d)}
-    assert exits == set(jobs.ACTIVE)
+    assert "failed" in lifecycle.TERMINAL
+    exits = {d for d in ALL_STATUSES if lifecycle.can_transition("failed", d)}
+    assert exits == set(lifecycle.ACTIVE)
 
 
 def _counts(job_id: str) -> tuple[int, int, int]:
@@ -116,7 +117,7 @@ def test_transition_records_event_audit_and_next_stage_message(new_job: Callable
     with session_scope() as s:
         job = s.get(Job, job_id)
         assert job is not None
-        jobs.transition(s, job, jobs.PLANNED, actor="worker:plan", reason="plan stored")
+        lifecycle.transition(s, job, lifecycle.PLANNED, actor="worker:plan", reason="plan stored")
         s.commit()
 
     # Then one more of each, describing exactly that move
@@ -228,7 +229,7 @@ def test_forbidden_move_raises_and_changes_nothing(new_job: Callable[..., str]) 
         job = s.get(Job, job_id)
         assert job is not None
         with pytest.raises(IllegalTransition, match="queued -> completed"):
-            jobs.transition(s, job, jobs.COMPLETED, actor="test")
+            lifecycle.transition(s, job, lifecycle.COMPLETED, actor="test")
         assert job.status == "queued"
         s.commit()
     assert _counts(job_id) == before
@@ -244,7 +245,9 @@ def test_transition_resets_deliveries_and_sets_resume_at(new_job: Callable[..., 
         assert job is not None
         job.stage_deliveries = 3
         s.commit()
-        jobs.transition(s, job, jobs.PAUSED, actor="test", reason="kill switch", resume_at=resume)
+        lifecycle.transition(
+            s, job, lifecycle.PAUSED, actor="test", reason="kill switch", resume_at=resume
+        )
         s.commit()
     with session_scope() as s:
         job = s.get(Job, job_id)
@@ -267,12 +270,12 @@ def test_second_writer_of_a_job_gets_stale_job(new_job: Callable[..., str]) -> N
         assert job_a.version == job_b.version
 
         # When the first one transitions and commits
-        jobs.transition(first, job_a, jobs.PLANNED, actor="worker-a")
+        lifecycle.transition(first, job_a, lifecycle.PLANNED, actor="worker-a")
         first.commit()
 
         # Then the second one's transition is refused
         with pytest.raises(StaleJob):
-            jobs.transition(second, job_b, jobs.ESCALATED, actor="worker-b")
+            lifecycle.transition(second, job_b, lifecycle.ESCALATED, actor="worker-b")
         second.rollback()
 
     # And only the winner's move is on record

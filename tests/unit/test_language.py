@@ -1,11 +1,11 @@
-"""app/planner/language.py: requests, withdrawals and disputes in English, German, French and
+"""app/reading/language.py: requests, withdrawals and disputes in English, German, French and
 Spanish; quoted history is never judged."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.planner.language import (
+from app.reading.language import (
     LANGUAGES,
     dispute,
     money_back,

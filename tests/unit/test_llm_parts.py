@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from openai.lib._pydantic import to_strict_json_schema
 
+from app.controls import budget
+from app.core.redaction import Placeholders
 from app.errors import EscalationRequired
-from app.llm import budget, prompts, retrieval
+from app.llm import prompts, retrieval
 from app.llm.config import ModelsConfig, models_config
 from app.llm.router import features, request_text, route
 from app.llm.schema import plan_model, to_plan
-from app.redaction import Placeholders
 
 
 def _walk_objects(node: Any, path: str = "$") -> list[tuple[str, dict[str, Any]]]:
@@ -206,7 +207,7 @@ def test_a_budget_is_reserved_settled_and_refused_when_spent(pg_env: dict[str, s
 
 
 def test_a_lost_counter_is_rebuilt_from_the_ledger(pg_env: dict[str, str]) -> None:
-    from app import broker
+    from app.core import broker
 
     budget.settle(budget.reserve("wf", Decimal("1"), Decimal("0.5")), Decimal("0.7"))
     # When Redis forgets the day's counter (a restart)

@@ -15,7 +15,7 @@ import structlog
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app import logs, observability
+from app.telemetry import logs, observability
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""app/money.py: decimal amounts to Stripe minor units and back."""
+"""app/core/money.py: decimal amounts to Stripe minor units and back."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.money import format_minor, to_minor
+from app.core.money import format_minor, to_minor
 
 
 @pytest.mark.parametrize(

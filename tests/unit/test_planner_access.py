@@ -1,4 +1,4 @@
-"""app/planner/access.py: the rules-tier plans for IT requests, on hand-built contexts."""
+"""app/rules/access.py: the rules-tier plans for IT requests, on hand-built contexts."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from app import policy
-from app.plan import Plan
-from app.planner import rules
-from app.planner.access import plan_it_request
-from app.planning import validate_plan
+from app.controls import policy
+from app.jobs.steps import Plan
+from app.rules import tier as rules
+from app.rules.access import plan_it_request
+from app.stages.plan import validate_plan
 
 ALICE, BOB = "00u1alicesVQijwX60h7", "00u2bobrKpgaNmq0q0h7"
 ENGINEERING, ADMINS, VPN = "00g1engineerpowCP0h7", "00g3adminsqxRccta0h7", "00g4vpnkpL4NFJLRn0h7"

@@ -1,4 +1,4 @@
-"""app/planner/invoices.py: the rules-tier plans for invoice exceptions, on hand-built contexts."""
+"""app/rules/invoices.py: the rules-tier plans for invoice exceptions, on hand-built contexts."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from app import policy
-from app.plan import Plan
-from app.planner import rules
-from app.planner.invoices import plan_invoice_exception
-from app.planning import validate_plan
+from app.controls import policy
+from app.jobs.steps import Plan
+from app.rules import tier as rules
+from app.rules.invoices import plan_invoice_exception
+from app.stages.plan import validate_plan
 
 INVOICE_ID = "a01Dn00000HuWdiIAF"
 OTHER_ID = "a01Dn00000ZpM88IAF"

@@ -1,4 +1,4 @@
-"""app/planner/refunds.py (via the rules dispatcher): amounts in ticket text, the refund plan."""
+"""app/rules/refunds.py (via the rules dispatcher): amounts in ticket text, the refund plan."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from app.planner import rules
-from app.planner.refunds import StatedAmount, find_amount, plan_support_refund
+from app.reading.amounts import StatedAmount, find_amount
+from app.rules import tier as rules
+from app.rules.refunds import plan_support_refund
 from tools.catalog import get_tool
 from tools.sandbox.seed import TICKETS
 

@@ -1,4 +1,5 @@
-"""app/policy.py: decisions from the repository's config/policy.yaml, versioning, bad files."""
+"""app/controls/policy.py: decisions from the repository's config/policy.yaml, versioning, bad
+files."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from app import policy
+from app.controls import policy
 from app.errors import PermanentError
 from app.settings import PROJECT_ROOT, get_settings
 

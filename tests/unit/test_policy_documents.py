@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app import policy
+from app.controls import policy
 from app.llm.retrieval import MARKER, split_passages
 from verifiers.registry import enforceable_rules
 
@@ -99,9 +99,10 @@ def test_the_parser_refuses_an_unmarked_or_unknown_sentence() -> None:
 
 
 def test_the_policy_names_every_rule_its_decisions_give() -> None:
-    # app/policy.py states its rule names in RULE_NAMES; a decision under another name would
-    # be one no document could cite.
-    source = (ROOT / "app" / "policy.py").read_text() + (ROOT / "app" / "caps.py").read_text()
+    # app/controls/policy.py states its rule names in RULE_NAMES; a decision under another name
+    # would be one no document could cite.
+    controls = ROOT / "app" / "controls"
+    source = (controls / "policy.py").read_text() + (controls / "caps.py").read_text()
     given = set(re.findall(r'verdict\(\s*"\w+",\s*"(\w+)"', source))
     given |= set(re.findall(r'return \(\s*"(\w+)",\s*f?"', source))
     given |= set(re.findall(r'\(\s*"(daily_cap_\w+)",', source))

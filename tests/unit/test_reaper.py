@@ -1,4 +1,5 @@
-"""app/reaper.py + app/outbox.py on SQLite, no broker: stalled active jobs get a new message."""
+"""app/stages/reaper.py + app/jobs/outbox.py on SQLite, no broker: stalled active jobs get a new
+message."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from app import reaper
-from app.db import session_scope
+from app.core.db import session_scope
 from app.models import Job, OutboxMessage, utcnow
+from app.stages import reaper
 
 
 def _settle(job_id: str, *statuses: str, walk: Callable[..., None]) -> None:

@@ -1,4 +1,4 @@
-"""app/redaction.py: PII out, everything else (dates, ids, amounts) left alone."""
+"""app/core/redaction.py: PII out, everything else (dates, ids, amounts) left alone."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.redaction import Placeholders, redact, redact_event
+from app.core.redaction import Placeholders, redact, redact_event
 
 EMAILS = [
     "alice@example.com",
@@ -262,7 +262,7 @@ def test_log_processor_redacts_string_values_only() -> None:
 
 
 def test_erasure_redaction_keeps_a_payload_parseable_and_its_structure() -> None:
-    from app.privacy import _redacted
+    from app.privacy.erasure import _redacted
 
     payload = {
         "amount": 4242424242424242,  # a Luhn-valid number: a card, even as a JSON number

@@ -1,5 +1,5 @@
-"""app/report.py arithmetic and edge cases: percentiles, division by zero, empty windows, the
-"all" column, the schema-adherence definition, the text forms; the SQL on embedded SQLite."""
+"""app/reporting/kpis.py arithmetic and edge cases: percentiles, division by zero, empty windows,
+the "all" column, the schema-adherence definition, the text forms; the SQL on embedded SQLite."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from app import report, report_html
-from app.report import DASH, Tally, kpis
+from app.reporting import html
+from app.reporting import kpis as report
+from app.reporting.kpis import DASH, Tally, kpis
 
 FAMILIES = {
     "jobs",
@@ -235,7 +236,7 @@ def test_escalation_reasons_are_most_frequent_first_with_counts_per_workflow() -
 
 
 def test_html_of_an_empty_window_is_well_formed_with_a_chart_per_family() -> None:
-    page = report_html.render(data_of(since="2026-01-01T00:00:00+00:00"))
+    page = html.render(data_of(since="2026-01-01T00:00:00+00:00"))
     root = ET.fromstring(page)
     assert {svg.get("data-kpi") for svg in root.iter(SVG)} == FAMILIES
     assert "no data in the window" in page and "<script" not in page
@@ -250,7 +251,7 @@ def test_html_escapes_names_and_draws_no_bar_for_undefined_values() -> None:
         tool_calls=Counter(ok=2),
         durations=[3.0],
     )
-    page = report_html.render(data_of(("wf<&>", odd)))
+    page = html.render(data_of(("wf<&>", odd)))
     root = ET.fromstring(page)  # would fail on an unescaped name
     text = "".join(root.itertext())
     assert "wf<&>" in text and "<reason & co>" in text
@@ -267,7 +268,7 @@ def test_html_escapes_names_and_draws_no_bar_for_undefined_values() -> None:
 def test_build_counts_the_rows_on_sqlite_and_honours_since(
     new_job: Callable[..., str], walk: Callable[..., None]
 ) -> None:
-    from app.db import session_scope
+    from app.core.db import session_scope
     from app.models import Escalation, Job, ModelCall, ToolCall
 
     done, stuck, old = new_job(4821), new_job(4822), new_job(4823)

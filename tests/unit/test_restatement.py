@@ -1,5 +1,5 @@
-"""app/revisions.py: later steps restated from a reviewer's edit (pure, no database), and the
-amount spans of app/planner/refunds.py it rewrites."""
+"""app/human/revisions.py: later steps restated from a reviewer's edit (pure, no database), and the
+amount spans of app/rules/refunds.py it rewrites."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from app.errors import InputError
-from app.planner.refunds import StatedAmount, find_amount_spans, find_amounts
-from app.revisions import Edit, restate
+from app.human.revisions import Edit, restate
+from app.reading.amounts import StatedAmount, find_amount_spans, find_amounts
 
 REFUND = {
     "charge_id": "ch_1003",

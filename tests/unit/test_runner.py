@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from app import intake, jobs, runner
-from app.db import session_scope
+from app.core.db import session_scope
+from app.intake import submissions
+from app.jobs import lifecycle
 from app.models import Job
-from app.planning import PlanStage
+from app.stages import runner
+from app.stages.plan import PlanStage
 from tests.conftest import reset_process_state
 
 
 def _job() -> str:
-    sub = intake.parse_submission(
+    sub = submissions.parse_submission(
         {"workflow": "support_refund", "external_id": "4821", "input": {"ticket_id": 4821}}
     )
     with session_scope() as s:
-        job, _ = intake.accept(s, sub, submitted_by="test")
+        job, _ = submissions.accept(s, sub, submitted_by="test")
         s.commit()
         return job.id
 
@@ -24,7 +26,7 @@ def _job() -> str:
 def test_a_message_for_a_job_that_moved_on_is_skipped(sqlite_db):
     job_id = _job()
     with session_scope() as s:
-        jobs.transition(s, s.get(Job, job_id), jobs.CANCELLED, actor="test")
+        lifecycle.transition(s, s.get(Job, job_id), lifecycle.CANCELLED, actor="test")
         s.commit()
     assert runner.run_stage(PlanStage(), job_id) == "skipped"
     assert runner.run_stage(PlanStage(), "no-such-job") == "unknown"
@@ -40,9 +42,9 @@ def test_a_message_delivered_too_often_dead_letters_the_job(sqlite_db, monkeypat
     assert runner.run_stage(PlanStage(), job_id) == "dead_letter"
     with session_scope() as s:
         job = s.get(Job, job_id)
-        assert job.status == jobs.FAILED
+        assert job.status == lifecycle.FAILED
         assert job.status_reason == "dead_letter: plan delivered 3 times"
-        assert job.resume_status == jobs.QUEUED  # an operator retry starts over from here
+        assert job.resume_status == lifecycle.QUEUED  # an operator retry starts over from here
 
 
 @pytest.mark.parametrize("deliveries", [0, 1])
@@ -61,4 +63,8 @@ def test_deliveries_under_the_limit_are_counted(sqlite_db, monkeypatch, deliveri
         runner.run_stage(PlanStage(), job_id)
     with session_scope() as s:
         job = s.get(Job, job_id)
-        assert (job.status, job.stage_deliveries, job.retries) == (jobs.QUEUED, deliveries + 1, 1)
+        assert (job.status, job.stage_deliveries, job.retries) == (
+            lifecycle.QUEUED,
+            deliveries + 1,
+            1,
+        )

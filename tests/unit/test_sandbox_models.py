@@ -19,7 +19,7 @@ from openai.types.chat import ChatCompletionSystemMessageParam, ChatCompletionUs
 from pydantic import BaseModel, ValidationError
 
 from tools.sandbox.app import create_app
-from tools.sandbox.model_routes import NO_SCRIPT_MESSAGE, serve_in_thread
+from tools.sandbox.llm.routes import NO_SCRIPT_MESSAGE, serve_in_thread
 
 
 class Plan(BaseModel):

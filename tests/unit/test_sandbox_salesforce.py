@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tools.sandbox.app import create_app
-from tools.sandbox.salesforce_model import id18
+from tools.sandbox.salesforce.model import id18
 from tools.sandbox.seed import INVOICE_IDS, PURCHASE_ORDER_IDS
 
 AUTH = {"Authorization": "Bearer 00Dxx0000001gPL!AQ4AQFakeSessionToken"}

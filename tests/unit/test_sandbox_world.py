@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tools.sandbox.app import create_app
-from tools.sandbox.salesforce_model import id18
+from tools.sandbox.salesforce.model import id18
 
 OKTA = {"Authorization": "SSWS 00abcdefTestApiToken"}
 SF = {"Authorization": "Bearer 00Dtest!token"}

@@ -1,10 +1,10 @@
-"""app/decisions.py: the person behind a reviewer's actor, for separation of duties."""
+"""app/human/decisions.py: the person behind a reviewer's actor, for separation of duties."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.decisions import _same_person, person
+from app.human.decisions import _same_person, person
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from app.cli import settings_error_line
+from app.intake.salesforce import same_org
+from app.salesforce_ids import canonical_id, to_18
 from app.settings import Settings
-from app.webhooks.salesforce import canonical_id, same_org, to_18
 
 # (15-character id, its 18-character form). The first is a real org id; the others were
 # computed with our implementation and checked by hand: for each 5-character chunk, add

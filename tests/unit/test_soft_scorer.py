@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from app.stages.soft_check import ticket_history
 from verifiers.soft import HistoryEvent, SoftEvidence, score
-from verifiers.soft_check import ticket_history
 
 TICKET = "Refund for duplicate charge\nPlease refund $25.00 for charge ch_1001. Thanks, Alice"
 ALICE = {"id": 101, "email": "alice@example.com"}

@@ -1,4 +1,4 @@
-"""verifiers/access.py: each Okta rule on hand-built facts, then the chains on the sandbox."""
+"""verifiers/okta/access.py: each Okta rule on hand-built facts, then the chains on the sandbox."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from app.calls import CallRecorder
+from app.controls.calls import CallRecorder
 from tests.conftest import Sandbox
 from tools.sandbox import seed
-from verifiers import access
-from verifiers.access import login_ref
 from verifiers.base import Facts, Verdict, run_chain
 from verifiers.chains import CHAINS
+from verifiers.okta import access
+from verifiers.okta.access import login_ref
 
 USERS = {u.login.split("@")[0]: u for u in seed.OKTA_USERS}  # alice, bob, carol, dave, erin
 GROUP = {g.name: g.id for g in seed.OKTA_GROUPS}

@@ -1,4 +1,5 @@
-"""verifiers/invoices.py: each invoice rule on hand-built facts, then the chains on the sandbox."""
+"""verifiers/salesforce/invoices.py: each invoice rule on hand-built facts, then the chains on the
+sandbox."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from app.calls import CallRecorder
+from app.controls.calls import CallRecorder
 from tests.conftest import Sandbox
-from tools import salesforce_api
+from tools.salesforce import client as salesforce_api
 from tools.sandbox import seed
-from verifiers import invoices
 from verifiers.base import Facts, Verdict, run_chain
 from verifiers.chains import CHAINS
+from verifiers.salesforce import invoices
 
 INV, PO = seed.INVOICE_IDS, seed.PURCHASE_ORDER_IDS
 INV_1001 = INV["INV-1001"]

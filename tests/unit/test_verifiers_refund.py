@@ -1,4 +1,4 @@
-"""verifiers/refund.py: each stripe.refund rule against hand-built Stripe facts."""
+"""verifiers/stripe/refund.py: each stripe.refund rule against hand-built Stripe facts."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from verifiers import refund
 from verifiers.base import Facts, run_chain
+from verifiers.stripe import refund
 
 ALICE = {"id": 101, "email": "alice@example.com"}
 BOB = {"id": 102, "email": "bob@example.com"}

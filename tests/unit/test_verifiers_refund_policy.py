@@ -1,5 +1,5 @@
-"""The refund window, disputes and the refund reason: verifiers/refund.py and the refunds
-planner judge them alike (verifiers/charges.py)."""
+"""The refund window, disputes and the refund reason: verifiers/stripe/refund.py and the refunds
+planner judge them alike (verifiers/stripe/charges.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from app.planner.refunds import plan_support_refund
-from verifiers import charges, refund
+from app.rules.refunds import plan_support_refund
 from verifiers.base import Facts
+from verifiers.stripe import charges, refund
 
 DAY = 86_400
 NOW = int(time.time())

@@ -1,12 +1,12 @@
-"""verifiers/thread.py: the refund chain's rules on the ticket's whole thread."""
+"""verifiers/zendesk/thread.py: the refund chain's rules on the ticket's whole thread."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from verifiers import refund
 from verifiers.base import Facts
-from verifiers.thread import NoDisputeInThread, RequestNotWithdrawn, stop, thread
+from verifiers.stripe import refund
+from verifiers.zendesk.thread import NoDisputeInThread, RequestNotWithdrawn, stop, thread
 
 TICKET = {
     "id": 4821,

@@ -1,4 +1,4 @@
-"""verifiers/tickets.py: the rules for zendesk.add_comment and zendesk.update_ticket."""
+"""verifiers/zendesk/tickets.py: the rules for zendesk.add_comment and zendesk.update_ticket."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from app.calls import CallRecorder
+from app.controls.calls import CallRecorder
 from tests.conftest import Sandbox
-from verifiers import tickets
 from verifiers.base import Facts, Verdict, run_chain
 from verifiers.chains import CHAINS
+from verifiers.zendesk import tickets
 
 
 def facts(*, target: int = 4821, job_ticket: Any = 4821, status: str = "open") -> Facts:

@@ -1,4 +1,4 @@
-"""app/webhooks/salesforce.py: safe Outbound Message parsing, SessionId removal, org check, ACK."""
+"""app/intake/salesforce.py: safe Outbound Message parsing, SessionId removal, org check, ACK."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from defusedxml import ElementTree as SafeET
 
 from app.errors import InputError, MalformedBody
-from app.webhooks import salesforce
+from app.intake import salesforce
 from tests.intake_helpers import (
     ORG_15,
     ORG_18,

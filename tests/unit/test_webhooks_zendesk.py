@@ -1,4 +1,4 @@
-"""app/webhooks/zendesk.py: signature verification and mapping deliveries to submissions.
+"""app/intake/zendesk.py: signature verification and mapping deliveries to submissions.
 
 Expected signatures are built here from Zendesk's documented algorithm
 (base64(HMAC-SHA256(secret, timestamp + raw body))), never with `zendesk.sign`.
@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from app.errors import InputError, Unauthorized
-from app.intake import Submission
+from app.intake import zendesk
+from app.intake.submissions import Submission
 from app.settings import Settings
-from app.webhooks import zendesk
 
 NOW = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC)
 STAMP = "2026-11-24T10:00:00Z"

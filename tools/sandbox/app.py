@@ -12,20 +12,16 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tools.sandbox import (
-    bulk,
-    faults,
-    model_routes,
-    okta_routes,
-    salesforce_model,
-    salesforce_routes,
-    stripe_routes,
-    world,
-    zendesk_routes,
-)
+from tools.sandbox import bulk, faults, world
+from tools.sandbox.llm import routes as model_routes
+from tools.sandbox.okta import routes as okta_routes
+from tools.sandbox.salesforce import model as salesforce_model
+from tools.sandbox.salesforce import routes as salesforce_routes
 from tools.sandbox.seed import Ticket, add_ticket, reset, seed_missing
 from tools.sandbox.store import Store, iso_z, list_writes, utc_now
-from tools.sandbox.stripe_wire import StripeError, error_response
+from tools.sandbox.stripe import routes as stripe_routes
+from tools.sandbox.stripe.wire import StripeError, error_response
+from tools.sandbox.zendesk import routes as zendesk_routes
 
 control = APIRouter(prefix="/_sandbox", tags=["sandbox"])
 

@@ -8,9 +8,9 @@ from http import HTTPStatus
 
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from tools.sandbox.okta_routes import OktaError
-from tools.sandbox.salesforce_model import SalesforceError
-from tools.sandbox.stripe_wire import StripeError, json_response, render
+from tools.sandbox.okta.routes import OktaError
+from tools.sandbox.salesforce.model import SalesforceError
+from tools.sandbox.stripe.wire import StripeError, json_response, render
 
 STRIPE_RATE_LIMIT = (
     "Too many requests hit the API too quickly. We recommend an exponential backoff of your "

@@ -27,7 +27,7 @@ from starlette.datastructures import Headers, QueryParams
 
 from tools.sandbox.fault_wire import fault_response
 from tools.sandbox.store import LEDGER_FAULT, Store, record_write
-from tools.sandbox.stripe_wire import decode_form
+from tools.sandbox.stripe.wire import decode_form
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -16,8 +16,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from tools.okta_lifecycle import STATUSES
-from tools.sandbox.salesforce_model import SOBJECTS, SalesforceError, coerce, normalize_id
+from tools.okta.lifecycle import STATUSES
+from tools.sandbox.salesforce.model import SOBJECTS, SalesforceError, coerce, normalize_id
 from tools.sandbox.seed import okta_time, sf_datetime
 from tools.sandbox.store import Store, iso_z, utc_now
 

@@ -1,0 +1,133 @@
+"""Append-only audit trail, hash-chained per job over canonical JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import AuditEvent, utcnow
+
+GENESIS = "0" * 64
+# The chain of events that belong to no job (kill-switch flips, erasures of personal data).
+FLEET = "fleet"
+
+
+def canonical_json(value: Any) -> str:
+    """The one serialization every hash in opsgate is computed over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def sha256_hex(text: str) -> str:
+    """Hex SHA-256 of a string."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def event_hash(
+    prev_hash: str, job_id: str, seq: int, kind: str, actor: str, payload: dict[str, Any]
+) -> str:
+    """Hash of one event, covering the previous event's hash (the chain link)."""
+    body = {"job_id": job_id, "seq": seq, "kind": kind, "actor": actor, "payload": payload}
+    return sha256_hex(prev_hash + canonical_json(body))
+
+
+def append(
+    session: Session,
+    job_id: str,
+    kind: str,
+    actor: str,
+    payload: dict[str, Any],
+    *,
+    first: bool = False,
+) -> AuditEvent:
+    """Append one event to the job's chain (the caller commits).
+
+    A concurrent append to the same job collides on the unique (job_id, seq) pair and the
+    loser's transaction fails, so the chain can never fork.
+    """
+    return append_many(session, job_id, [(kind, actor, payload)], first=first)[0]
+
+
+def append_many(
+    session: Session,
+    job_id: str,
+    events: list[tuple[str, str, dict[str, Any]]],
+    *,
+    first: bool = False,
+) -> list[AuditEvent]:
+    """Append (kind, actor, payload) events in order, with one look-up of the chain's head."""
+    # `first`: the caller just created the job, so there is no chain to look up yet.
+    last = (
+        None
+        if first
+        else session.execute(
+            select(AuditEvent.seq, AuditEvent.hash)
+            .where(AuditEvent.job_id == job_id)
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        ).first()
+    )
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    added = []
+    for kind, actor, payload in events:
+        now = utcnow()
+        body = dict(payload, at=now.isoformat())
+        body = json.loads(canonical_json(body))  # store exactly what was hashed
+        digest = event_hash(prev, job_id, seq, kind, actor, body)
+        event = AuditEvent(
+            job_id=job_id,
+            seq=seq,
+            kind=kind,
+            actor=actor,
+            payload=body,
+            prev_hash=prev,
+            hash=digest,
+            at=now,
+        )
+        session.add(event)
+        added.append(event)
+        seq, prev = seq + 1, digest
+    if len(added) > 1:
+        session.flush()  # a later append's look-up must see these
+    return added
+
+
+def reference(value: str) -> str:
+    """A stable reference to personal data (a requester, a login) for chained payloads: the
+    value itself stays in its own store, where it can be erased."""
+    return sha256_hex(value)[:16]
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    """The first link of a job's chain that does not verify."""
+
+    job_id: str
+    seq: int
+    problem: str
+
+
+def verify_job(session: Session, job_id: str) -> ChainBreak | None:
+    """Recompute one job's chain; return the first broken link, or None if it holds."""
+    prev, expected_seq = GENESIS, 1
+    events = session.scalars(
+        select(AuditEvent).where(AuditEvent.job_id == job_id).order_by(AuditEvent.seq)
+    )
+    for ev in events:
+        if ev.seq != expected_seq:
+            return ChainBreak(job_id, expected_seq, f"event {expected_seq} is missing")
+        if ev.prev_hash != prev:
+            return ChainBreak(job_id, ev.seq, "previous-hash link does not match")
+        if event_hash(prev, ev.job_id, ev.seq, ev.kind, ev.actor, ev.payload) != ev.hash:
+            return ChainBreak(job_id, ev.seq, "event content does not match its hash")
+        prev, expected_seq = ev.hash, expected_seq + 1
+    return None
+
+
+def count(session: Session, job_id: str) -> int:
+    """Number of audit events recorded for a job."""
+    return session.scalar(select(func.count()).where(AuditEvent.job_id == job_id)) or 0

@@ -1,0 +1,184 @@
+"""A circuit breaker per downstream system, shared by the whole fleet through Redis.
+
+Written here rather than with pybreaker: pybreaker counts consecutive failures and, when its
+Redis storage cannot be reached, lets calls through; opsgate needs a failure *rate* over a
+time window with a minimum number of calls, a bounded number of half-open probes, and writes
+that fail closed when Redis is down. Both transitions run as Lua scripts, so every worker
+process sees one state and two processes cannot both decide.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import structlog
+
+from app.core import broker
+from app.core.clients import per_process
+from app.errors import CircuitOpen
+from app.settings import get_settings
+
+log = structlog.get_logger(__name__)
+
+PREFIX = "opsgate:breaker:"
+
+# KEYS: state, probes. ARGV: now, max_probes, probe_gap.
+# Returns {allowed, retry_at_ms, probe}.
+_ALLOW = """
+local state = redis.call('HGET', KEYS[1], 'state')
+local now = tonumber(ARGV[1])
+if not state then return {1, 0, 0} end
+if state == 'open' then
+  local untl = tonumber(redis.call('HGET', KEYS[1], 'until'))
+  if now < untl then return {0, untl, 0} end
+  redis.call('HSET', KEYS[1], 'state', 'half_open')
+  redis.call('DEL', KEYS[2])
+end
+local n = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
+if n <= tonumber(ARGV[2]) then return {1, 0, 1} end
+return {0, now + tonumber(ARGV[3]), 0}
+"""
+
+# KEYS: state, probes, window-prefix. ARGV: now, ok, bucket_ms, buckets, min_calls,
+# failure_rate, open_ms. Returns the state after recording.
+_RECORD = """
+local state = redis.call('HGET', KEYS[1], 'state')
+local now, ok = tonumber(ARGV[1]), tonumber(ARGV[2])
+local bucket_ms, buckets = tonumber(ARGV[3]), tonumber(ARGV[4])
+local current = math.floor(now / bucket_ms)
+if state == 'half_open' then
+  if ok == 1 then
+    redis.call('DEL', KEYS[1], KEYS[2])
+    for i = 0, buckets - 1 do redis.call('DEL', KEYS[3] .. (current - i)) end
+    return 'closed'
+  end
+  redis.call('HSET', KEYS[1], 'state', 'open', 'until', now + tonumber(ARGV[7]))
+  return 'open'
+end
+if state == 'open' then return 'open' end
+local key = KEYS[3] .. current
+redis.call('HINCRBY', key, 'calls', 1)
+if ok == 0 then redis.call('HINCRBY', key, 'failures', 1) end
+redis.call('PEXPIRE', key, bucket_ms * (buckets + 1))
+local calls, failures = 0, 0
+for i = 0, buckets - 1 do
+  local v = redis.call('HMGET', KEYS[3] .. (current - i), 'calls', 'failures')
+  calls = calls + (tonumber(v[1]) or 0)
+  failures = failures + (tonumber(v[2]) or 0)
+end
+if calls >= tonumber(ARGV[5]) and failures / calls >= tonumber(ARGV[6]) then
+  redis.call('HSET', KEYS[1], 'state', 'open', 'until', now + tonumber(ARGV[7]))
+  return 'open'
+end
+return 'closed'
+"""
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    """How a breaker judges a system."""
+
+    window_seconds: float
+    min_calls: int
+    failure_rate: float
+    open_seconds: float
+    half_open_probes: int
+
+
+def _settings() -> BreakerSettings:
+    s = get_settings()
+    return BreakerSettings(
+        s.breaker_window,
+        s.breaker_min_calls,
+        s.breaker_failure_rate,
+        s.breaker_open_seconds,
+        s.breaker_probes,
+    )
+
+
+def _script(source: str) -> Any:
+    """The script registered on this process's client: EVALSHA, loading it once if needed."""
+
+    return per_process(
+        f"breaker-script:{hash(source)}", lambda: broker.client().register_script(source)
+    )
+
+
+def _keys(system: str) -> tuple[str, str, str]:
+    base = f"{PREFIX}{system}:"
+    return base + "state", base + "probes", base + "win:"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def before_call(system: str, *, write: bool) -> None:
+    """Raise CircuitOpen unless a call to `system` may go out now.
+
+    If Redis cannot be reached, writes fail closed (the job parks and tries again) while
+    reads go ahead: a read cannot change the world, a write the breaker cannot see might.
+    """
+    cfg = _settings()
+    state, probes, _ = _keys(system)
+    gap_ms = int(cfg.open_seconds * 1000 / max(1, cfg.half_open_probes))
+    try:
+        allowed, retry_at, _probe = _script(_ALLOW)(
+            keys=[state, probes], args=[_now_ms(), cfg.half_open_probes, gap_ms]
+        )
+    except (redis.RedisError, OSError) as exc:
+        if write:
+            raise CircuitOpen(
+                system, time.time() + 5, "redis unreachable; writes fail closed"
+            ) from exc
+        return
+    if not allowed:
+        raise CircuitOpen(system, int(retry_at) / 1000)
+
+
+def record(system: str, *, ok: bool) -> str | None:
+    """Count a finished call; returns the breaker's state afterwards (None if unknown)."""
+    cfg = _settings()
+    state, probes, window = _keys(system)
+    bucket_ms = 1000
+    buckets = max(1, int(cfg.window_seconds))
+    try:
+        result = _script(_RECORD)(
+            keys=[state, probes, window],
+            args=[
+                _now_ms(),
+                1 if ok else 0,
+                bucket_ms,
+                buckets,
+                cfg.min_calls,
+                cfg.failure_rate,
+                int(cfg.open_seconds * 1000),
+            ],
+        )
+    except (redis.RedisError, OSError) as exc:
+        log.warning("breaker.record_failed", system=system, error=str(exc))
+        return None
+    outcome = result.decode() if isinstance(result, bytes) else str(result)
+    if outcome == "open" and not ok:
+        log.warning("breaker.open", system=system)
+    return outcome
+
+
+def status(system: str) -> dict[str, str]:
+    """The breaker's state for operators: closed, open (until when) or half_open."""
+    raw: dict[bytes, bytes] = broker.client().hgetall(_keys(system)[0])  # type: ignore[assignment]
+    decoded = {k.decode(): v.decode() for k, v in raw.items()}
+    return decoded or {"state": "closed"}
+
+
+def reset(system: str) -> None:
+    """Close the breaker by hand (operators, tests)."""
+    state, probes, window = _keys(system)
+    client = broker.client()
+    client.delete(state, probes)
+    for key in client.scan_iter(f"{window}*"):
+        client.delete(key)

@@ -1,0 +1,235 @@
+"""Every downstream and model call goes through a recorder, so each one lands in tool_calls
+or model_calls (and model calls in the audit chain)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from app.audit import chain as audit
+from app.controls import breaker, budget, killswitch, policy, ratelimit
+from app.errors import PermanentError, RetryableError
+from app.models import ModelCall, ToolCall
+from app.settings import get_settings
+from tools.base import Risk
+from tools.catalog import SERVICE_IDENTITIES, get_tool
+
+T = TypeVar("T")
+
+
+@dataclass
+class RecordedCall:
+    """One call, kept in memory until the stage's transaction writes it."""
+
+    tool: str
+    system: str
+    service_identity: str
+    request: dict[str, Any]
+    response: dict[str, Any] | None
+    outcome: str
+    latency_ms: float
+
+
+@dataclass
+class RecordedModelCall:
+    """One model call (or cache hit), kept in memory until the stage's transaction."""
+
+    tier: str
+    model: str
+    prompt_version: str
+    passages: list[str]
+    router: list[str]
+    request: dict[str, Any]
+    response: dict[str, Any]
+    outcome: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: float = 0.0
+    cache_hit: bool = False
+    # (reservation, actual cost): the budget settlement made with the record's write.
+    settle: tuple[Any, Decimal] | None = None
+
+
+@dataclass
+class CallRecorder:
+    """Runs downstream calls outside any transaction and remembers them for the audit."""
+
+    stage: str
+    workflow: str = ""
+    calls: list[RecordedCall] = field(default_factory=list)
+    model_calls: list[RecordedModelCall] = field(default_factory=list)
+
+    def run(
+        self,
+        tool: str,
+        system: str,
+        identity: str,
+        request: dict[str, Any],
+        fn: Callable[[], T],
+        *,
+        write: bool = False,
+    ) -> T:
+        """Run one call through the system's breaker, recording request, answer and outcome."""
+        breaker.before_call(system, write=write)
+        started = time.perf_counter()
+        try:
+            result = fn()
+        except RetryableError as exc:
+            # Timeouts, 429 and 5xx count against the system; a 4xx answer does not.
+            breaker.record(system, ok=False)
+            self._failed(tool, system, identity, request, exc, started)
+            raise
+        except Exception as exc:
+            if isinstance(exc, PermanentError):
+                breaker.record(system, ok=True)
+            self._failed(tool, system, identity, request, exc, started)
+            raise
+        breaker.record(system, ok=True)
+        shown = result if isinstance(result, dict) else {"items": result}
+        elapsed = (time.perf_counter() - started) * 1000
+        self.calls.append(RecordedCall(tool, system, identity, request, shown, "ok", elapsed))
+        return result
+
+    def _failed(
+        self,
+        tool: str,
+        system: str,
+        identity: str,
+        request: dict[str, Any],
+        exc: Exception,
+        started: float,
+    ) -> None:
+        self.calls.append(
+            RecordedCall(
+                tool,
+                system,
+                identity,
+                request,
+                {"error": f"{exc.__class__.__name__}: {exc}"},
+                "error",
+                (time.perf_counter() - started) * 1000,
+            )
+        )
+
+    def read(self, name: str, args: dict[str, Any], fn: Callable[[], T]) -> T:
+        """A read that is not a catalog tool (comments, group lists, queries), named
+        `<system>.<what>`: run and recorded as the system's service account."""
+        system = name.split(".", 1)[0]
+        return self.run(name, system, SERVICE_IDENTITIES[system], args, fn)
+
+    def tool(self, name: str, args: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+        """Call a catalog tool with validated arguments."""
+        spec = get_tool(name)
+        parsed = spec.parse_args(args)
+        # The kill switch first: a stopped fleet neither spends rate limit nor probes breakers.
+        killswitch.check(self.workflow, name, write=spec.risk is not Risk.READ)
+        ratelimit.acquire(name, policy.rate_limit(name), write=spec.risk is not Risk.READ)
+        request = {"args": parsed.model_dump(mode="json"), "idempotency_key": key}
+        return self.run(
+            name,
+            spec.system,
+            spec.service_identity,
+            request,
+            lambda: spec.invoke(parsed, key),
+            write=spec.risk is not Risk.READ,
+        )
+
+    def write(
+        self,
+        session: Session,
+        job_id: str,
+        step_pk: int | None = None,
+        attempt: int = 1,
+        requester: str = "",
+    ) -> None:
+        """Add the recorded calls to the session, each with its audit event naming the three
+        identities: the human requester (a reference), the agent runtime and the tool's
+        service account (the caller commits)."""
+        rows = []
+        for c in self.calls:
+            row = ToolCall(
+                job_id=job_id,
+                step_pk=step_pk,
+                stage=self.stage,
+                tool=c.tool,
+                system=c.system,
+                service_identity=c.service_identity,
+                request=c.request,
+                response=c.response,
+                outcome=c.outcome,
+                latency_ms=round(c.latency_ms, 2),
+                attempt=attempt,
+            )
+            session.add(row)
+            rows.append((c, row))
+        self.calls.clear()
+        if rows:
+            session.flush()
+            agent = f"agent:{get_settings().agent_identity}"
+            identities = {"requester": audit.reference(requester), "agent": agent}
+            audit.append_many(
+                session,
+                job_id,
+                [
+                    (
+                        "tool_call",
+                        agent,
+                        {
+                            "tool_call_id": row.id,
+                            "stage": self.stage,
+                            "tool": c.tool,
+                            "system": c.system,
+                            "identities": dict(identities, service=c.service_identity),
+                            "attempt": attempt,
+                            "outcome": c.outcome,
+                            "latency_ms": round(c.latency_ms, 2),
+                            "idempotency_key": c.request.get("idempotency_key"),
+                            # The data itself stays in tool_calls (retention, erasure).
+                            "request_sha256": audit.sha256_hex(audit.canonical_json(c.request)),
+                            "response_sha256": audit.sha256_hex(audit.canonical_json(c.response)),
+                        },
+                    )
+                    for c, row in rows
+                ],
+            )
+        self._write_model_calls(session, job_id, attempt)
+
+    def _write_model_calls(self, session: Session, job_id: str, attempt: int) -> None:
+        # The audit chain holds references and hashes; the redacted texts stay in
+        # model_calls, whose retention can differ from the chain's.
+        actor = f"agent:{get_settings().agent_identity}"
+        for m in self.model_calls:
+            fields = {k: v for k, v in asdict(m).items() if k != "settle"}
+            row = ModelCall(job_id=job_id, stage=self.stage, attempt=attempt, **fields)
+            if m.settle is not None:
+                budget.settle_in(session, *m.settle)
+            row.latency_ms = round(m.latency_ms, 2)
+            session.add(row)
+            session.flush()
+            audit.append(
+                session,
+                job_id,
+                "model_call",
+                actor,
+                {
+                    "model_call_id": row.id,
+                    "tier": m.tier,
+                    "model": m.model,
+                    "prompt_version": m.prompt_version,
+                    "passages": m.passages,
+                    "request_sha256": audit.sha256_hex(audit.canonical_json(m.request)),
+                    "response_sha256": audit.sha256_hex(audit.canonical_json(m.response)),
+                    "input_tokens": m.input_tokens,
+                    "output_tokens": m.output_tokens,
+                    "cost_usd": str(m.cost_usd),
+                    "cache_hit": m.cache_hit,
+                    "outcome": m.outcome,
+                },
+            )
+        self.model_calls.clear()

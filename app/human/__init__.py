@@ -1,0 +1,1 @@
+"""The human queue: escalation, a reviewer's decisions and plan revisions."""

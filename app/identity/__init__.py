@@ -1,0 +1,1 @@
+"""Who acts: API keys and their roles."""

@@ -1,0 +1,2 @@
+"""Submissions, from the API or the webhooks of Zendesk and Salesforce, and the
+workflows they may name."""

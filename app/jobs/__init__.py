@@ -1,0 +1,2 @@
+"""The job: its state machine, plan steps, the outbox, operator actions and read
+views."""

@@ -1,0 +1,126 @@
+"""The job state machine: the allowed transitions, and the one function that makes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from app.audit import chain
+from app.core.redaction import redact
+from app.errors import IllegalTransition, StaleJob
+from app.models import Job, JobEvent, OutboxMessage, utcnow
+
+QUEUED = "queued"  # waiting for the planner
+PLANNED = "planned"  # plan stored, waiting for proposal verification
+READY = "ready"  # verified, current step waiting for the executor
+EXECUTED = "executed"  # current step written, waiting for its read-back
+COMPLETED = "completed"
+ESCALATED = "escalated"  # in the human queue
+REJECTED = "rejected"
+FAILED = "failed"
+PAUSED = "paused"  # parked (kill switch, open breaker); resumes by itself
+CANCELLED = "cancelled"
+
+TERMINAL = frozenset({COMPLETED, REJECTED, FAILED, CANCELLED})
+ACTIVE = frozenset({QUEUED, PLANNED, READY, EXECUTED})
+PARKED_OR_STOPPED = frozenset({PAUSED, ESCALATED, FAILED})
+
+_ANY_ACTIVE_EXIT = {ESCALATED, FAILED, CANCELLED, PAUSED}
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    QUEUED: frozenset({PLANNED} | _ANY_ACTIVE_EXIT),
+    PLANNED: frozenset({READY} | _ANY_ACTIVE_EXIT),
+    READY: frozenset({EXECUTED} | _ANY_ACTIVE_EXIT),
+    EXECUTED: frozenset({READY, COMPLETED} | _ANY_ACTIVE_EXIT),
+    ESCALATED: frozenset(ACTIVE | {REJECTED, CANCELLED, FAILED}),
+    PAUSED: frozenset(ACTIVE | {ESCALATED, CANCELLED, FAILED}),
+    FAILED: frozenset(ACTIVE),  # `opsgate jobs retry`
+    COMPLETED: frozenset(),
+    REJECTED: frozenset(),
+    CANCELLED: frozenset(),
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """The Celery task (and its queue) that works on jobs in one status."""
+
+    task: str
+    queue: str
+
+
+STAGES: dict[str, Stage] = {
+    QUEUED: Stage("opsgate.plan", "plan"),
+    PLANNED: Stage("opsgate.verify_proposal", "verify"),
+    READY: Stage("opsgate.execute", "execute"),
+    EXECUTED: Stage("opsgate.verify_outcome", "verify"),
+    ESCALATED: Stage("opsgate.notify_human", "human"),
+}
+
+
+# Every queue the fleet consumes: one per stage group, plus beat's maintenance work.
+QUEUES = ("plan", "verify", "execute", "human", "maintenance")
+
+
+def can_transition(from_status: str, to_status: str) -> bool:
+    """Whether the state machine links the two statuses."""
+    return to_status in TRANSITIONS.get(from_status, frozenset())
+
+
+def enqueue_stage(session: Session, job: Job) -> OutboxMessage | None:
+    """Add the outbox message for the stage that works on the job's current status."""
+    stage = STAGES.get(job.status)
+    if stage is None:
+        return None
+    msg = OutboxMessage(job_id=job.id, task=stage.task, queue=stage.queue)
+    session.add(msg)
+    return msg
+
+
+def transition(
+    session: Session,
+    job: Job,
+    to_status: str,
+    *,
+    actor: str,
+    reason: str | None = None,
+    resume_at: datetime | None = None,
+) -> None:
+    """Move the job, record the event and audit entry, and queue the next stage's message.
+
+    The caller commits; publishing happens only after that commit (see app.jobs.outbox).
+    """
+    from_status, job_id = job.status, job.id
+    if not can_transition(from_status, to_status):
+        raise IllegalTransition(f"job {job_id}: {from_status} -> {to_status} is not allowed")
+    if from_status in ACTIVE and to_status in PARKED_OR_STOPPED:
+        job.resume_status = from_status  # where `resume` or `retry` picks the job up again
+    if to_status not in ACTIVE or from_status in ACTIVE:
+        job.parked_since = job.parked_since if to_status == PAUSED else None
+    job.status = to_status
+    job.status_reason = reason
+    job.stage_deliveries = 0
+    job.resume_at = resume_at
+    job.updated_at = utcnow()
+    try:
+        session.flush()
+    except StaleDataError as exc:
+        raise StaleJob(f"job {job_id} was advanced by another worker") from exc
+    session.add(
+        JobEvent(
+            job_id=job.id, from_status=from_status, to_status=to_status, reason=reason, actor=actor
+        )
+    )
+    chain.append(
+        session,
+        job.id,
+        "transition",
+        actor,
+        # Free text (a plan's summary, an escalation's detail) is redacted before it is
+        # chained: personal data must stay erasable, and a chained payload never is.
+        {"from": from_status, "to": to_status, "reason": redact(reason) if reason else reason},
+    )
+    enqueue_stage(session, job)

@@ -1,0 +1,2 @@
+"""Reading a customer's words: request language, stated amounts and their roles.
+Shared by the rules tier and the soft check."""

@@ -1,0 +1,1 @@
+"""KPIs, in the terminal and as HTML."""

@@ -1,0 +1,276 @@
+"""The verify stage: policy first for the whole plan, then the facts rule by rule."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.audit import chain as audit
+from app.controls import approvals, policy
+from app.controls.calls import CallRecorder
+from app.errors import EscalationRequired
+from app.jobs import lifecycle
+from app.models import Job
+from app.stages.plan import gather_context
+from app.stages.runner import JobView, agent_actor
+from app.stages.soft_check import history_of, judge_plan, request_text, ticket_history
+from tools.base import Risk
+from tools.catalog import get_tool
+from verifiers.base import Facts, Verdict, run_chain
+from verifiers.chains import CHAINS
+from verifiers.common import COMMON_RULES
+from verifiers.plan_rules import check_plan
+from verifiers.soft import HistoryEvent, SoftEvidence
+from verifiers.zendesk.thread import read_comments
+
+
+def approved(job_id: str, step: dict[str, Any], decision: policy.Decision) -> policy.Decision:
+    """The decision for a step that needs approval: allowed if its token holds for this exact
+    action under the policy in force now, else EscalationRequired("approval_required")."""
+    evidence = {
+        "tool": step["tool"],
+        "step_id": step["step_id"],
+        "revision": step["revision"],
+        "rule": decision.rule,
+        "policy_version": decision.policy_version,
+        **decision.evidence,
+    }
+    try:
+        ok = approvals.authorize(
+            step.get("approval"), approvals.action_hash(job_id, step, decision.policy_version)
+        )
+    except approvals.TokenRefused as exc:
+        if step.get("approval") is not None:
+            evidence["token_refused"] = str(exc)
+        reason = "shadow_proposal" if decision.rule == policy.SHADOW_RULE else "approval_required"
+        raise EscalationRequired(reason, decision.detail, evidence) from exc
+    return replace(
+        decision,
+        outcome="allow",
+        rule="approved",
+        detail=f"approved by {', '.join(ok.approvers)} ({decision.detail})",
+        grant={"approval_id": ok.approval_id, "approvers": ok.approvers, "key_id": ok.key_id},
+    )
+
+
+def check_policy(job_id: str, workflow: str, steps: list[dict[str, Any]]) -> list[policy.Decision]:
+    """Decide every step. A block anywhere escalates `policy_blocked` (no reviewer is asked to
+    approve a plan that could never run); otherwise the first step whose approval does not
+    hold escalates `approval_required` (or `shadow_proposal`)."""
+    decisions = []
+    waiting: EscalationRequired | None = None
+    for step in steps:
+        decision = policy.decide(workflow, step["tool"], step["args"], job_id)
+        evidence = {
+            "tool": step["tool"],
+            "step_id": step.get("step_id"),
+            "rule": decision.rule,
+            "policy_version": decision.policy_version,
+            **decision.evidence,
+        }
+        if decision.outcome == "block":
+            raise EscalationRequired("policy_blocked", decision.detail, evidence)
+        if decision.outcome == "approval_required":
+            try:
+                decision = approved(job_id, step, decision)
+            except EscalationRequired as exc:
+                waiting = waiting or exc
+        decisions.append(decision)
+    if waiting is not None:
+        raise waiting
+    return decisions
+
+
+def check_facts(
+    job: JobView,
+    steps: list[dict[str, Any]],
+    decisions: list[policy.Decision],
+    rec: CallRecorder,
+) -> tuple[list[Verdict], dict[str, Any]]:
+    """Run each write step's rule chain against what the systems say now; returns the
+    verdicts and every fact read (the soft check weighs them too).
+
+    A write tool without a chain fails closed: nothing unverified is ever written.
+    """
+    failure, verdicts = check_plan(steps)
+    if failure is not None:
+        raise EscalationRequired(
+            "verification_failed", failure.detail, {"rule": failure.rule, **failure.evidence}
+        )
+    seen: dict[str, Any] = {}
+    for step, decision in zip(steps, decisions, strict=True):
+        if get_tool(step["tool"]).risk is Risk.READ:
+            continue
+        chain = CHAINS.get(step["tool"])
+        if chain is None:
+            raise EscalationRequired(
+                "verification_failed",
+                f"{step['tool']} has no verifier chain: it cannot be checked, so it is not run",
+                {"tool": step["tool"], "rule": "chain_exists", "step_id": step["step_id"]},
+            )
+        facts = Facts(
+            step["tool"],
+            step["args"],
+            job.input,
+            workflow=job.workflow,
+            requester=job.requester,
+            approved=decision.rule == "approved",
+            earlier=[
+                {"tool": e["tool"], "args": e["args"]}
+                for e in steps[: steps.index(step)]
+                if get_tool(e["tool"]).risk is not Risk.READ
+            ],
+        )
+        failure, ran = run_chain(COMMON_RULES, facts)
+        if failure is None:
+            chain.gather(rec, facts)
+            failure, more = run_chain(chain.rules, facts)
+            ran += more
+        verdicts.extend(ran)
+        if failure is not None:
+            raise EscalationRequired(
+                "verification_failed",
+                failure.detail,
+                {
+                    "tool": step["tool"],
+                    "step_id": step["step_id"],
+                    "rule": failure.rule,
+                    **failure.evidence,
+                },
+            )
+        seen.update(facts.data)
+    return verdicts, seen
+
+
+def human_approved(
+    job_id: str, steps: list[dict[str, Any]], decisions: list[policy.Decision]
+) -> bool:
+    """Whether a reviewer approved a step of this plan (a token that holds for it now)."""
+    for step, decision in zip(steps, decisions, strict=True):
+        if decision.rule == "approved":
+            return True
+        if step.get("approval") is not None:
+            try:
+                approvals.authorize(
+                    step["approval"], approvals.action_hash(job_id, step, decision.policy_version)
+                )
+            except approvals.TokenRefused:
+                continue
+            return True
+    return False
+
+
+def soft_check(
+    job: JobView,
+    plan: dict[str, Any],
+    history: list[HistoryEvent],
+    facts: dict[str, Any],
+    rec: CallRecorder,
+) -> Verdict:
+    """Judge the plan's grounding; below the workflow's threshold, escalate `low_confidence`."""
+    context = gather_context(job, rec, seen=facts)
+    if context.get("ticket"):
+        # The refund's chain read the comments already (one read serves both).
+        comments = facts.get("comments")
+        if comments is None:
+            comments = read_comments(rec, context["ticket"])
+        history = history + ticket_history(job.id, context["ticket"], comments)
+    steps = plan["steps"]
+    evidence = SoftEvidence(
+        workflow=job.workflow,
+        job_input=job.input,
+        requester=job.requester,
+        request_text=request_text(job.workflow, job.input, context),
+        context=context,
+        summary=plan["summary"],
+        steps=[{k: s[k] for k in ("tool", "args", "rationale", "evidence")} for s in steps],
+        history=history,
+        facts=facts,
+    )
+    verdict = judge_plan(evidence, plan["tier"], rec)
+    if not verdict.ok:
+        first_write = next(
+            (s for s in steps if get_tool(s["tool"]).risk is not Risk.READ), steps[0]
+        )
+        raise EscalationRequired(
+            "low_confidence",
+            verdict.detail,
+            {"step_id": first_write["step_id"], "rule": "soft_check", **verdict.evidence},
+        )
+    return verdict
+
+
+class VerifyProposalStage:
+    """Stage `verify_proposal`: planned -> ready."""
+
+    name = "verify_proposal"
+    status = lifecycle.PLANNED
+
+    def prepare(self, session: Session, job: Job) -> dict[str, Any]:
+        return {
+            "summary": job.plan_summary or "",
+            "tier": job.planner_tier or "rules",
+            "history": history_of(session, job),
+            "steps": [
+                {
+                    "step_id": s.step_id,
+                    "revision": s.revision,
+                    "tool": s.tool,
+                    "args": dict(s.args),
+                    "rationale": s.rationale or "",
+                    "evidence": list(s.evidence or []),
+                    "approval": approvals.latest_token(session, s.id),
+                }
+                for s in job.steps
+            ],
+        }
+
+    def work(
+        self, job: JobView, plan: dict[str, Any], rec: CallRecorder
+    ) -> tuple[list[policy.Decision], list[Verdict]]:
+        steps = plan["steps"]
+        decisions = check_policy(job.id, job.workflow, steps)
+        verdicts, facts = check_facts(job, steps, decisions, rec)
+        if human_approved(job.id, steps, decisions):
+            # The soft check exists to put doubtful plans before a person; one has seen
+            # this plan and approved it, with the evidence on screen.
+            verdicts.append(
+                Verdict(True, "soft_check", "a reviewer approved this plan", {"judged_by": "human"})
+            )
+        else:
+            verdicts.append(soft_check(job, plan, plan["history"], facts, rec))
+        return decisions, verdicts
+
+    def apply(
+        self,
+        session: Session,
+        job: Job,
+        steps: Any,
+        result: tuple[list[policy.Decision], list[Verdict]],
+    ) -> None:
+        decisions, verdicts = result
+        for d in decisions:
+            audit.append(session, job.id, "policy_decision", "policy", asdict(d))
+        soft = verdicts[-1]
+        audit.append(
+            session,
+            job.id,
+            "verdict",
+            "verifier",
+            {
+                "stage": "proposal",
+                "passed": [v.rule for v in verdicts],
+                "soft_check": {
+                    "confidence": soft.confidence,
+                    "judged_by": soft.evidence.get("judged_by"),
+                    "threshold": soft.evidence.get("threshold"),
+                    "reasons": soft.evidence.get("reasons"),
+                },
+            },
+        )
+        job.current_step = 0
+        lifecycle.transition(
+            session, job, lifecycle.READY, actor=agent_actor(), reason="proposal verified"
+        )

@@ -1,0 +1,1 @@
+"""Logs, metrics, Sentry and tracing, and the Celery signals that feed them."""

@@ -1,1 +1,0 @@
-"""Parsing and authenticating inbound deliveries (pure functions; the API wires them up)."""

@@ -1,0 +1,1 @@
+"""Okta: the HTTP client, its error mapping and the user lifecycle states."""

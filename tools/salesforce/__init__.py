@@ -1,0 +1,1 @@
+"""Salesforce: the REST client and its error mapping."""

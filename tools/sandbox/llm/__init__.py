@@ -1,0 +1,1 @@
+"""The sandbox's OpenAI-compatible model server."""

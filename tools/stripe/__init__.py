@@ -1,0 +1,1 @@
+"""Stripe: the HTTP client and its error mapping."""

@@ -1,0 +1,1 @@
+"""Zendesk: the HTTP client and its error mapping."""

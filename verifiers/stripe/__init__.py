@@ -1,0 +1,1 @@
+"""Checks against Stripe: charges and refunds."""

@@ -1,0 +1,1 @@
+"""Checks against Zendesk: tickets and the ticket thread."""
