@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ConfigDict
 
 from app.errors import NotFound, PermanentError, RetryableError
 
@@ -20,6 +21,12 @@ class Risk(StrEnum):
     READ = "read"
     WRITE = "write"
     IRREVERSIBLE = "irreversible"
+
+
+class ToolArgs(BaseModel):
+    """Base of every tool's arguments: unknown fields are refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def retry_after_seconds(headers: httpx.Headers | dict[str, str] | None) -> float | None:

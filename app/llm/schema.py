@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.jobs.steps import Plan, PlanEscalation, Step
-from tools.args import INVOICE_FIELDS
 from tools.catalog import CATALOG
+from tools.salesforce.args import INVOICE_FIELDS
 
 # Schema keywords strict mode does not take (the domain models still check them).
 _UNSUPPORTED = ("default", "minLength", "maxLength", "minProperties", "maxProperties")

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from app.errors import PermanentError
-from tools.args import RefundArgs
 from tools.base import Risk
 from tools.catalog import CATALOG, get_tool
+from tools.stripe.args import RefundArgs
 
 GOOD_REFUND = {
     "charge_id": "ch_1001",

@@ -9,8 +9,8 @@ from typing import Any
 
 from app.controls import policy
 from app.errors import NotFound
-from tools.actions import INVOICE, same_salesforce_value
 from tools.salesforce import client as salesforce_api
+from tools.salesforce.actions import INVOICE, same_salesforce_value
 from verifiers import config
 from verifiers.base import Facts, Reader, Rule, Verdict
 

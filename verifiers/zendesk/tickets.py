@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from tools.actions import zendesk_tags
 from tools.catalog import marker
 from tools.zendesk import client as zendesk_api
+from tools.zendesk.actions import zendesk_tags
 from verifiers.base import Facts, Reader, Rule, Verdict
 
 
@@ -89,7 +89,7 @@ def read_back(rec: Reader, args: dict[str, Any], result: dict[str, Any], key: st
 
 
 STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
-# The fields zendesk.update_ticket may set (tools/args.py UpdateTicketArgs.changes()).
+# The fields zendesk.update_ticket may set (tools/zendesk/args.py UpdateTicketArgs.changes()).
 UPDATE_FIELDS = ("status", "priority", "tags", "group_id")
 
 
