@@ -9,7 +9,7 @@ from rich.table import Table
 from app.cli.common import emit_json, prepare_database, setup_logging
 from app.core.db import session_scope
 from app.identity import apikeys
-from app.settings import cli_actor
+from app.settings import ROLES, cli_actor
 
 
 @click.group("keys")
@@ -22,7 +22,7 @@ def keys_group() -> None:
 @click.option(
     "--role",
     required=True,
-    type=click.Choice(apikeys.ROLES),
+    type=click.Choice(ROLES),
     help="requester: submit jobs; reviewer: work the human queue; admin: both.",
 )
 def keys_create(name: str, role: str) -> None:

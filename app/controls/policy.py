@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -157,6 +158,11 @@ def rollout_arm(policy: WorkflowPolicy, job_id: str | None) -> str:
     return "live" if bucket < policy.canary_percent else "shadow"
 
 
+# How a rule states its decision: outcome, rule name, detail (and evidence); `decide` binds the
+# policy version.
+Verdict = Callable[..., "Decision"]
+
+
 def decide(workflow: str, tool: str, args: dict[str, Any], job_id: str | None = None) -> Decision:
     """Evaluate the rules in order; the first that does not allow decides."""
     policy, version = workflow_policy(workflow)
@@ -254,7 +260,9 @@ def _blocked_fields(
     return None
 
 
-def _autonomy(verdict: Any, tool: str, tool_policy: ToolPolicy, args: dict[str, Any]) -> Decision:
+def _autonomy(
+    verdict: Verdict, tool: str, tool_policy: ToolPolicy, args: dict[str, Any]
+) -> Decision:
     grant = tool_policy.autonomy
     currency = str(args.get("currency", "")).lower()
     amount = args.get("amount")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -21,7 +21,7 @@ def per_process(name: str, factory: Callable[[], T]) -> T:
     with _clients_lock:
         if key not in _clients:
             _clients[key] = factory()
-        return _clients[key]
+        return cast(T, _clients[key])
 
 
 def reset_clients() -> None:

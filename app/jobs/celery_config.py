@@ -5,7 +5,7 @@ here, so publishing a stage message needs neither the task modules nor the telem
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu.entity import Queue
 
 from app.core.broker import celery_broker_url
 from app.core.clients import per_process

@@ -135,6 +135,7 @@ def untrusted_view(
     request: dict[str, Any], history: list[str], plan: dict[str, Any]
 ) -> dict[str, Any]:
     """What the judge reads, in one JSON-able object (dumped with default=str)."""
-    return json.loads(
+    view: dict[str, Any] = json.loads(
         json.dumps({"request": request, "history": history, "plan": plan}, default=str)
     )
+    return view

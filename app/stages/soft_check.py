@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.controls.calls import CallRecorder
+from app.errors import JudgeUnavailable
 from app.llm import judge as model_judge
 from app.llm import retrieval
 from app.models import Escalation, Job, PlanStep, StepStatus
@@ -141,7 +142,7 @@ def judge_plan(ev: SoftEvidence, planner_tier: str, rec: CallRecorder) -> Verdic
             found = model_judge.judge(
                 ev.workflow, tier, untrusted, signals, retrieval.retrieve(query), rec
             )
-        except model_judge.JudgeUnavailable as exc:
+        except JudgeUnavailable as exc:
             evidence["judge_unavailable"] = str(exc)[:500]
         else:
             judged_by = f"model:{found.model}"

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.audit import chain as audit
 from app.controls import approvals, policy
 from app.controls.calls import CallRecorder
-from app.errors import EscalationRequired
+from app.errors import EscalationRequired, TokenRefused
 from app.jobs import lifecycle
 from app.models import Job
 from app.stages.plan import gather_context
@@ -41,7 +41,7 @@ def approved(job_id: str, step: dict[str, Any], decision: policy.Decision) -> po
         ok = approvals.authorize(
             step.get("approval"), approvals.action_hash(job_id, step, decision.policy_version)
         )
-    except approvals.TokenRefused as exc:
+    except TokenRefused as exc:
         if step.get("approval") is not None:
             evidence["token_refused"] = str(exc)
         reason = "shadow_proposal" if decision.rule == policy.SHADOW_RULE else "approval_required"
@@ -156,7 +156,7 @@ def human_approved(
                 approvals.authorize(
                     step["approval"], approvals.action_hash(job_id, step, decision.policy_version)
                 )
-            except approvals.TokenRefused:
+            except TokenRefused:
                 continue
             return True
     return False

@@ -41,13 +41,15 @@ def client() -> httpx.Client:
 def get_ticket(ticket_id: int) -> dict[str, Any]:
     """GET /api/v2/tickets/{id}.json."""
     resp = _call(lambda: client().get(f"/api/v2/tickets/{ticket_id}.json"))
-    return resp.json()["ticket"]
+    ticket: dict[str, Any] = resp.json()["ticket"]
+    return ticket
 
 
 def get_user(user_id: int) -> dict[str, Any]:
     """GET /api/v2/users/{id}.json."""
     resp = _call(lambda: client().get(f"/api/v2/users/{user_id}.json"))
-    return resp.json()["user"]
+    user: dict[str, Any] = resp.json()["user"]
+    return user
 
 
 def list_comments(ticket_id: int) -> list[dict[str, Any]]:
@@ -66,4 +68,5 @@ def update_ticket(ticket_id: int, ticket: dict[str, Any]) -> dict[str, Any]:
     resp = _call(
         lambda: client().put(f"/api/v2/tickets/{ticket_id}.json", json={"ticket": ticket}),
     )
-    return resp.json()
+    answer: dict[str, Any] = resp.json()
+    return answer

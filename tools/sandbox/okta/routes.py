@@ -79,7 +79,9 @@ def _base(request: Request) -> str:
 
 def _user_row(conn: sqlite3.Connection, key: str, *, by_login: bool = True) -> sqlite3.Row:
     """A user by id, or (reads only) by login or unambiguous login shortname; else 404."""
-    row = conn.execute("SELECT * FROM okta_users WHERE id = ?", (key,)).fetchone()
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM okta_users WHERE id = ?", (key,)
+    ).fetchone()
     if row is None and by_login:
         row = conn.execute(
             "SELECT * FROM okta_users WHERE lower(login) = lower(?)", (key,)
@@ -95,7 +97,9 @@ def _user_row(conn: sqlite3.Connection, key: str, *, by_login: bool = True) -> s
 
 
 def _group_row(conn: sqlite3.Connection, group_id: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM okta_groups WHERE id = ?", (group_id,)).fetchone()
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM okta_groups WHERE id = ?", (group_id,)
+    ).fetchone()
     if row is None:
         raise not_found(group_id, "UserGroup")
     return row

@@ -62,7 +62,7 @@ def _sobject(name: str) -> str:
 def _row(conn: sqlite3.Connection, sobject: str, record_id: str) -> sqlite3.Row:
     """The record by its 15- or 18-character id, or 404."""
     normalized = normalize_id(record_id)
-    row = conn.execute(
+    row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM sf_records WHERE sobject = ? AND id = ?", (sobject, normalized)
     ).fetchone()
     if row is None:

@@ -102,7 +102,9 @@ def _record_id(raw: str) -> int:
 
 def _ticket_row(conn: sqlite3.Connection, ticket_id: int) -> sqlite3.Row:
     """The ticket's row, or Zendesk's 404."""
-    row = conn.execute("SELECT * FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM tickets WHERE id = ?", (ticket_id,)
+    ).fetchone()
     if row is None:
         raise _not_found()
     return row
@@ -242,7 +244,8 @@ def _changes(payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict) or not isinstance(payload.get("ticket"), dict):
         description = 'Expected a JSON body {"ticket": {...}}'
         raise ZendeskError(400, {"error": "InvalidValue", "description": description})
-    return payload["ticket"]
+    ticket: dict[str, Any] = payload["ticket"]
+    return ticket
 
 
 def _field_updates(changes: dict[str, Any], row: sqlite3.Row) -> dict[str, Any]:
