@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypedDict, TypeVar
 
 S = TypeVar("S")
 S_contra = TypeVar("S_contra", contravariant=True)
@@ -25,6 +25,28 @@ class Reader(Protocol):
         ...
 
 
+class PlannedCall(Protocol):
+    """A step of a plan as the plan rules see it: its id, its tool and the arguments (the
+    stages' StoredStep is one)."""
+
+    @property
+    def step_id(self) -> str: ...
+
+    @property
+    def tool(self) -> str: ...
+
+    @property
+    def args(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class EarlierWrite:
+    """A write the plan makes before the step being judged."""
+
+    tool: str
+    args: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Verdict:
     """A rule's answer: pass or fail, why, the values it compared, and how sure it is."""
@@ -36,6 +58,30 @@ class Verdict:
     confidence: float = 1.0
 
 
+class FactData(TypedDict, total=False):
+    """What a chain's `gather` read from the systems, by the system that holds it; a record
+    that does not exist is None (a rule then fails on it, never a KeyError)."""
+
+    # Zendesk: the job's ticket, its requester (the user and the reference a rule compares)
+    # and the thread.
+    ticket: dict[str, Any]
+    requester: dict[str, Any] | None
+    requester_ref: str | None
+    comments: list[dict[str, Any]]
+    # Stripe: the charge a refund names and its customer's other charges.
+    charge: dict[str, Any] | None
+    customer_charges: list[dict[str, Any]]
+    # Salesforce: the invoice, its purchase order, other invoices of the same number.
+    invoice: dict[str, Any] | None
+    purchase_order: dict[str, Any] | None
+    same_number: list[dict[str, Any]]
+    # Okta: the user acted on, the user a request names, the group and the user's groups.
+    user: dict[str, Any] | None
+    target: dict[str, Any] | None
+    group: dict[str, Any] | None
+    user_groups: list[dict[str, Any]] | None
+
+
 @dataclass
 class Facts:
     """What the verify stage read from the systems before judging a step."""
@@ -43,15 +89,15 @@ class Facts:
     tool: str
     args: dict[str, Any]
     job_input: dict[str, Any]
-    data: dict[str, Any] = field(default_factory=dict)
+    data: FactData = field(default_factory=lambda: FactData())
     workflow: str = ""
     # The human the job is for (a Zendesk user ref, or the login a service desk vouches for).
     requester: str = ""
     # Whether a human's approval token covers this exact step (policy decided it needed one).
     approved: bool = False
-    # The plan's earlier write steps ({"tool", "args"}): a step is judged against the systems
-    # as they will be once those ran (each is confirmed by its read-back before this runs).
-    earlier: list[dict[str, Any]] = field(default_factory=list)
+    # The plan's earlier write steps: a step is judged against the systems as they will be
+    # once those ran (each is confirmed by its read-back before this runs).
+    earlier: list[EarlierWrite] = field(default_factory=list)
 
 
 class Rule:

@@ -7,12 +7,12 @@ two refunds of the same charge each look fine on their own. These rules catch th
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from collections.abc import Sequence
 
 from app.audit.chain import canonical_json
 from tools.base import Risk
 from tools.catalog import get_tool
-from verifiers.base import Verdict, run_chain
+from verifiers.base import PlannedCall, Verdict, run_chain
 
 
 class PlanRule:
@@ -20,7 +20,7 @@ class PlanRule:
 
     name = "plan_rule"
 
-    def check(self, steps: list[dict[str, Any]]) -> Verdict:
+    def check(self, steps: Sequence[PlannedCall]) -> Verdict:
         """Judge the plan."""
         raise NotImplementedError
 
@@ -30,20 +30,20 @@ class NoRepeatedWrite(PlanRule):
 
     name = "no_repeated_write"
 
-    def check(self, steps: list[dict[str, Any]]) -> Verdict:
+    def check(self, steps: Sequence[PlannedCall]) -> Verdict:
         seen: dict[str, str] = {}
         for step in steps:
-            if get_tool(step["tool"]).risk is Risk.READ:
+            if get_tool(step.tool).risk is Risk.READ:
                 continue
-            action = step["tool"] + canonical_json(step["args"])
+            action = step.tool + canonical_json(step.args)
             if action in seen:
                 return Verdict(
                     False,
                     self.name,
-                    f"steps {seen[action]} and {step['step_id']} make the same {step['tool']}",
-                    {"tool": step["tool"], "steps": [seen[action], step["step_id"]]},
+                    f"steps {seen[action]} and {step.step_id} make the same {step.tool}",
+                    {"tool": step.tool, "steps": [seen[action], step.step_id]},
                 )
-            seen[action] = step["step_id"]
+            seen[action] = step.step_id
         return Verdict(True, self.name, "no write repeats")
 
 
@@ -53,11 +53,11 @@ class OneRefundPerCharge(PlanRule):
 
     name = "one_refund_per_charge"
 
-    def check(self, steps: list[dict[str, Any]]) -> Verdict:
+    def check(self, steps: Sequence[PlannedCall]) -> Verdict:
         by_charge: dict[str, list[str]] = defaultdict(list)
         for step in steps:
-            if step["tool"] == "stripe.refund":
-                by_charge[str(step["args"].get("charge_id"))].append(step["step_id"])
+            if step.tool == "stripe.refund":
+                by_charge[str(step.args.get("charge_id"))].append(step.step_id)
         for charge, ids in by_charge.items():
             if len(ids) > 1:
                 return Verdict(
@@ -72,6 +72,6 @@ class OneRefundPerCharge(PlanRule):
 PLAN_RULES: list[PlanRule] = [NoRepeatedWrite(), OneRefundPerCharge()]
 
 
-def check_plan(steps: list[dict[str, Any]]) -> tuple[Verdict | None, list[Verdict]]:
+def check_plan(steps: Sequence[PlannedCall]) -> tuple[Verdict | None, list[Verdict]]:
     """Run the plan rules in order; the first failure stops them."""
     return run_chain(PLAN_RULES, steps)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from app.core.money import to_minor
 from app.llm import retrieval
@@ -48,6 +49,15 @@ class HistoryEvent:
     conflicting: bool
 
 
+class ProposedStep(TypedDict):
+    """A plan step as the soft check weighs it and the judge reads it (sent as JSON)."""
+
+    tool: str
+    args: dict[str, Any]
+    rationale: NotRequired[str]
+    evidence: NotRequired[list[str]]
+
+
 @dataclass
 class SoftEvidence:
     """Everything the soft check judges: the request, the plan, the history, the facts."""
@@ -56,9 +66,9 @@ class SoftEvidence:
     job_input: dict[str, Any]
     requester: str
     request_text: str
-    context: dict[str, Any]
+    context: Mapping[str, Any]
     summary: str
-    steps: list[dict[str, Any]]
+    steps: list[ProposedStep]
     history: list[HistoryEvent] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
 

@@ -21,7 +21,7 @@ from app.human import decisions
 from app.intake import submissions
 from app.jobs import lifecycle, operations, outbox
 from app.jobs.views import escalation_view, job_detail, job_summary, latest_escalation
-from app.models import Escalation, Job
+from app.models import Escalation, EscalationStatus, Job
 
 router = APIRouter(prefix="/v1")
 
@@ -123,7 +123,7 @@ def get_job(job_id: str, session: SessionDep, principal: PrincipalDep) -> dict[s
 
 @router.get("/escalations")
 def list_escalations(
-    session: SessionDep, principal: PrincipalDep, status: str = "open"
+    session: SessionDep, principal: PrincipalDep, status: str = EscalationStatus.OPEN
 ) -> list[dict[str, Any]]:
     """The human queue (reviewers and admins)."""
     principal.require("reviewer", "admin")

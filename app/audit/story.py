@@ -5,7 +5,7 @@ identity, and what it cost. Plain data, shared by `opsgate audit show` and its -
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict, final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,6 +15,135 @@ from app.audit import verify
 from app.models import AuditEvent, Escalation, Job, ModelCall, PlanStep, ToolCall, as_utc
 from tools.base import Risk
 from tools.catalog import CATALOG
+
+
+class JobSummary(TypedDict):
+    id: str
+    workflow: str
+    status: str
+    incident: bool
+    created_at: str | None
+    updated_at: str | None
+
+
+class WhoAsked(TypedDict):
+    requester: str
+    requester_ref: str
+    submitted_by: str
+    source: str
+    external_id: str
+    intake_key: str | None
+
+
+@final  # final, so `"tool" in read` tells the two kinds of read apart
+class DataRead(TypedDict):
+    """A read of a system (a read tool's call)."""
+
+    tool: str
+    system: str
+    service_identity: str
+    stage: str
+    outcome: str
+    tool_call_id: int
+
+
+@final
+class ModelRead(TypedDict):
+    """A model call, with the policy passages its prompt held."""
+
+    model: str
+    tier: str
+    prompt_version: str
+    passages: list[str]
+    outcome: str
+    model_call_id: int
+
+
+class ProposedStepView(TypedDict):
+    step_id: str
+    revision: int
+    tool: str
+    args: dict[str, Any]
+    rationale: str
+    status: str
+
+
+class Proposed(TypedDict):
+    tier: str | None
+    summary: str | None
+    confidence: float | None
+    steps: list[ProposedStepView]
+
+
+class EventLine(TypedDict):
+    seq: int
+    kind: str
+    actor: str
+    what: str
+
+
+class TimelineEntry(EventLine):
+    at: str | None
+
+
+class Change(TypedDict):
+    """A write, as the audit recorded its execution."""
+
+    step: str | None
+    tool: str | None
+    system: str | None
+    service_identity: str | None
+    result_id: str | None
+    idempotency_key: str | None
+    approval_id: str | None
+    agent: str
+    requester_ref: str
+    at: str | None
+
+
+class Cost(TypedDict):
+    model_usd: str
+    model_calls: int
+    input_tokens: int
+    output_tokens: int
+    tool_calls: int
+
+
+class EscalationView(TypedDict):
+    id: int
+    reason: str
+    detail: str
+    status: str
+    decision: str | None
+    decided_by: str | None
+
+
+class Break(TypedDict):
+    chain: str
+    seq: int
+    problem: str
+
+
+class ChainStatus(TypedDict):
+    events: int
+    verified: bool
+    breaks: list[Break]
+
+
+class Story(TypedDict):
+    """A job's story: the sections `opsgate audit show` prints, and its --json as is."""
+
+    job: JobSummary
+    who_asked: WhoAsked
+    agent_runtimes: list[str]
+    data_seen: list[DataRead | ModelRead]
+    proposed: Proposed
+    allowed_by: list[EventLine]
+    changed: list[Change]
+    cost: Cost
+    escalations: list[EscalationView]
+    timeline: list[TimelineEntry]
+    chain: ChainStatus
 
 
 def _iso(value: Any) -> str | None:
@@ -70,7 +199,7 @@ def line(ev: AuditEvent) -> str:
     return f"{kind}: " + ", ".join(f"{k}={v}" for k, v in p.items() if k != "at")
 
 
-def story(session: Session, job: Job) -> dict[str, Any]:
+def story(session: Session, job: Job) -> Story:
     """Everything `opsgate audit show` prints, as plain data."""
     events = list(
         session.scalars(
@@ -101,6 +230,29 @@ def story(session: Session, job: Job) -> dict[str, Any]:
         by_kind.setdefault(ev.kind, []).append(ev)
     intake = next(iter(by_kind.get("intake", [])), None)
     cost = sum((m.cost_usd or Decimal(0) for m in models), Decimal(0))
+    seen: list[DataRead | ModelRead] = [
+        DataRead(
+            tool=c.tool,
+            system=c.system,
+            service_identity=c.service_identity,
+            stage=c.stage,
+            outcome=c.outcome,
+            tool_call_id=c.id,
+        )
+        for c in calls
+        if not _is_write(c.tool)
+    ]
+    seen += [
+        ModelRead(
+            model=m.model,
+            tier=m.tier,
+            prompt_version=m.prompt_version,
+            passages=m.passages,
+            outcome=m.outcome,
+            model_call_id=m.id,
+        )
+        for m in models
+    ]
     return {
         "job": {
             "id": job.id,
@@ -119,29 +271,7 @@ def story(session: Session, job: Job) -> dict[str, Any]:
             "intake_key": intake.payload.get("intake_key") if intake else None,
         },
         "agent_runtimes": sorted({ev.actor for ev in events if ev.actor.startswith("agent:")}),
-        "data_seen": [
-            {
-                "tool": c.tool,
-                "system": c.system,
-                "service_identity": c.service_identity,
-                "stage": c.stage,
-                "outcome": c.outcome,
-                "tool_call_id": c.id,
-            }
-            for c in calls
-            if not _is_write(c.tool)
-        ]
-        + [
-            {
-                "model": m.model,
-                "tier": m.tier,
-                "prompt_version": m.prompt_version,
-                "passages": m.passages,
-                "outcome": m.outcome,
-                "model_call_id": m.id,
-            }
-            for m in models
-        ],
+        "data_seen": seen,
         "proposed": {
             "tier": job.planner_tier,
             "summary": job.plan_summary,

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from app.api.privacy import as_data
 from app.audit import checkpoints, verify
-from app.audit.story import story
+from app.audit.story import Story, story
 from app.cli.common import emit_json, prepare_database, setup_logging, through_api
 from app.core.db import session_scope
 from app.core.timespec import parse_since
@@ -48,7 +48,7 @@ def audit_show(job_id: str, as_json: bool) -> None:
     _print_story(told)
 
 
-def _print_story(t: dict[str, Any]) -> None:
+def _print_story(t: Story) -> None:
     c = Console(width=max(Console().width, 120))
     job, who = t["job"], t["who_asked"]
     incident = "  [bold red]INCIDENT[/]" if job["incident"] else ""

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,13 +24,17 @@ from sqlalchemy.orm import Session
 
 from app.audit.chain import canonical_json, sha256_hex
 from app.errors import TokenRefused
+from app.jobs.steps import ApprovalToken, StoredStep
 from app.models import Approval, PlanStep, new_id, utcnow
 from app.settings import get_settings
 
 
-def action_hash(job_id: str, step: PlanStep | dict[str, Any], policy_version: str) -> str:
-    """The canonical hash of one exact action under one policy version."""
-    get = step.get if isinstance(step, dict) else lambda k: getattr(step, k)
+def action_hash(
+    job_id: str, step: PlanStep | StoredStep | Mapping[str, Any], policy_version: str
+) -> str:
+    """The canonical hash of one exact action under one policy version (a step's row, the
+    stages' StoredStep, or the same fields as a mapping: all hash alike)."""
+    get = step.get if isinstance(step, Mapping) else lambda k: getattr(step, k)
     return sha256_hex(
         canonical_json(
             {
@@ -131,23 +136,23 @@ def create(
     return row
 
 
-def latest_token(session: Session, step_pk: int) -> dict[str, Any] | None:
+def latest_token(session: Session, step_pk: int) -> ApprovalToken | None:
     """The newest approval of a step, as plain data for the work outside the session."""
     row = session.scalar(
         select(Approval).where(Approval.step_pk == step_pk).order_by(Approval.created_at.desc())
     )
     if row is None:
         return None
-    return {"id": row.id, "token": row.token, "used": row.used_at is not None}
+    return ApprovalToken(row.id, row.token, row.used_at is not None)
 
 
-def authorize(approval: dict[str, Any] | None, expected_action: str) -> Verified:
+def authorize(approval: ApprovalToken | None, expected_action: str) -> Verified:
     """Verify the step's approval for this exact action; TokenRefused if it does not hold."""
     if approval is None:
         raise TokenRefused("no approval token")
-    if approval.get("used"):
+    if approval.used:
         raise TokenRefused("already used")
-    return verify(approval["token"], expected_action)
+    return verify(approval.token, expected_action)
 
 
 def mark_used(session: Session, approval_id: str) -> None:

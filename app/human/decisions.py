@@ -17,7 +17,15 @@ from app.errors import ConflictError, Forbidden, InputError, PermanentError
 from app.human import revisions
 from app.human.escalation import APPROVABLE
 from app.jobs import lifecycle
-from app.models import Escalation, EscalationStatus, Job, PlanStep, as_utc, utcnow
+from app.models import (
+    Escalation,
+    EscalationStatus,
+    Job,
+    PlanStep,
+    StepStatus,
+    as_utc,
+    utcnow,
+)
 from app.settings import get_settings
 from tools.catalog import get_tool
 
@@ -83,7 +91,7 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
     """Apply one reviewer's decision; returns what happened (the caller commits)."""
     job = session.get(Job, esc.job_id)
     assert job is not None
-    if esc.status != "open" or job.status != lifecycle.ESCALATED:
+    if esc.status != EscalationStatus.OPEN or job.status != lifecycle.ESCALATED:
         raise ConflictError(
             f"escalation {esc.id} is already decided ({esc.decision or esc.status})"
         )
@@ -189,7 +197,7 @@ def revise(
         parsed = get_tool(step.tool).parse_args(args).model_dump(mode="json")
     except PermanentError as exc:
         raise InputError(f"edited arguments for {step.tool}: {exc}") from exc
-    if step.status not in ("pending", "failed"):
+    if step.status not in (StepStatus.PENDING, StepStatus.FAILED):
         raise ConflictError(f"step {step.step_id} is {step.status}; it cannot be edited now")
     before = dict(step.args)
     revisions.new_revision(session, job, step, parsed, actor)

@@ -22,7 +22,7 @@ from app.audit.chain import canonical_json, sha256_hex
 from app.core.money import format_minor, to_minor
 from app.errors import InputError, PermanentError
 from app.jobs.steps import step_key
-from app.models import Job, PlanStep
+from app.models import Job, PlanStep, StepStatus
 from app.reading.amounts import StatedAmount, find_amount_spans, find_bare_numbers
 from tools.catalog import get_tool
 
@@ -203,7 +203,12 @@ def new_revision(
     step.args = args
     step.args_hash = sha256_hex(canonical_json(args))
     step.idempotency_key = step_key(job.id, step.step_id, step.revision)
-    step.status, step.claim_token, step.claimed_at, step.error = "pending", None, None, None
+    step.status, step.claim_token, step.claimed_at, step.error = (
+        StepStatus.PENDING,
+        None,
+        None,
+        None,
+    )
     audit.append(
         session,
         job.id,
@@ -244,7 +249,7 @@ def restate_later(
     if not edit:
         return restated
     for step in job.steps:
-        if step.position <= edited.position or step.status != "pending":
+        if step.position <= edited.position or step.status != StepStatus.PENDING:
             continue
         try:
             result = restate(dict(step.args), edit)

@@ -1,10 +1,15 @@
-"""The Plan the planner must produce (the schema in DESIGN.md), validated by pydantic."""
+"""Plan steps: the Plan the planner must produce (the schema in DESIGN.md, validated by
+pydantic), each step's idempotency key, and `StoredStep`, the one shape in which a stored step
+travels between the stages after planning."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.models import PlanStep
 
 
 def step_key(job_id: str, step_id: str, revision: int) -> str:
@@ -51,3 +56,51 @@ class Plan(BaseModel):
     confidence: float = Field(ge=0.0, le=1.0)
     steps: list[Step] = Field(default_factory=list)
     escalate: PlanEscalation | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalToken:
+    """A reviewer's approval of one step, as stored (app.controls.approvals issues it)."""
+
+    id: str
+    token: str
+    used: bool
+
+
+@dataclass(frozen=True)
+class StoredStep:
+    """One step of a stored plan as a stage reads it from its row, inside the stage's first
+    transaction, and carries it as plain data through the work outside any transaction:
+    verify_proposal judges a plan of these, execute calls one, verify_outcome reads one back."""
+
+    pk: int
+    step_id: str
+    revision: int
+    tool: str
+    args: dict[str, Any]
+    args_hash: str
+    # The step's own key (`step_key`); the downstream one is derived from it at the call.
+    idempotency_key: str
+    rationale: str = ""
+    evidence: list[str] = field(default_factory=list)
+    # What the call answered, once it succeeded (None before).
+    result: dict[str, Any] | None = None
+    # The newest approval of the step, when a reviewer gave one.
+    approval: ApprovalToken | None = None
+
+    @classmethod
+    def of(cls, row: PlanStep, approval: ApprovalToken | None = None) -> StoredStep:
+        """The step of `row`, detached from its session."""
+        return cls(
+            pk=row.id,
+            step_id=row.step_id,
+            revision=row.revision,
+            tool=row.tool,
+            args=dict(row.args),
+            args_hash=row.args_hash,
+            idempotency_key=row.idempotency_key,
+            rationale=row.rationale or "",
+            evidence=list(row.evidence or []),
+            result=dict(row.result) if row.result is not None else None,
+            approval=approval,
+        )

@@ -23,7 +23,16 @@ from sqlalchemy.orm import Session
 
 from app.controls.policy import current_policy
 from app.jobs import lifecycle
-from app.models import Escalation, Job, JobEvent, ModelCall, ToolCall, as_utc, utcnow
+from app.models import (
+    Escalation,
+    EscalationStatus,
+    Job,
+    JobEvent,
+    ModelCall,
+    ToolCall,
+    as_utc,
+    utcnow,
+)
 
 # A job counts for the escalation rate once it has stopped moving on its own.
 SETTLED = lifecycle.TERMINAL | {lifecycle.ESCALATED}
@@ -208,7 +217,7 @@ def shadow_agreement(session: Session, since: datetime | None = None) -> list[di
     for workflow, evidence, status, decision, note in rows:
         key = (workflow, str((evidence or {}).get("tool", "?")))
         table[key]["proposals"] += 1
-        if status == "open":
+        if status == EscalationStatus.OPEN:
             table[key]["open"] += 1
         elif decision == "approve":
             table[key]["approved"] += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.jobs.context import PlanningContext
 from app.jobs.steps import Plan, PlanEscalation, Step
 from tools.okta.lifecycle import ACTIVATED
 from verifiers.base import Facts, Rule, Verdict, run_chain
@@ -31,7 +32,7 @@ _CHAINS: dict[str, list[Rule]] = {
 }
 
 
-def plan_it_request(context: dict[str, Any]) -> Plan | None:
+def plan_it_request(context: PlanningContext) -> Plan | None:
     """A plan for the request on an existing Okta user; None when the target does not exist."""
     target = context.get("target")
     job_input = context.get("input") or {}

@@ -12,6 +12,7 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 from app.controls import policy
+from app.jobs.context import PlanningContext
 from app.jobs.steps import Plan, PlanEscalation, Step
 from verifiers import config
 
@@ -22,7 +23,7 @@ PLANNABLE = ("New", "Exception")
 _HOLD_REASON_MAX = 255  # Hold_Reason__c is a 255-character text field
 
 
-def plan_invoice_exception(context: dict[str, Any]) -> Plan | None:
+def plan_invoice_exception(context: PlanningContext) -> Plan | None:
     """A plan for a flagged invoice the rules recognize; None to leave it to the model tiers."""
     invoice = context.get("invoice")
     if not invoice:
@@ -70,7 +71,7 @@ def plan_invoice_exception(context: dict[str, Any]) -> Plan | None:
 class _Case:
     """One invoice being planned: the steps and texts its plans share."""
 
-    def __init__(self, context: dict[str, Any], invoice: dict[str, Any], amount: Decimal) -> None:
+    def __init__(self, context: PlanningContext, invoice: dict[str, Any], amount: Decimal) -> None:
         self.invoice = invoice
         self.amount = amount
         self.name = str(invoice.get("Name") or invoice.get("Id"))

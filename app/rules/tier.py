@@ -7,8 +7,8 @@ read; this module only picks the planner.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
+from app.jobs.context import PlanningContext
 from app.jobs.steps import Plan
 from app.rules.access import plan_it_request
 from app.rules.invoices import plan_invoice_exception
@@ -22,10 +22,10 @@ __all__ = [
     "plan_support_refund",
 ]
 
-Planner = Callable[[dict[str, Any]], Plan | None]
+Planner = Callable[[PlanningContext], Plan | None]
 
 
-def _support_refund(context: dict[str, Any]) -> Plan | None:
+def _support_refund(context: PlanningContext) -> Plan | None:
     check_thread(context["ticket"], context.get("comments") or [])
     return plan_support_refund(
         context["ticket"], context.get("charge"), context.get("customer_charges") or []
@@ -39,7 +39,7 @@ RULES: dict[str, Planner] = {
 }
 
 
-def plan(workflow: str, context: dict[str, Any]) -> Plan | None:
+def plan(workflow: str, context: PlanningContext) -> Plan | None:
     """Plan with the rules tier, or None when the rules do not recognize the request."""
     planner = RULES.get(workflow)
     if planner is None:

@@ -16,6 +16,7 @@ from app.controls import approvals, caps, policy
 from app.controls.calls import CallRecorder
 from app.errors import ConflictError, EscalationRequired, RetryableError, StaleJob
 from app.jobs import lifecycle
+from app.jobs.steps import StoredStep
 from app.models import Job, PlanStep, StepStatus, utcnow
 from app.settings import get_settings
 from app.stages.runner import JobView, agent_actor
@@ -35,19 +36,13 @@ def claim_lease() -> timedelta:
 
 @dataclass(frozen=True)
 class Claim:
-    """The step this delivery holds, as plain data."""
+    """The step this delivery holds: the step, the claim's token (empty on a replay), which
+    attempt this is, and the stored result when the effect already happened."""
 
-    step_pk: int
-    step_id: str
-    revision: int
-    tool: str
-    args: dict[str, Any]
-    args_hash: str
-    key: str
+    step: StoredStep
     token: str
     attempt: int
     stored_result: dict[str, Any] | None
-    approval: dict[str, Any] | None = None
 
 
 def claim_step(session: Session, job: Job) -> Claim:
@@ -61,19 +56,8 @@ def claim_step(session: Session, job: Job) -> Claim:
     structlog.contextvars.bind_contextvars(step_id=step.step_id)
 
     def held(token: str, attempt: int, result: dict[str, Any] | None) -> Claim:
-        return Claim(
-            step.id,
-            step.step_id,
-            step.revision,
-            step.tool,
-            dict(step.args),
-            step.args_hash,
-            step.idempotency_key,
-            token,
-            attempt,
-            result,
-            approvals.latest_token(session, step.id),
-        )
+        stored = StoredStep.of(step, approvals.latest_token(session, step.id))
+        return Claim(stored, token, attempt, result)
 
     if step.status == StepStatus.SUCCEEDED:
         return held("", step.attempts, step.result)
@@ -114,27 +98,26 @@ class Executed:
     decision: policy.Decision | None
 
 
-def within_daily_caps(
-    job: JobView, claim: Claim, step: dict[str, Any], decision: policy.Decision
-) -> policy.Decision:
+def within_daily_caps(job: JobView, claim: Claim, decision: policy.Decision) -> policy.Decision:
     """Reserve an autonomous action's amount against its daily caps; over a cap it needs a
     human's approval like any action over its autonomy (an approved one goes ahead)."""
-    tool_policy = policy.workflow_policy(job.workflow)[0].tools.get(claim.tool)
-    amount = claim.args.get("amount")
+    step = claim.step
+    tool_policy = policy.workflow_policy(job.workflow)[0].tools.get(step.tool)
+    amount = step.args.get("amount")
     if tool_policy is None or tool_policy.daily_caps is None or not isinstance(amount, int):
         return decision
-    currency = str(claim.args.get("currency", "")).lower()
+    currency = str(step.args.get("currency", "")).lower()
     found = caps.scopes_for(
-        job.workflow, claim.tool, job.requester, tool_policy.daily_caps, currency
+        job.workflow, step.tool, job.requester, tool_policy.daily_caps, currency
     )
-    over = caps.reserve(claim.key, found, currency, amount)
+    over = caps.reserve(step.idempotency_key, found, currency, amount)
     if over is None:
         return decision
     needs = replace(
         decision,
         outcome="approval_required",
         rule=over.rule,
-        detail=f"{claim.tool} of {amount} {currency} would take {over.scope} past its daily "
+        detail=f"{step.tool} of {amount} {currency} would take {over.scope} past its daily "
         f"cap of {over.cap} (used {over.used})",
         evidence={"cap": over.cap, "used": over.used, "scope": over.scope, "amount": amount},
     )
@@ -153,41 +136,35 @@ class ExecuteStage:
     def work(self, job: JobView, claim: Claim, rec: CallRecorder) -> Executed:
         if claim.stored_result is not None:
             return Executed(claim.stored_result, None)  # replay: the effect already happened
-        decision = policy.decide(job.workflow, claim.tool, claim.args, job.id)
+        step = claim.step
+        decision = policy.decide(job.workflow, step.tool, step.args, job.id)
         if decision.outcome == "block":
             raise EscalationRequired(
                 "policy_blocked",
                 decision.detail,
                 {
-                    "tool": claim.tool,
-                    "step_id": claim.step_id,
+                    "tool": step.tool,
+                    "step_id": step.step_id,
                     "rule": decision.rule,
                     "policy_version": decision.policy_version,
                 },
             )
-        step = {
-            "step_id": claim.step_id,
-            "revision": claim.revision,
-            "tool": claim.tool,
-            "args": claim.args,
-            "approval": claim.approval,
-        }
         if decision.outcome == "approval_required":
             # Re-checked right before the call: a token for other arguments, another step or
             # an older policy version is refused here, and the refusal is the evidence.
             decision = approved(job.id, step, decision)
         else:
-            decision = within_daily_caps(job, claim, step, decision)
-        get_tool(claim.tool)  # unknown tools fail before any call
+            decision = within_daily_caps(job, claim, decision)
+        get_tool(step.tool)  # unknown tools fail before any call
         try:
             return Executed(
-                rec.tool(claim.tool, claim.args, key=downstream_key(claim.key)), decision
+                rec.tool(step.tool, step.args, key=downstream_key(step.idempotency_key)), decision
             )
         except ConflictError as exc:
             raise EscalationRequired(
                 "tool_error",
                 str(exc),
-                {"kind": "idempotency_conflict", "tool": claim.tool, "key": claim.key},
+                {"kind": "idempotency_conflict", "tool": step.tool, "key": step.idempotency_key},
             ) from exc
 
     def abandon(self, session: Session, claim: Claim) -> None:
@@ -196,7 +173,7 @@ class ExecuteStage:
             session.execute(
                 update(PlanStep)
                 .where(
-                    PlanStep.id == claim.step_pk,
+                    PlanStep.id == claim.step.pk,
                     PlanStep.claim_token == claim.token,
                     PlanStep.status == StepStatus.CLAIMED,
                 )
@@ -208,35 +185,36 @@ class ExecuteStage:
         if done.decision is not None:
             # The executor's own policy decision, right before the call, is on the record too.
             chain.append(session, job.id, "policy_decision", "policy", asdict(done.decision))
-        step = session.get(PlanStep, claim.step_pk)
-        assert step is not None
-        if step.status != StepStatus.SUCCEEDED:
-            if step.claim_token != claim.token:
-                raise StaleJob(f"step {claim.step_id} was claimed by another delivery")
-            step.status, step.result, step.error = StepStatus.SUCCEEDED, result, None
-            step.completed_at = utcnow()
+        step = claim.step
+        row = session.get(PlanStep, step.pk)
+        assert row is not None
+        if row.status != StepStatus.SUCCEEDED:
+            if row.claim_token != claim.token:
+                raise StaleJob(f"step {step.step_id} was claimed by another delivery")
+            row.status, row.result, row.error = StepStatus.SUCCEEDED, result, None
+            row.completed_at = utcnow()
         chain.append(
             session,
             job.id,
             "step_executed",
             agent_actor(),
             {
-                "step": claim.step_id,
-                "tool": claim.tool,
-                "args_hash": claim.args_hash,
-                "idempotency_key": claim.key,
-                "service_identity": get_tool(claim.tool).service_identity,
+                "step": step.step_id,
+                "tool": step.tool,
+                "args_hash": step.args_hash,
+                "idempotency_key": step.idempotency_key,
+                "service_identity": get_tool(step.tool).service_identity,
                 "result_id": result.get("id") or (result.get("audit") or {}).get("id"),
                 "attempt": claim.attempt,
-                "approval_id": (claim.approval or {}).get("id"),
+                "approval_id": step.approval.id if step.approval is not None else None,
             },
         )
-        if claim.approval is not None:
-            approvals.mark_used(session, claim.approval["id"])
+        if step.approval is not None:
+            approvals.mark_used(session, step.approval.id)
         lifecycle.transition(
             session,
             job,
             lifecycle.EXECUTED,
             actor=agent_actor(),
-            reason=f"{claim.step_id} {claim.tool} done",
+            reason=f"{step.step_id} {step.tool} done",
         )

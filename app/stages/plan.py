@@ -15,6 +15,7 @@ from app.controls.calls import CallRecorder
 from app.core.redaction import redact
 from app.errors import EscalationRequired, NotFound, PermanentError
 from app.jobs import lifecycle
+from app.jobs.context import PlanningContext
 from app.jobs.steps import Plan, step_key
 from app.llm import planner as model_planner
 from app.llm.config import models_config
@@ -33,7 +34,7 @@ _CHARGE_ID = re.compile(r"\b(ch_[A-Za-z0-9]+)\b")
 
 def gather_context(
     job: JobView, rec: CallRecorder, seen: dict[str, Any] | None = None
-) -> dict[str, Any]:
+) -> PlanningContext:
     """Read what the planner needs to see: the ticket for support work, the invoice and its
     orders for an invoice exception, the Okta users for an IT request (missing ones None).
 
@@ -59,7 +60,7 @@ def gather_context(
 RULES_ONLY = ("charge", "customer_charges")
 
 
-def _charge_context(ticket: dict[str, Any], rec: CallRecorder) -> dict[str, Any]:
+def _charge_context(ticket: dict[str, Any], rec: CallRecorder) -> PlanningContext:
     """The one charge the ticket names and its customer's charges around it (the refund's
     verifiers judge these; the rules tier plans only what they will accept)."""
     named = set(_CHARGE_ID.findall(f"{ticket.get('subject', '')}\n{ticket.get('description', '')}"))
@@ -100,14 +101,14 @@ def _soql(rec: CallRecorder, query: str) -> list[dict[str, Any]]:
     )
 
 
-def _invoice_context(job: JobView, rec: CallRecorder) -> dict[str, Any]:
+def _invoice_context(job: JobView, rec: CallRecorder) -> PlanningContext:
     """The invoice, its purchase order, other invoices with its number, its vendor's open
     orders."""
     invoice_id = job.input["invoice_id"]
     invoice = _unless_missing(
         lambda: rec.tool("salesforce.get_invoice", {"invoice_id": invoice_id})["invoice"]
     )
-    context: dict[str, Any] = {
+    context: PlanningContext = {
         "invoice": invoice,
         "purchase_order": None,
         "same_number": [],
@@ -146,7 +147,7 @@ def _okta_user(rec: CallRecorder, login: str) -> dict[str, Any] | None:
     return _unless_missing(lambda: rec.tool("okta.get_user", {"login": login})["user"])
 
 
-def _access_context(job: JobView, rec: CallRecorder) -> dict[str, Any]:
+def _access_context(job: JobView, rec: CallRecorder) -> PlanningContext:
     """The target user and their groups, and the requester's Okta user (looked up by login)."""
     login = job.input["target_login"]
     target = _okta_user(rec, login)
@@ -196,7 +197,7 @@ def work_journal(session: Session, job_id: str) -> list[str]:
     return lines
 
 
-def count_attachments(context: dict[str, Any]) -> int:
+def count_attachments(context: PlanningContext) -> int:
     """Attachments on the ticket and its comments (the router sends those to `large`)."""
     ticket = context.get("ticket") or {}
     found = len(ticket.get("attachments") or [])
@@ -205,7 +206,7 @@ def count_attachments(context: dict[str, Any]) -> int:
     return found
 
 
-def thread_context(job: JobView, context: dict[str, Any], rec: CallRecorder) -> dict[str, Any]:
+def thread_context(job: JobView, context: PlanningContext, rec: CallRecorder) -> PlanningContext:
     """A refund's context with the ticket's comments, for the rules tier (which plans no
     refund the thread takes back or disputes); the model tiers' prompt is left as it was."""
     if job.workflow != "support_refund" or not context.get("ticket"):

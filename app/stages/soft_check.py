@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.controls.calls import CallRecorder
 from app.errors import JudgeUnavailable
+from app.jobs.context import PlanningContext
 from app.llm import judge as model_judge
 from app.llm import retrieval
 from app.models import Escalation, Job, PlanStep, StepStatus
@@ -101,7 +102,7 @@ def ticket_history(
     return events
 
 
-def request_text(workflow: str, job_input: dict[str, Any], context: dict[str, Any]) -> str:
+def request_text(workflow: str, job_input: dict[str, Any], context: PlanningContext) -> str:
     """The request in its author's words: the ticket's text, or the submitted input."""
     ticket = context.get("ticket")
     if ticket:

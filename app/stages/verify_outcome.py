@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -11,6 +10,7 @@ from app.audit import chain as audit
 from app.controls.calls import CallRecorder
 from app.errors import EscalationRequired
 from app.jobs import lifecycle
+from app.jobs.steps import StoredStep
 from app.models import Job
 from app.stages.execute import downstream_key
 from app.stages.runner import JobView, agent_actor
@@ -26,44 +26,39 @@ class VerifyOutcomeStage:
     name = "verify_outcome"
     status = lifecycle.EXECUTED
 
-    def prepare(self, session: Session, job: Job) -> dict[str, Any]:
-        step = job.steps[job.current_step]
-        return {
-            "tool": step.tool,
-            "args": dict(step.args),
-            "result": dict(step.result or {}),
-            "key": downstream_key(step.idempotency_key),
-            "step_id": step.step_id,
-        }
+    def prepare(self, session: Session, job: Job) -> StoredStep:
+        return StoredStep.of(job.steps[job.current_step])
 
-    def work(self, job: JobView, step: dict[str, Any], rec: CallRecorder) -> Verdict:
-        chain = CHAINS.get(step["tool"])
+    def work(self, job: JobView, step: StoredStep, rec: CallRecorder) -> Verdict:
+        chain = CHAINS.get(step.tool)
         if chain is None:
-            if get_tool(step["tool"]).risk is Risk.READ:
-                return Verdict(True, "no_read_back", f"{step['tool']} changes nothing to read back")
+            if get_tool(step.tool).risk is Risk.READ:
+                return Verdict(True, "no_read_back", f"{step.tool} changes nothing to read back")
             # Unreachable through the proposal stage (a write without a chain never runs);
             # kept so a write can never be confirmed by default.
             raise EscalationRequired(
                 "outcome_mismatch",
-                f"{step['tool']} has no read-back: the change cannot be confirmed",
-                {"tool": step["tool"], "rule": "read_back_exists"},
+                f"{step.tool} has no read-back: the change cannot be confirmed",
+                {"tool": step.tool, "rule": "read_back_exists"},
             )
-        verdict = chain.read_back(rec, step["args"], step["result"], step["key"])
+        verdict = chain.read_back(
+            rec, step.args, step.result or {}, downstream_key(step.idempotency_key)
+        )
         if not verdict.ok:
             raise EscalationRequired(
                 "outcome_mismatch",
                 verdict.detail,
-                {"tool": step["tool"], "rule": verdict.rule, **verdict.evidence},
+                {"tool": step.tool, "rule": verdict.rule, **verdict.evidence},
             )
         return verdict
 
-    def apply(self, session: Session, job: Job, step: dict[str, Any], verdict: Verdict) -> None:
+    def apply(self, session: Session, job: Job, step: StoredStep, verdict: Verdict) -> None:
         audit.append(
             session,
             job.id,
             "verdict",
             "verifier",
-            dict(asdict(verdict), stage="outcome", step=step["step_id"]),
+            dict(asdict(verdict), stage="outcome", step=step.step_id),
         )
         if job.current_step + 1 < len(job.steps):
             job.current_step += 1
@@ -72,7 +67,7 @@ class VerifyOutcomeStage:
                 job,
                 lifecycle.READY,
                 actor=agent_actor(),
-                reason=f"{step['step_id']} confirmed",
+                reason=f"{step.step_id} confirmed",
             )
         else:
             lifecycle.transition(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -12,37 +13,49 @@ from app.controls import approvals, policy
 from app.controls.calls import CallRecorder
 from app.errors import EscalationRequired, TokenRefused
 from app.jobs import lifecycle
+from app.jobs.steps import StoredStep
 from app.models import Job
 from app.stages.plan import gather_context
 from app.stages.runner import JobView, agent_actor
 from app.stages.soft_check import history_of, judge_plan, request_text, ticket_history
 from tools.base import Risk
 from tools.catalog import get_tool
-from verifiers.base import Facts, Verdict, run_chain
+from verifiers.base import EarlierWrite, Facts, Verdict, run_chain
 from verifiers.chains import CHAINS
 from verifiers.common import COMMON_RULES
 from verifiers.plan_rules import check_plan
-from verifiers.soft import HistoryEvent, SoftEvidence
+from verifiers.soft import HistoryEvent, ProposedStep, SoftEvidence
 from verifiers.zendesk.thread import read_comments
 
 
-def approved(job_id: str, step: dict[str, Any], decision: policy.Decision) -> policy.Decision:
+@dataclass(frozen=True)
+class Proposal:
+    """The plan this stage judges, read in its first transaction: the planner's summary and
+    tier, the job's history, and the stored steps."""
+
+    summary: str
+    tier: str
+    history: list[HistoryEvent]
+    steps: list[StoredStep]
+
+
+def approved(job_id: str, step: StoredStep, decision: policy.Decision) -> policy.Decision:
     """The decision for a step that needs approval: allowed if its token holds for this exact
     action under the policy in force now, else EscalationRequired("approval_required")."""
     evidence = {
-        "tool": step["tool"],
-        "step_id": step["step_id"],
-        "revision": step["revision"],
+        "tool": step.tool,
+        "step_id": step.step_id,
+        "revision": step.revision,
         "rule": decision.rule,
         "policy_version": decision.policy_version,
         **decision.evidence,
     }
     try:
         ok = approvals.authorize(
-            step.get("approval"), approvals.action_hash(job_id, step, decision.policy_version)
+            step.approval, approvals.action_hash(job_id, step, decision.policy_version)
         )
     except TokenRefused as exc:
-        if step.get("approval") is not None:
+        if step.approval is not None:
             evidence["token_refused"] = str(exc)
         reason = "shadow_proposal" if decision.rule == policy.SHADOW_RULE else "approval_required"
         raise EscalationRequired(reason, decision.detail, evidence) from exc
@@ -55,17 +68,17 @@ def approved(job_id: str, step: dict[str, Any], decision: policy.Decision) -> po
     )
 
 
-def check_policy(job_id: str, workflow: str, steps: list[dict[str, Any]]) -> list[policy.Decision]:
+def check_policy(job_id: str, workflow: str, steps: Sequence[StoredStep]) -> list[policy.Decision]:
     """Decide every step. A block anywhere escalates `policy_blocked` (no reviewer is asked to
     approve a plan that could never run); otherwise the first step whose approval does not
     hold escalates `approval_required` (or `shadow_proposal`)."""
     decisions = []
     waiting: EscalationRequired | None = None
     for step in steps:
-        decision = policy.decide(workflow, step["tool"], step["args"], job_id)
+        decision = policy.decide(workflow, step.tool, step.args, job_id)
         evidence = {
-            "tool": step["tool"],
-            "step_id": step.get("step_id"),
+            "tool": step.tool,
+            "step_id": step.step_id,
             "rule": decision.rule,
             "policy_version": decision.policy_version,
             **decision.evidence,
@@ -85,7 +98,7 @@ def check_policy(job_id: str, workflow: str, steps: list[dict[str, Any]]) -> lis
 
 def check_facts(
     job: JobView,
-    steps: list[dict[str, Any]],
+    steps: Sequence[StoredStep],
     decisions: list[policy.Decision],
     rec: CallRecorder,
 ) -> tuple[list[Verdict], dict[str, Any]]:
@@ -101,26 +114,26 @@ def check_facts(
         )
     seen: dict[str, Any] = {}
     for step, decision in zip(steps, decisions, strict=True):
-        if get_tool(step["tool"]).risk is Risk.READ:
+        if get_tool(step.tool).risk is Risk.READ:
             continue
-        chain = CHAINS.get(step["tool"])
+        chain = CHAINS.get(step.tool)
         if chain is None:
             raise EscalationRequired(
                 "verification_failed",
-                f"{step['tool']} has no verifier chain: it cannot be checked, so it is not run",
-                {"tool": step["tool"], "rule": "chain_exists", "step_id": step["step_id"]},
+                f"{step.tool} has no verifier chain: it cannot be checked, so it is not run",
+                {"tool": step.tool, "rule": "chain_exists", "step_id": step.step_id},
             )
         facts = Facts(
-            step["tool"],
-            step["args"],
+            step.tool,
+            step.args,
             job.input,
             workflow=job.workflow,
             requester=job.requester,
             approved=decision.rule == "approved",
             earlier=[
-                {"tool": e["tool"], "args": e["args"]}
+                EarlierWrite(e.tool, e.args)
                 for e in steps[: steps.index(step)]
-                if get_tool(e["tool"]).risk is not Risk.READ
+                if get_tool(e.tool).risk is not Risk.READ
             ],
         )
         failure, ran = run_chain(COMMON_RULES, facts)
@@ -134,8 +147,8 @@ def check_facts(
                 "verification_failed",
                 failure.detail,
                 {
-                    "tool": step["tool"],
-                    "step_id": step["step_id"],
+                    "tool": step.tool,
+                    "step_id": step.step_id,
                     "rule": failure.rule,
                     **failure.evidence,
                 },
@@ -145,16 +158,16 @@ def check_facts(
 
 
 def human_approved(
-    job_id: str, steps: list[dict[str, Any]], decisions: list[policy.Decision]
+    job_id: str, steps: Sequence[StoredStep], decisions: list[policy.Decision]
 ) -> bool:
     """Whether a reviewer approved a step of this plan (a token that holds for it now)."""
     for step, decision in zip(steps, decisions, strict=True):
         if decision.rule == "approved":
             return True
-        if step.get("approval") is not None:
+        if step.approval is not None:
             try:
                 approvals.authorize(
-                    step["approval"], approvals.action_hash(job_id, step, decision.policy_version)
+                    step.approval, approvals.action_hash(job_id, step, decision.policy_version)
                 )
             except TokenRefused:
                 continue
@@ -164,7 +177,7 @@ def human_approved(
 
 def soft_check(
     job: JobView,
-    plan: dict[str, Any],
+    plan: Proposal,
     history: list[HistoryEvent],
     facts: dict[str, Any],
     rec: CallRecorder,
@@ -177,27 +190,28 @@ def soft_check(
         if comments is None:
             comments = read_comments(rec, context["ticket"])
         history = history + ticket_history(job.id, context["ticket"], comments)
-    steps = plan["steps"]
+    steps = plan.steps
     evidence = SoftEvidence(
         workflow=job.workflow,
         job_input=job.input,
         requester=job.requester,
         request_text=request_text(job.workflow, job.input, context),
         context=context,
-        summary=plan["summary"],
-        steps=[{k: s[k] for k in ("tool", "args", "rationale", "evidence")} for s in steps],
+        summary=plan.summary,
+        steps=[
+            ProposedStep(tool=s.tool, args=s.args, rationale=s.rationale, evidence=s.evidence)
+            for s in steps
+        ],
         history=history,
         facts=facts,
     )
-    verdict = judge_plan(evidence, plan["tier"], rec)
+    verdict = judge_plan(evidence, plan.tier, rec)
     if not verdict.ok:
-        first_write = next(
-            (s for s in steps if get_tool(s["tool"]).risk is not Risk.READ), steps[0]
-        )
+        first_write = next((s for s in steps if get_tool(s.tool).risk is not Risk.READ), steps[0])
         raise EscalationRequired(
             "low_confidence",
             verdict.detail,
-            {"step_id": first_write["step_id"], "rule": "soft_check", **verdict.evidence},
+            {"step_id": first_write.step_id, "rule": "soft_check", **verdict.evidence},
         )
     return verdict
 
@@ -208,29 +222,18 @@ class VerifyProposalStage:
     name = "verify_proposal"
     status = lifecycle.PLANNED
 
-    def prepare(self, session: Session, job: Job) -> dict[str, Any]:
-        return {
-            "summary": job.plan_summary or "",
-            "tier": job.planner_tier or "rules",
-            "history": history_of(session, job),
-            "steps": [
-                {
-                    "step_id": s.step_id,
-                    "revision": s.revision,
-                    "tool": s.tool,
-                    "args": dict(s.args),
-                    "rationale": s.rationale or "",
-                    "evidence": list(s.evidence or []),
-                    "approval": approvals.latest_token(session, s.id),
-                }
-                for s in job.steps
-            ],
-        }
+    def prepare(self, session: Session, job: Job) -> Proposal:
+        return Proposal(
+            summary=job.plan_summary or "",
+            tier=job.planner_tier or "rules",
+            history=history_of(session, job),
+            steps=[StoredStep.of(s, approvals.latest_token(session, s.id)) for s in job.steps],
+        )
 
     def work(
-        self, job: JobView, plan: dict[str, Any], rec: CallRecorder
+        self, job: JobView, plan: Proposal, rec: CallRecorder
     ) -> tuple[list[policy.Decision], list[Verdict]]:
-        steps = plan["steps"]
+        steps = plan.steps
         decisions = check_policy(job.id, job.workflow, steps)
         verdicts, facts = check_facts(job, steps, decisions, rec)
         if human_approved(job.id, steps, decisions):
@@ -240,14 +243,14 @@ class VerifyProposalStage:
                 Verdict(True, "soft_check", "a reviewer approved this plan", {"judged_by": "human"})
             )
         else:
-            verdicts.append(soft_check(job, plan, plan["history"], facts, rec))
+            verdicts.append(soft_check(job, plan, plan.history, facts, rec))
         return decisions, verdicts
 
     def apply(
         self,
         session: Session,
         job: Job,
-        steps: Any,
+        plan: Proposal,
         result: tuple[list[policy.Decision], list[Verdict]],
     ) -> None:
         decisions, verdicts = result

@@ -13,6 +13,7 @@ from app.controls import approvals
 from app.core.db import session_scope
 from app.intake import submissions
 from app.jobs import lifecycle
+from app.jobs.steps import ApprovalToken
 from app.models import Approval, AuditEvent, Escalation, Job, PlanStep
 from tests.conftest import Sandbox, reset_process_state, wait_for
 
@@ -53,7 +54,7 @@ def test_forged_expired_unknown_key_and_used_tokens_are_refused(
         with pytest.raises(approvals.TokenRefused, match=why):
             approvals.verify(bad, ACTION)
     with pytest.raises(approvals.TokenRefused, match="already used"):
-        approvals.authorize({"id": "t1", "token": token, "used": True}, ACTION)
+        approvals.authorize(ApprovalToken("t1", token, used=True), ACTION)
     with pytest.raises(approvals.TokenRefused, match="no approval"):
         approvals.authorize(None, ACTION)
     # A key taken out of the list no longer verifies what it signed

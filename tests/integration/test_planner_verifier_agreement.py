@@ -25,7 +25,7 @@ from tests.conftest import Sandbox
 from tools.okta.lifecycle import ALLOWED_STATUSES
 from tools.sandbox import seed
 from tools.sandbox.world import OKTA_STATUSES
-from verifiers.base import Facts, Verdict, run_chain
+from verifiers.base import EarlierWrite, Facts, Verdict, run_chain
 from verifiers.chains import CHAINS
 from verifiers.common import COMMON_RULES
 
@@ -53,7 +53,9 @@ def plan_for(job: JobView) -> Plan | None:
     return rules.plan(job.workflow, context)
 
 
-def verify(job: JobView, tool: str, args: dict[str, Any], earlier: list[Any]) -> Verdict | None:
+def verify(
+    job: JobView, tool: str, args: dict[str, Any], earlier: list[EarlierWrite]
+) -> Verdict | None:
     """The step's chain as the verify stage runs it; an approval is assumed where the policy
     asks for one (a reviewer's, after planning)."""
     decision = policy.decide(job.workflow, tool, args)
@@ -78,11 +80,11 @@ def agree(job: JobView, plan: Plan | None, would_be: tuple[str, dict[str, Any]])
     """Assert the agreement; returns what happened ("planned" or the escalation's rule)."""
     assert plan is not None, job.input
     if plan.escalate is None:
-        earlier: list[dict[str, Any]] = []
+        earlier: list[EarlierWrite] = []
         for step in plan.steps:
             failure = verify(job, step.tool, step.args, earlier)
             assert failure is None, (job.input, step.tool, failure)
-            earlier.append({"tool": step.tool, "args": step.args})
+            earlier.append(EarlierWrite(step.tool, step.args))
         return "planned"
     rule = plan.escalate.rule
     assert rule, f"a rules-tier escalation names the rule: {plan.escalate}"

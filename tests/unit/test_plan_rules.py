@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from verifiers.plan_rules import check_plan
 
 
-def step(step_id: str, tool: str, **args: Any) -> dict[str, Any]:
-    return {"step_id": step_id, "tool": tool, "args": args}
+@dataclass(frozen=True)
+class Call:
+    """A planned call as the plan rules read one (verifiers.base.PlannedCall)."""
+
+    step_id: str
+    tool: str
+    args: dict[str, Any]
+
+
+def step(step_id: str, tool: str, **args: Any) -> Call:
+    return Call(step_id, tool, args)
 
 
 REFUND = {"charge_id": "ch_1001", "amount": 1000, "currency": "usd", "reason": "duplicate"}

@@ -74,8 +74,8 @@ def _after_earlier_updates(invoice: dict[str, Any], facts: Facts) -> dict[str, A
     """The invoice as it will read once the plan's earlier updates of it ran (a plan that
     links the missing purchase order, then approves)."""
     for step in facts.earlier:
-        args = step["args"]
-        if step["tool"] == "salesforce.update_invoice" and (
+        args = step.args
+        if step.tool == "salesforce.update_invoice" and (
             str(args.get("invoice_id"))[:15] == str(invoice.get("Id"))[:15]
         ):
             invoice = {**invoice, **args["fields"]}
@@ -103,7 +103,8 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def _invoice_of(facts: Facts) -> dict[str, Any]:
-    invoice: dict[str, Any] = facts.data["invoice"]
+    invoice = facts.data["invoice"]
+    assert invoice is not None, "InvoiceExists runs before every rule that reads the invoice"
     return invoice
 
 

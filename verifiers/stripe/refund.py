@@ -40,7 +40,8 @@ def customer_charges(rec: Reader, charge: dict[str, Any] | None) -> list[dict[st
 
 
 def _charge(facts: Facts) -> dict[str, Any]:
-    charge: dict[str, Any] = facts.data["charge"]
+    charge = facts.data["charge"]
+    assert charge is not None, "ChargeExists runs before every rule that reads the charge"
     return charge
 
 
