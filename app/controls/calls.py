@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from app.audit import chain as audit
-from app.controls import breaker, budget, killswitch, policy, ratelimit
+from app.controls import breaker, budget, gates
 from app.errors import PermanentError, RetryableError
 from app.models import ModelCall, ToolCall
 from app.settings import get_settings
@@ -74,9 +74,21 @@ class CallRecorder:
         fn: Callable[[], T],
         *,
         write: bool = False,
+        catalog: bool = False,
     ) -> T:
-        """Run one call through the system's breaker, recording request, answer and outcome."""
-        breaker.before_call(system, write=write)
+        """Run one call past the gates at the call (app.controls.gates.AT_CALL), recording
+        request, answer and outcome; the system's breaker counts the outcome."""
+        gates.run(
+            gates.AT_CALL,
+            gates.GateCall(
+                self.workflow,
+                tool,
+                request.get("args", request) if catalog else request,
+                system=system,
+                write=write,
+                catalog=catalog,
+            ),
+        )
         started = time.perf_counter()
         try:
             result = fn()
@@ -127,9 +139,6 @@ class CallRecorder:
         """Call a catalog tool with validated arguments."""
         spec = get_tool(name)
         parsed = spec.parse_args(args)
-        # The kill switch first: a stopped fleet neither spends rate limit nor probes breakers.
-        killswitch.check(self.workflow, name, write=spec.risk is not Risk.READ)
-        ratelimit.acquire(name, policy.rate_limit(name), write=spec.risk is not Risk.READ)
         request = {"args": parsed.model_dump(mode="json"), "idempotency_key": key}
         return self.run(
             name,
@@ -138,6 +147,7 @@ class CallRecorder:
             request,
             lambda: spec.invoke(parsed, key),
             write=spec.risk is not Risk.READ,
+            catalog=True,
         )
 
     def write(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -158,134 +157,253 @@ def rollout_arm(policy: WorkflowPolicy, job_id: str | None) -> str:
     return "live" if bucket < policy.canary_percent else "shadow"
 
 
-# How a rule states its decision: outcome, rule name, detail (and evidence); `decide` binds the
-# policy version.
-Verdict = Callable[..., "Decision"]
+@dataclass(frozen=True)
+class PolicyCall:
+    """One tool call of one workflow, as every policy rule sees it."""
+
+    workflow: str
+    tool: str
+    args: dict[str, Any]
+    job_id: str | None
+    policy: WorkflowPolicy
+    version: str
+    risk: Risk
+
+    @property
+    def tool_policy(self) -> ToolPolicy:
+        return self.policy.tools.get(self.tool, ToolPolicy())
+
+    def verdict(
+        self,
+        outcome: Literal["allow", "approval_required", "block"],
+        rule: str,
+        detail: str,
+        **kw: Any,
+    ) -> Decision:
+        """A decision under the policy version in force."""
+        return Decision(outcome, rule, detail, self.version, **kw)
+
+
+class PolicyRule:
+    """One policy rule: a Decision when it decides the call, None to let the next one."""
+
+    def check(self, call: PolicyCall) -> Decision | None:
+        raise NotImplementedError
+
+
+class AllowedTools(PolicyRule):
+    """Only the workflow's tools run at all."""
+
+    def check(self, call: PolicyCall) -> Decision | None:
+        if call.tool not in call.policy.allowed_tools:
+            return call.verdict(
+                "block", "allowed_tools", f"{call.tool} is not allowed in {call.workflow}"
+            )
+        return None
+
+
+class AllowedReasons(PolicyRule):
+    """A tool with a reason allowlist runs only for those reasons."""
+
+    def check(self, call: PolicyCall) -> Decision | None:
+        allowed = call.tool_policy.allowed_reasons
+        reason = call.args.get("reason")
+        if allowed is not None and reason not in allowed:
+            return call.verdict(
+                "block",
+                "allowed_reasons",
+                f"reason {reason!r} is not on the allowlist",
+                evidence={"reason": reason, "allowed": allowed},
+            )
+        return None
+
+
+class AllowedValues(PolicyRule):
+    """An argument with an allowlist takes only its values."""
+
+    def check(self, call: PolicyCall) -> Decision | None:
+        for arg, allowed in call.tool_policy.allowed_values.items():
+            if arg in call.args and call.args[arg] not in allowed:
+                return call.verdict(
+                    "block",
+                    "allowed_values",
+                    f"{arg} {call.args[arg]!r} is not on the allowlist",
+                    evidence={arg: call.args[arg], "allowed": allowed},
+                )
+        return None
+
+
+def _fields(call: PolicyCall) -> dict[str, Any] | None:
+    fields = call.args.get("fields")
+    return fields if isinstance(fields, dict) else None
+
+
+class AllowedFields(PolicyRule):
+    """A tool that writes a record's fields writes only the fields the agent may set."""
+
+    def check(self, call: PolicyCall) -> Decision | None:
+        fields, allowed = _fields(call), call.tool_policy.allowed_fields
+        if fields is None or allowed is None:
+            return None
+        extra = sorted(set(fields) - set(allowed))
+        if extra:
+            return call.verdict(
+                "block",
+                "allowed_fields",
+                f"fields {', '.join(extra)} may not be written by the agent",
+                evidence={"fields": extra, "allowed": allowed},
+            )
+        return None
+
+
+class FieldValues(PolicyRule):
+    """Some fields take only some values (a status is approved through its own tool)."""
+
+    def check(self, call: PolicyCall) -> Decision | None:
+        fields = _fields(call)
+        if fields is None:
+            return None
+        for name, values in call.tool_policy.field_values.items():
+            if name in fields and fields[name] not in values:
+                return call.verdict(
+                    "block",
+                    "field_values",
+                    f"{name} may not be set to {fields[name]!r}",
+                    evidence={name: fields[name], "allowed": values},
+                )
+        return None
+
+
+class ShadowRollout(PolicyRule):
+    """In shadow (and a canary's shadow arm) the agent proposes, a reviewer executes (the
+    approval flow) or rejects; every decision is an agreement or a disagreement for
+    `opsgate report`."""
+
+    def check(self, call: PolicyCall) -> Decision | None:
+        if call.risk is Risk.READ or rollout_arm(call.policy, call.job_id) != "shadow":
+            return None
+        return call.verdict(
+            "approval_required",
+            SHADOW_RULE,
+            f"{call.workflow} runs in shadow ({call.policy.stage}): a reviewer executes or "
+            f"rejects the proposed {call.tool}",
+            evidence={"rollout": call.policy.stage},
+        )
+
+
+class PublicRequiresApproval(PolicyRule):
+    """A customer-facing comment needs a human's approval."""
+
+    def check(self, call: PolicyCall) -> Decision | None:
+        if call.tool_policy.public_requires_approval and call.args.get("public"):
+            return call.verdict(
+                "approval_required",
+                "public_requires_approval",
+                "customer-facing comments need a human approval",
+            )
+        return None
+
+
+class PrivilegedValue(PolicyRule):
+    """A privileged argument value (an admin group) needs a human's approval every time."""
+
+    def check(self, call: PolicyCall) -> Decision | None:
+        for arg, privileged in call.tool_policy.privileged_values.items():
+            if arg in call.args and call.args[arg] in privileged:
+                return call.verdict(
+                    "approval_required",
+                    "privileged_value",
+                    f"{arg} {call.args[arg]!r} is privileged: a human approves every grant",
+                    evidence={arg: call.args[arg]},
+                )
+        return None
+
+
+class ApprovalThreshold(PolicyRule):
+    """An amount over the tool's approval threshold (per currency) needs approval."""
+
+    def check(self, call: PolicyCall) -> Decision | None:
+        currency = str(call.args.get("currency", "")).lower()
+        threshold = call.tool_policy.approval_above.get(currency)
+        amount = call.args.get("amount")
+        if threshold is not None and isinstance(amount, int) and amount > threshold:
+            return call.verdict(
+                "approval_required",
+                "approval_threshold",
+                f"{call.tool} of {amount} is over the approval threshold of {threshold}",
+                evidence={"amount": amount, "threshold": threshold},
+            )
+        return None
+
+
+class AutonomyGrant(PolicyRule):
+    """An irreversible tool runs without approval only under an explicit grant, within its
+    cap; it decides every irreversible call."""
+
+    def check(self, call: PolicyCall) -> Decision | None:
+        if call.risk is not Risk.IRREVERSIBLE:
+            return None
+        grant = call.tool_policy.autonomy
+        currency = str(call.args.get("currency", "")).lower()
+        amount = call.args.get("amount")
+        cap = grant.max_amount.get(currency) if grant else None
+        evidence = {"amount": amount, "currency": currency, "cap": cap}
+        if cap is None:
+            return call.verdict(
+                "approval_required",
+                "irreversible_needs_approval",
+                f"{call.tool} is irreversible and no autonomy is granted for {currency or 'it'}",
+                evidence=evidence,
+            )
+        if not isinstance(amount, int) or amount > cap:
+            return call.verdict(
+                "approval_required",
+                "autonomy_cap",
+                f"{call.tool} of {amount} {currency} is over the autonomy cap of {cap}",
+                evidence=evidence,
+            )
+        return call.verdict(
+            "allow",
+            "autonomy_grant",
+            f"{call.tool} within the autonomy cap of {cap} {currency}",
+            grant={"tool": call.tool, "max_amount": cap, "currency": currency},
+            evidence=evidence,
+        )
+
+
+class RiskClass(PolicyRule):
+    """What no rule before stopped: a read or a reversible write of the workflow runs."""
+
+    def check(self, call: PolicyCall) -> Decision | None:
+        return call.verdict(
+            "allow", "risk_class", f"{call.risk.value} tool allowed in {call.workflow}"
+        )
+
+
+# The policy, in order: the first rule that decides, decides. Blocks first (what may never
+# run), then what needs a person (shadow, public, privileged, over a threshold, irreversible
+# without a grant), then what runs.
+RULES: list[PolicyRule] = [
+    AllowedTools(),
+    AllowedReasons(),
+    AllowedValues(),
+    AllowedFields(),
+    FieldValues(),
+    ShadowRollout(),
+    PublicRequiresApproval(),
+    PrivilegedValue(),
+    ApprovalThreshold(),
+    AutonomyGrant(),
+    RiskClass(),
+]
 
 
 def decide(workflow: str, tool: str, args: dict[str, Any], job_id: str | None = None) -> Decision:
-    """Evaluate the rules in order; the first that does not allow decides."""
+    """Evaluate the rules in order; the first that decides, decides."""
     policy, version = workflow_policy(workflow)
-    spec = get_tool(tool)
-    tool_policy = policy.tools.get(tool, ToolPolicy())
-
-    def verdict(outcome: Any, rule: str, detail: str, **kw: Any) -> Decision:
-        return Decision(outcome, rule, detail, version, **kw)
-
-    if tool not in policy.allowed_tools:
-        return verdict("block", "allowed_tools", f"{tool} is not allowed in {workflow}")
-    blocked = _blocked_values(tool_policy, args)
-    if blocked is not None:
-        return verdict("block", blocked[0], blocked[1], evidence=blocked[2])
-    if spec.risk is not Risk.READ and rollout_arm(policy, job_id) == "shadow":
-        # Shadow: the agent proposes, a reviewer executes (the approval flow) or rejects;
-        # every decision is an agreement or a disagreement for `opsgate report`.
-        return verdict(
-            "approval_required",
-            SHADOW_RULE,
-            f"{workflow} runs in shadow ({policy.stage}): a reviewer executes or rejects "
-            f"the proposed {tool}",
-            evidence={"rollout": policy.stage},
-        )
-    if tool_policy.public_requires_approval and args.get("public"):
-        return verdict(
-            "approval_required",
-            "public_requires_approval",
-            "customer-facing comments need a human approval",
-        )
-    for arg, privileged in tool_policy.privileged_values.items():
-        if arg in args and args[arg] in privileged:
-            return verdict(
-                "approval_required",
-                "privileged_value",
-                f"{arg} {args[arg]!r} is privileged: a human approves every grant",
-                evidence={arg: args[arg]},
-            )
-    threshold = tool_policy.approval_above.get(str(args.get("currency", "")).lower())
-    amount = args.get("amount")
-    if threshold is not None and isinstance(amount, int) and amount > threshold:
-        return verdict(
-            "approval_required",
-            "approval_threshold",
-            f"{tool} of {amount} is over the approval threshold of {threshold}",
-            evidence={"amount": amount, "threshold": threshold},
-        )
-    if spec.risk is Risk.IRREVERSIBLE:
-        return _autonomy(verdict, tool, tool_policy, args)
-    return verdict("allow", "risk_class", f"{spec.risk.value} tool allowed in {workflow}")
-
-
-def _blocked_values(
-    tool_policy: ToolPolicy, args: dict[str, Any]
-) -> tuple[str, str, dict[str, Any]] | None:
-    """The rule, detail and evidence of the first argument value the policy refuses."""
-    reason = args.get("reason")
-    if tool_policy.allowed_reasons is not None and reason not in tool_policy.allowed_reasons:
-        return (
-            "allowed_reasons",
-            f"reason {reason!r} is not on the allowlist",
-            {"reason": reason, "allowed": tool_policy.allowed_reasons},
-        )
-    for arg, allowed in tool_policy.allowed_values.items():
-        if arg in args and args[arg] not in allowed:
-            return (
-                "allowed_values",
-                f"{arg} {args[arg]!r} is not on the allowlist",
-                {arg: args[arg], "allowed": allowed},
-            )
-    fields = args.get("fields")
-    return _blocked_fields(tool_policy, fields) if isinstance(fields, dict) else None
-
-
-def _blocked_fields(
-    tool_policy: ToolPolicy, fields: dict[str, Any]
-) -> tuple[str, str, dict[str, Any]] | None:
-    """The rule, detail and evidence of the first field the agent may not write, if any."""
-    allowed = tool_policy.allowed_fields
-    if allowed is not None:
-        extra = sorted(set(fields) - set(allowed))
-        if extra:
-            return (
-                "allowed_fields",
-                f"fields {', '.join(extra)} may not be written by the agent",
-                {"fields": extra, "allowed": allowed},
-            )
-    for name, values in tool_policy.field_values.items():
-        if name in fields and fields[name] not in values:
-            return (
-                "field_values",
-                f"{name} may not be set to {fields[name]!r}",
-                {name: fields[name], "allowed": values},
-            )
-    return None
-
-
-def _autonomy(
-    verdict: Verdict, tool: str, tool_policy: ToolPolicy, args: dict[str, Any]
-) -> Decision:
-    grant = tool_policy.autonomy
-    currency = str(args.get("currency", "")).lower()
-    amount = args.get("amount")
-    cap = grant.max_amount.get(currency) if grant else None
-    evidence = {"amount": amount, "currency": currency, "cap": cap}
-    if cap is None:
-        return verdict(
-            "approval_required",
-            "irreversible_needs_approval",
-            f"{tool} is irreversible and no autonomy is granted for {currency or 'it'}",
-            evidence=evidence,
-        )
-    if not isinstance(amount, int) or amount > cap:
-        return verdict(
-            "approval_required",
-            "autonomy_cap",
-            f"{tool} of {amount} {currency} is over the autonomy cap of {cap}",
-            evidence=evidence,
-        )
-    return verdict(
-        "allow",
-        "autonomy_grant",
-        f"{tool} within the autonomy cap of {cap} {currency}",
-        grant={"tool": tool, "max_amount": cap, "currency": currency},
-        evidence=evidence,
-    )
+    call = PolicyCall(workflow, tool, args, job_id, policy, version, get_tool(tool).risk)
+    for rule in RULES:
+        decision = rule.check(call)
+        if decision is not None:
+            return decision
+    raise AssertionError("RiskClass decides every call")  # pragma: no cover

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +12,7 @@ from sqlalchemy import CursorResult, or_, update
 from sqlalchemy.orm import Session
 
 from app.audit import chain
-from app.controls import approvals, caps, policy
+from app.controls import approvals, gates, policy
 from app.controls.calls import CallRecorder
 from app.errors import ConflictError, EscalationRequired, RetryableError, StaleJob
 from app.jobs import lifecycle
@@ -20,7 +20,7 @@ from app.jobs.steps import StoredStep
 from app.models import Job, PlanStep, StepStatus, utcnow
 from app.settings import get_settings
 from app.stages.runner import JobView, agent_actor
-from app.stages.verify_proposal import approved
+from tools.base import Risk
 from tools.catalog import get_tool
 
 
@@ -98,32 +98,6 @@ class Executed:
     decision: policy.Decision | None
 
 
-def within_daily_caps(job: JobView, claim: Claim, decision: policy.Decision) -> policy.Decision:
-    """Reserve an autonomous action's amount against its daily caps; over a cap it needs a
-    human's approval like any action over its autonomy (an approved one goes ahead)."""
-    step = claim.step
-    tool_policy = policy.workflow_policy(job.workflow)[0].tools.get(step.tool)
-    amount = step.args.get("amount")
-    if tool_policy is None or tool_policy.daily_caps is None or not isinstance(amount, int):
-        return decision
-    currency = str(step.args.get("currency", "")).lower()
-    found = caps.scopes_for(
-        job.workflow, step.tool, job.requester, tool_policy.daily_caps, currency
-    )
-    over = caps.reserve(step.idempotency_key, found, currency, amount)
-    if over is None:
-        return decision
-    needs = replace(
-        decision,
-        outcome="approval_required",
-        rule=over.rule,
-        detail=f"{step.tool} of {amount} {currency} would take {over.scope} past its daily "
-        f"cap of {over.cap} (used {over.used})",
-        evidence={"cap": over.cap, "used": over.used, "scope": over.scope, "amount": amount},
-    )
-    return approved(job.id, step, needs)
-
-
 class ExecuteStage:
     """Stage `execute`: ready -> executed."""
 
@@ -137,24 +111,22 @@ class ExecuteStage:
         if claim.stored_result is not None:
             return Executed(claim.stored_result, None)  # replay: the effect already happened
         step = claim.step
-        decision = policy.decide(job.workflow, step.tool, step.args, job.id)
-        if decision.outcome == "block":
-            raise EscalationRequired(
-                "policy_blocked",
-                decision.detail,
-                {
-                    "tool": step.tool,
-                    "step_id": step.step_id,
-                    "rule": decision.rule,
-                    "policy_version": decision.policy_version,
-                },
-            )
-        if decision.outcome == "approval_required":
-            # Re-checked right before the call: a token for other arguments, another step or
-            # an older policy version is refused here, and the refusal is the evidence.
-            decision = approved(job.id, step, decision)
-        else:
-            decision = within_daily_caps(job, claim, decision)
+        # Policy, a reviewer's approval, the daily caps: the first that stops the call
+        # escalates (app.controls.gates); the call recorder runs the gates at the call.
+        decision = gates.run(
+            gates.BEFORE_CALL,
+            gates.GateCall(
+                job.workflow,
+                step.tool,
+                step.args,
+                system=get_tool(step.tool).system,
+                write=get_tool(step.tool).risk is not Risk.READ,
+                job_id=job.id,
+                requester=job.requester,
+                step=step,
+            ),
+        )
+        assert decision is not None  # the policy gate decides every step
         get_tool(step.tool)  # unknown tools fail before any call
         try:
             return Executed(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.audit import chain as audit
-from app.controls import approvals, policy
+from app.controls import approvals, gates, policy
 from app.controls.calls import CallRecorder
 from app.errors import EscalationRequired, TokenRefused
 from app.jobs import lifecycle
@@ -39,35 +39,6 @@ class Proposal:
     steps: list[StoredStep]
 
 
-def approved(job_id: str, step: StoredStep, decision: policy.Decision) -> policy.Decision:
-    """The decision for a step that needs approval: allowed if its token holds for this exact
-    action under the policy in force now, else EscalationRequired("approval_required")."""
-    evidence = {
-        "tool": step.tool,
-        "step_id": step.step_id,
-        "revision": step.revision,
-        "rule": decision.rule,
-        "policy_version": decision.policy_version,
-        **decision.evidence,
-    }
-    try:
-        ok = approvals.authorize(
-            step.approval, approvals.action_hash(job_id, step, decision.policy_version)
-        )
-    except TokenRefused as exc:
-        if step.approval is not None:
-            evidence["token_refused"] = str(exc)
-        reason = "shadow_proposal" if decision.rule == policy.SHADOW_RULE else "approval_required"
-        raise EscalationRequired(reason, decision.detail, evidence) from exc
-    return replace(
-        decision,
-        outcome="allow",
-        rule="approved",
-        detail=f"approved by {', '.join(ok.approvers)} ({decision.detail})",
-        grant={"approval_id": ok.approval_id, "approvers": ok.approvers, "key_id": ok.key_id},
-    )
-
-
 def check_policy(job_id: str, workflow: str, steps: Sequence[StoredStep]) -> list[policy.Decision]:
     """Decide every step. A block anywhere escalates `policy_blocked` (no reviewer is asked to
     approve a plan that could never run); otherwise the first step whose approval does not
@@ -87,7 +58,7 @@ def check_policy(job_id: str, workflow: str, steps: Sequence[StoredStep]) -> lis
             raise EscalationRequired("policy_blocked", decision.detail, evidence)
         if decision.outcome == "approval_required":
             try:
-                decision = approved(job_id, step, decision)
+                decision = gates.approved(job_id, step, decision)
             except EscalationRequired as exc:
                 waiting = waiting or exc
         decisions.append(decision)
