@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     )
     home: Path = Field(Path("."), validation_alias=_env("OPSGATE_HOME"))
     config_dir: Path = Field(PROJECT_ROOT / "config", validation_alias=_env("OPSGATE_CONFIG_DIR"))
+    # Modules of workflows beyond the built-in ones (comma-separated import paths, each with a
+    # WORKFLOW; docs/workflows/adding.md). Every process of a fleet must name the same ones.
+    workflow_modules: str = Field("", validation_alias=_env("OPSGATE_WORKFLOW_MODULES"))
     database_url: str | None = Field(None, validation_alias=_env("OPSGATE_DATABASE_URL"))
     redis_url: str | None = Field(None, validation_alias=_env("OPSGATE_REDIS_URL"))
 

@@ -29,9 +29,6 @@ from app.reading.amount_roles import requested_amounts
 from app.reading.amounts import find_amounts
 from app.reading.language import money_back, request_intent, strip_quoted
 
-# Which policy document speaks for each workflow (config/policies/<name>.md).
-POLICY_DOCS = {"support_refund": "refunds", "invoice_exception": "invoices", "it_request": "access"}
-
 # Identifiers a rationale might name: charges, Okta users and groups, Salesforce records,
 # invoice and order numbers, tickets, e-mail addresses.
 _IDS = re.compile(
@@ -71,6 +68,10 @@ class SoftEvidence:
     steps: list[ProposedStep]
     history: list[HistoryEvent] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    # The workflow's policy document (config/policies/<doc>.md) and the signals that apply to
+    # its plans beyond the general ones (both declared by its module, app/workflows/).
+    policy_doc: str = ""
+    signals: frozenset[str] = frozenset()
 
     def known_text(self) -> str:
         """The request, the records read and the plan's arguments, as one searchable text."""
@@ -118,7 +119,9 @@ class Signal:
 
     name = "signal"
     penalty = 0.1
-    workflows: frozenset[str] | None = None  # None: every workflow
+    # A general signal weighs every plan; the others only the plans of a workflow that names
+    # them (app/workflows/<name>.py `signals`, carried in SoftEvidence.signals).
+    general = True
     # A critical signal that does not hold vetoes the plan alone (no confidence outweighs it).
     critical = False
 
@@ -130,7 +133,8 @@ class Signal:
 class ChargeNamed(Signal):
     """Every refunded charge is named in the ticket."""
 
-    name, penalty, workflows = "charge_named", 0.3, frozenset({"support_refund"})
+    name, penalty = "charge_named", 0.3
+    general = False
     critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
@@ -153,7 +157,8 @@ class AmountStated(Signal):
     ticket states no amount at all, refunds.md (Amounts) refunds what is left on the charge if
     the requester asks for their money back: that one amount, and no other, is accepted."""
 
-    name, penalty, workflows = "amount_stated", 0.2, frozenset({"support_refund"})
+    name, penalty = "amount_stated", 0.2
+    general = False
     critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
@@ -214,7 +219,8 @@ class RequestAsks(Signal):
     the rules tier (`app.reading.language.request_intent`): a question, a condition or a
     complaint is not an ask, whoever planned the refund."""
 
-    name, penalty, workflows = "request_asks", 0.3, frozenset({"support_refund"})
+    name, penalty = "request_asks", 0.3
+    general = False
     critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
@@ -230,7 +236,8 @@ class RequestAsks(Signal):
 class RequesterIsPayer(Signal):
     """The ticket's requester paid the charge."""
 
-    name, penalty, workflows = "requester_is_payer", 0.3, frozenset({"support_refund"})
+    name, penalty = "requester_is_payer", 0.3
+    general = False
     critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
@@ -246,11 +253,8 @@ class RequesterIsPayer(Signal):
 class TargetIsTheJobs(Signal):
     """Every write targets the record or account the job is about."""
 
-    name, penalty, workflows = (
-        "target_is_the_jobs",
-        0.4,
-        frozenset({"invoice_exception", "it_request"}),
-    )
+    name, penalty = "target_is_the_jobs", 0.4
+    general = False
     critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
@@ -275,7 +279,8 @@ _REQUEST_TOOLS = {
 class ActionMatchesRequest(Signal):
     """The plan does what the service desk asked for, nothing else."""
 
-    name, penalty, workflows = "action_matches_request", 0.4, frozenset({"it_request"})
+    name, penalty = "action_matches_request", 0.4
+    general = False
     critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
@@ -293,7 +298,8 @@ class ActionMatchesRequest(Signal):
 class AmountMatchesInvoice(Signal):
     """A payment approval is for exactly the invoice's amount."""
 
-    name, penalty, workflows = "amount_matches_invoice", 0.4, frozenset({"invoice_exception"})
+    name, penalty = "amount_matches_invoice", 0.4
+    general = False
     critical = True
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
@@ -316,7 +322,7 @@ class PolicySupports(Signal):
     name, penalty = "policy_supports", 0.1
 
     def observe(self, ev: SoftEvidence) -> tuple[bool, str]:
-        doc = POLICY_DOCS.get(ev.workflow, "")
+        doc = ev.policy_doc
         known = {p.id for p in retrieval.all_passages() if p.id.startswith(f"policy:{doc}#")}
         for step in ev.steps:
             cited = known & set(step.get("evidence") or [])
@@ -403,7 +409,7 @@ def score(ev: SoftEvidence) -> Score:
     """The deterministic confidence: 1.0 minus the penalty of every signal that does not hold."""
     observations = []
     for signal in SIGNALS:
-        if signal.workflows is not None and ev.workflow not in signal.workflows:
+        if not signal.general and signal.name not in ev.signals:
             continue
         ok, detail = signal.observe(ev)
         penalty = 0.0 if ok else signal.penalty

@@ -14,6 +14,7 @@ from app.errors import Forbidden, InputError
 from app.intake import salesforce, submissions, zendesk
 from app.jobs import outbox
 from app.settings import get_settings
+from app.workflows import registry
 
 router = APIRouter()
 
@@ -25,7 +26,6 @@ _KEEP = (
     "x-zendesk-webhook-invocation-id",
     "x-zendesk-webhook-signature-timestamp",
 )
-SALESFORCE_WORKFLOWS = {"Invoice__c": "invoice_exception"}
 
 
 def audit_headers(request: Request) -> dict[str, str]:
@@ -100,12 +100,13 @@ async def salesforce_webhook(request: Request, background: BackgroundTasks) -> R
         )
     subs, org = [], message.organization_id[:15]
     for note in message.notifications:
-        workflow = SALESFORCE_WORKFLOWS.get(note.sobject_type)
-        if workflow is None:
+        started = registry.for_salesforce(note.sobject_type)
+        if started is None:
             raise InputError(
                 f"notification {note.id}: sObject {note.sobject_type} starts no "
-                f"workflow (known: {', '.join(SALESFORCE_WORKFLOWS)})"
+                f"workflow (known: {', '.join(registry.salesforce_sobjects())})"
             )
+        workflow = started.name
         subs.append(
             submissions.parse_submission(
                 {

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from app.audit import chain
 from app.core.db import session_scope
 from app.errors import ConflictError, InputError, one_line
-from app.intake.workflows import INPUT_MODELS
 from app.jobs import lifecycle, outbox
 from app.models import Delivery, Job, JobEvent
+from app.workflows import registry
 
 
 class Submission(BaseModel):
@@ -41,11 +41,7 @@ def parse_submission(raw: Any) -> Submission:
         sub = Submission.model_validate(raw)
     except ValidationError as exc:
         raise InputError(f"not a job submission: {describe(exc)}") from exc
-    model = INPUT_MODELS.get(sub.workflow)
-    if model is None:
-        raise InputError(
-            f"unknown workflow {sub.workflow!r}; known: {', '.join(sorted(INPUT_MODELS))}"
-        )
+    model = registry.submittable(sub.workflow).input_model
     try:
         validated = model.model_validate(sub.input)
     except ValidationError as exc:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from app.errors import InputError, Unauthorized
 from app.intake.submissions import Submission, describe
+from app.workflows import registry
 
 SIGNATURE = "x-zendesk-webhook-signature"
 TIMESTAMP = "x-zendesk-webhook-signature-timestamp"
@@ -99,7 +100,7 @@ def _from_event(payload: dict[str, Any], tags_wanted: frozenset[str]) -> Submiss
         return f"ticket {ticket_id} has none of the tags {sorted(tags_wanted)}"
     requester = detail.get("requester_id")
     return Submission(
-        workflow="support_refund",
+        workflow=registry.zendesk_default(),
         source="zendesk",
         external_id=str(ticket_id),
         delivery_id=f"event:{event_id}",
@@ -110,8 +111,8 @@ def _from_event(payload: dict[str, Any], tags_wanted: frozenset[str]) -> Submiss
 
 def _from_trigger(payload: dict[str, Any], invocation: str | None) -> Submission:
     ticket_id = _ticket_id(payload.get("ticket_id"))
-    workflow = payload.get("workflow", "support_refund")
-    if workflow != "support_refund":
+    workflow = payload.get("workflow", registry.zendesk_default())
+    if not isinstance(workflow, str) or not registry.from_zendesk(workflow):
         raise InputError(f"workflow {workflow!r} cannot start from a Zendesk trigger")
     updated = payload.get("updated_at")
     if isinstance(updated, str) and updated.strip():
@@ -125,7 +126,7 @@ def _from_trigger(payload: dict[str, Any], invocation: str | None) -> Submission
         )
     requester = payload.get("requester_id")
     return Submission(
-        workflow="support_refund",
+        workflow=workflow,
         source="zendesk",
         external_id=str(ticket_id),
         delivery_id=delivery,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -13,155 +11,35 @@ from app.audit import chain
 from app.controls import policy
 from app.controls.calls import CallRecorder
 from app.core.redaction import redact
-from app.errors import EscalationRequired, NotFound, PermanentError
+from app.errors import EscalationRequired, PermanentError
 from app.jobs import lifecycle
 from app.jobs.context import PlanningContext
 from app.jobs.steps import Plan, step_key
 from app.llm import planner as model_planner
 from app.llm.config import models_config
 from app.models import Escalation, Job, JobEvent, PlanStep, StepStatus
-from app.rules import tier as rules
 from app.settings import get_settings
 from app.stages.runner import JobView, agent_actor
+from app.workflows import registry
 from tools.catalog import get_tool
-from tools.okta import client as okta_api
-from tools.salesforce import client as salesforce_api
-from verifiers.stripe import refund as refund_verifiers
 from verifiers.zendesk.thread import read_comments
-
-_CHARGE_ID = re.compile(r"\b(ch_[A-Za-z0-9]+)\b")
 
 
 def gather_context(
     job: JobView, rec: CallRecorder, seen: dict[str, Any] | None = None
 ) -> PlanningContext:
-    """Read what the planner needs to see: the ticket for support work, the invoice and its
-    orders for an invoice exception, the Okta users for an IT request (missing ones None).
+    """Read what the planner needs to see, as the job's workflow says (its `read_context`:
+    the ticket for support work, the invoice and its orders for an invoice exception, the
+    Okta users for an IT request; missing records None).
 
     `seen`: facts this stage already read; the job's ticket among them is not read again.
     """
-    if job.workflow == "invoice_exception":
-        return {"input": job.input, "requester": job.requester, **_invoice_context(job, rec)}
-    if job.workflow == "it_request":
-        return {"input": job.input, "requester": job.requester, **_access_context(job, rec)}
-    if "ticket_id" in job.input:
-        known = (seen or {}).get("ticket")
-        if known is not None and known.get("id") == job.input["ticket_id"]:
-            return {"ticket": known}
-        ticket = rec.tool("zendesk.get_ticket", {"ticket_id": job.input["ticket_id"]})["ticket"]
-        if seen is not None:
-            return {"ticket": ticket}
-        return {"ticket": ticket, **_charge_context(ticket, rec)}
-    return {}
+    return registry.get(job.workflow).read_context(job.input, job.requester, rec, seen)
 
 
 # What the rules tier reads for a refund and the model tiers are not shown (the model reads
 # a charge through its own tool calls; its prompt stays the ticket and the job).
 RULES_ONLY = ("charge", "customer_charges")
-
-
-def _charge_context(ticket: dict[str, Any], rec: CallRecorder) -> PlanningContext:
-    """The one charge the ticket names and its customer's charges around it (the refund's
-    verifiers judge these; the rules tier plans only what they will accept)."""
-    named = set(_CHARGE_ID.findall(f"{ticket.get('subject', '')}\n{ticket.get('description', '')}"))
-    if len(named) != 1:
-        return {}
-    charge_id = named.pop()
-    try:
-        charge = rec.tool("stripe.get_charge", {"charge_id": charge_id})["charge"]
-    except NotFound:
-        return {"charge": None, "customer_charges": []}
-    return {"charge": charge, "customer_charges": refund_verifiers.customer_charges(rec, charge)}
-
-
-_INVOICE_FIELDS = (
-    "Id, Name, Vendor__c, Amount__c, CurrencyIsoCode, Purchase_Order__c, Due_Date__c, Status__c"
-)
-_ORDER_FIELDS = "Id, Name, Vendor__c, Amount__c, CurrencyIsoCode, Status__c"
-
-
-def _unless_missing(read: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
-    """The record read, or None when the system says there is no such record or user."""
-    try:
-        return read()
-    except NotFound:
-        return None
-
-
-def _soql_text(value: str) -> str:
-    """A SOQL string literal (backslash escapes, as Salesforce reads them)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _soql(rec: CallRecorder, query: str) -> list[dict[str, Any]]:
-    return rec.read(
-        "salesforce.query",
-        {"soql": query},
-        lambda: salesforce_api.query(query),
-    )
-
-
-def _invoice_context(job: JobView, rec: CallRecorder) -> PlanningContext:
-    """The invoice, its purchase order, other invoices with its number, its vendor's open
-    orders."""
-    invoice_id = job.input["invoice_id"]
-    invoice = _unless_missing(
-        lambda: rec.tool("salesforce.get_invoice", {"invoice_id": invoice_id})["invoice"]
-    )
-    context: PlanningContext = {
-        "invoice": invoice,
-        "purchase_order": None,
-        "same_number": [],
-        "vendor_open_orders": [],
-    }
-    if invoice is None:
-        return context
-    po_id = invoice.get("Purchase_Order__c")
-    if po_id:
-        context["purchase_order"] = _unless_missing(
-            lambda: rec.read(
-                "salesforce.get_purchase_order",
-                {"record_id": po_id},
-                lambda: salesforce_api.get_record("Purchase_Order__c", po_id),
-            )
-        )
-    if invoice.get("Name"):
-        context["same_number"] = _soql(
-            rec,
-            f"SELECT {_INVOICE_FIELDS} FROM Invoice__c WHERE Name = {_soql_text(invoice['Name'])}"
-            f" AND Id != {_soql_text(invoice['Id'])}",
-        )
-    if invoice.get("Vendor__c"):
-        context["vendor_open_orders"] = _soql(
-            rec,
-            f"SELECT {_ORDER_FIELDS} FROM Purchase_Order__c"
-            f" WHERE Vendor__c = {_soql_text(invoice['Vendor__c'])} AND Status__c = 'Open'",
-        )
-    return context
-
-
-def _okta_user(rec: CallRecorder, login: str) -> dict[str, Any] | None:
-    """The Okta user with this login, or None (no such user, or not a login at all)."""
-    if not 3 <= len(login) <= 255:  # okta.get_user's argument bounds
-        return None
-    return _unless_missing(lambda: rec.tool("okta.get_user", {"login": login})["user"])
-
-
-def _access_context(job: JobView, rec: CallRecorder) -> PlanningContext:
-    """The target user and their groups, and the requester's Okta user (looked up by login)."""
-    login = job.input["target_login"]
-    target = _okta_user(rec, login)
-    groups: list[dict[str, Any]] = []
-    if target is not None:
-        user_id = target["id"]
-        groups = rec.read(
-            "okta.list_user_groups",
-            {"user_id": user_id},
-            lambda: okta_api.user_groups(user_id),
-        )
-    own = job.requester.lower() == login.lower()
-    requester = target if own else _okta_user(rec, job.requester)
-    return {"target": target, "requester_user": requester, "target_groups": groups}
 
 
 def validate_plan(plan: Plan, workflow: str) -> None:
@@ -207,9 +85,9 @@ def count_attachments(context: PlanningContext) -> int:
 
 
 def thread_context(job: JobView, context: PlanningContext, rec: CallRecorder) -> PlanningContext:
-    """A refund's context with the ticket's comments, for the rules tier (which plans no
-    refund the thread takes back or disputes); the model tiers' prompt is left as it was."""
-    if job.workflow != "support_refund" or not context.get("ticket"):
+    """A ticket's context with the ticket's comments, for the rules tier (which plans nothing
+    the thread takes back or disputes); the model tiers' prompt is left as it was."""
+    if not context.get("ticket"):
         return context
     return {**context, "comments": read_comments(rec, context["ticket"])}
 
@@ -227,7 +105,7 @@ class PlanStage:
         context = gather_context(job, rec)
         plan, tier = None, "rules"
         if job.workflow not in models_config().router.skip_rules:
-            plan = rules.plan(job.workflow, thread_context(job, context, rec))
+            plan = registry.plan(job.workflow, thread_context(job, context, rec))
         if plan is None:
             if not get_settings().model_configured:
                 raise EscalationRequired(

@@ -18,6 +18,7 @@ from app.models import Job
 from app.stages.plan import gather_context
 from app.stages.runner import JobView, agent_actor
 from app.stages.soft_check import history_of, judge_plan, request_text, ticket_history
+from app.workflows import registry
 from tools.base import Risk
 from tools.catalog import get_tool
 from verifiers.base import EarlierWrite, Facts, Verdict, run_chain
@@ -162,6 +163,7 @@ def soft_check(
             comments = read_comments(rec, context["ticket"])
         history = history + ticket_history(job.id, context["ticket"], comments)
     steps = plan.steps
+    workflow = registry.get(job.workflow)
     evidence = SoftEvidence(
         workflow=job.workflow,
         job_input=job.input,
@@ -175,6 +177,8 @@ def soft_check(
         ],
         history=history,
         facts=facts,
+        policy_doc=workflow.policy_doc,
+        signals=workflow.signals,
     )
     verdict = judge_plan(evidence, plan.tier, rec)
     if not verdict.ok:

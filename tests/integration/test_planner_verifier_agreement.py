@@ -18,9 +18,9 @@ from app.controls import policy
 from app.controls.calls import CallRecorder
 from app.errors import EscalationRequired
 from app.jobs.steps import Plan
-from app.rules import tier as rules
 from app.stages.plan import gather_context
 from app.stages.runner import JobView
+from app.workflows import registry as rules
 from tests.conftest import Sandbox
 from tools.okta.lifecycle import ALLOWED_STATUSES
 from tools.sandbox import seed

@@ -15,9 +15,9 @@ from app.controls.calls import CallRecorder
 from app.core.redaction import Placeholders
 from app.errors import EscalationRequired
 from app.llm.planner import untrusted_block
-from app.rules import tier as rules
 from app.stages.plan import PlanStage, gather_context
 from app.stages.runner import JobView
+from app.workflows import registry as rules
 from tests.conftest import Sandbox
 from tools.catalog import get_tool
 from tools.sandbox import seed

@@ -9,9 +9,9 @@ import pytest
 
 from app.controls import policy
 from app.jobs.steps import Plan
-from app.rules import tier as rules
 from app.rules.access import plan_it_request
 from app.stages.plan import validate_plan
+from app.workflows import registry as rules
 
 ALICE, BOB = "00u1alicesVQijwX60h7", "00u2bobrKpgaNmq0q0h7"
 ENGINEERING, ADMINS, VPN = "00g1engineerpowCP0h7", "00g3adminsqxRccta0h7", "00g4vpnkpL4NFJLRn0h7"

@@ -10,9 +10,9 @@ import pytest
 
 from app.controls import policy
 from app.jobs.steps import Plan
-from app.rules import tier as rules
 from app.rules.invoices import plan_invoice_exception
 from app.stages.plan import validate_plan
+from app.workflows import registry as rules
 
 INVOICE_ID = "a01Dn00000HuWdiIAF"
 OTHER_ID = "a01Dn00000ZpM88IAF"

@@ -1,5 +1,5 @@
 """The rules tier plans a refund only for an explicit request, and never one the thread takes
-back or disputes (app/rules/refunds.py, app/rules/tier.py)."""
+back or disputes (app/rules/refunds.py, app/workflows/support_refund.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from app.errors import EscalationRequired
-from app.rules import tier as rules
 from app.rules.refunds import plan_support_refund
+from app.workflows import registry as rules
 
 
 def ticket(description: str, subject: str = "Hello") -> dict[str, Any]:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from app.reading.amounts import StatedAmount, find_amount
-from app.rules import tier as rules
 from app.rules.refunds import plan_support_refund
+from app.workflows import registry as rules
 from tools.catalog import get_tool
 from tools.sandbox.seed import TICKETS
 

@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from app.stages.soft_check import ticket_history
+from app.workflows import registry
 from verifiers.soft import HistoryEvent, SoftEvidence, score
+
+
+def declared(workflow: str) -> dict[str, Any]:
+    """What the workflow's module declares for the soft check (app/workflows/)."""
+    found = registry.get(workflow)
+    return {"policy_doc": found.policy_doc, "signals": found.signals}
+
 
 TICKET = "Refund for duplicate charge\nPlease refund $25.00 for charge ch_1001. Thanks, Alice"
 ALICE = {"id": 101, "email": "alice@example.com"}
@@ -27,6 +35,7 @@ def refund_step(**args: Any) -> dict[str, Any]:
 def refund_evidence(**changes: Any) -> SoftEvidence:
     ev = SoftEvidence(
         workflow="support_refund",
+        **declared("support_refund"),
         job_input={"ticket_id": 4821},
         requester="zendesk-user:101",
         request_text=TICKET,
@@ -223,6 +232,7 @@ def test_a_missing_policy_passage_alone_does_not_stop_a_plan() -> None:
 def access_evidence(**changes: Any) -> SoftEvidence:
     ev = SoftEvidence(
         workflow="it_request",
+        **declared("it_request"),
         job_input={
             "request_type": "group_access",
             "target_login": "dave@corp.example",
@@ -283,6 +293,7 @@ def test_an_invoice_approval_must_be_for_the_invoice_amount() -> None:
     invoice = {"Id": "a01Dn00000HuWdiIAF", "Amount__c": 1200.0, "CurrencyIsoCode": "USD"}
     ev = SoftEvidence(
         workflow="invoice_exception",
+        **declared("invoice_exception"),
         job_input={"invoice_id": "a01Dn00000HuWdiIAF"},
         requester="salesforce",
         request_text="",
@@ -354,6 +365,7 @@ def test_an_invoice_rationale_in_yen_states_the_invoice_amount_in_whole_yen() ->
     invoice = {"Id": "a01Dn00000HuWdiIAF", "Amount__c": 184000.0, "CurrencyIsoCode": "JPY"}
     ev = SoftEvidence(
         workflow="invoice_exception",
+        **declared("invoice_exception"),
         job_input={"invoice_id": "a01Dn00000HuWdiIAF"},
         requester="salesforce",
         request_text="INV-1001",
