@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import SchemaNotCurrent, ServiceUnavailable
@@ -88,6 +88,17 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a database error may pass on retry: the server could not be reached or cut the
+    connection (a restart, a failover), or aborted the transaction (a deadlock, a timeout)."""
+    # SQLAlchemy wraps every driver error: a dropped connection shows as OperationalError or
+    # InterfaceError (psycopg's "the connection is closed"), or as any DBAPIError whose
+    # connection the pool invalidated.
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def describe_url(url: str) -> str:
@@ -180,8 +191,6 @@ def check_schema(settings: Settings | None = None) -> None:
 def explain_error(exc: Exception) -> str | None:
     """One line for a database error a command met, naming the fix; None if it is not one
     of the kinds a user can fix (no schema, unreachable)."""
-    from sqlalchemy.exc import DBAPIError
-
     if not isinstance(exc, DBAPIError):
         return None
     where = describe_url(get_settings().resolved_database_url())
