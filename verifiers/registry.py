@@ -1,5 +1,5 @@
 """Every rule opsgate enforces, by name, with where it lives: what a policy document's
-`[rule: ...]` marker may name (tests/unit/test_policy_documents.py holds them to it)."""
+`[rule: ...]` marker may name (tests/unit/docs/test_policy_documents.py holds them to it)."""
 
 from __future__ import annotations
 

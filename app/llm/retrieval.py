@@ -5,7 +5,7 @@ Each document is split at its `##` headings; a passage's id is `policy:<file>#<h
 
 The documents end each sentence with a marker naming the rule that enforces it
 (`[rule: refund_within_window]`) or `[advisory]`; markers are for maintainers and
-tests/unit/test_policy_documents.py, so they are stripped from the text the model sees and
+tests/unit/docs/test_policy_documents.py, so they are stripped from the text the model sees and
 BM25 indexes (rule names would only add noise to the scores and tokens to the prompt).
 """
 

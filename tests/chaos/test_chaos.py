@@ -22,7 +22,9 @@ from app.controls import breaker
 from app.core.db import session_scope
 from app.jobs import lifecycle
 from app.models import Job, PlanStep, ToolCall
-from tests.conftest import Sandbox, submit_refund_jobs, wait_for
+from tests.support.jobs import submit_refund_jobs
+from tests.support.processes import wait_for
+from tests.support.sandbox import Sandbox
 
 pytestmark = pytest.mark.chaos
 
@@ -172,7 +174,7 @@ def test_sigkill_of_the_executor_inside_tool_calls_never_doubles_a_write(
 def test_redis_restart_under_load_completes_every_job_once(
     pg_env, sandbox, own_redis, start_worker, monkeypatch
 ):
-    from tests.conftest import reset_process_state
+    from tests.support.env import reset_process_state
 
     monkeypatch.setenv("OPSGATE_REDIS_URL", own_redis.url)
     reset_process_state()

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OPSGATE_VARS, free_port
+from tests.support.env import OPSGATE_VARS
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.e2e
 

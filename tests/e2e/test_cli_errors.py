@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import OPSGATE_VARS, PG_ADMIN_URL, ROOT
+from tests.support.env import OPSGATE_VARS, PG_ADMIN_URL, ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OPSGATE_VARS, ROOT
+from tests.support.env import OPSGATE_VARS, ROOT
 
 pytestmark = pytest.mark.e2e
 

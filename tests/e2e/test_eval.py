@@ -5,10 +5,7 @@ committed baseline, and a planted regression that must fail the gate."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +14,12 @@ import yaml
 
 from evals import adversarial
 from evals.cases import load_cases
-from tests.conftest import OPSGATE_VARS, ROOT
+from tests.support.env import ROOT
+from tests.support.evals import run_eval
 
 pytestmark = pytest.mark.e2e
 
 BASELINE = ROOT / "evals" / "baseline.json"
-# What the caller's environment points at: nothing answers there, and production is claimed.
-HOSTILE = {
-    "OPSGATE_ENV": "production",
-    "OPSGATE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/production",
-    "OPSGATE_REDIS_URL": "redis://127.0.0.1:1/0",
-    "OPSGATE_STRIPE_API_BASE": "http://127.0.0.1:1",
-    "OPSGATE_ZENDESK_API_BASE": "http://127.0.0.1:1",
-    "OPENAI_BASE_URL": "http://127.0.0.1:1/v1",
-}
-
-
-def run_eval(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in OPSGATE_VARS}
-    return subprocess.run(
-        [sys.executable, "-m", "app", "eval", *args],
-        cwd=cwd,
-        env={**env, **HOSTILE},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.mark.timeout(600)

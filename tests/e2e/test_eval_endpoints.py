@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from evals.cases import JUDGE_PROMPT, PLANNER_PROMPT
-from tests.conftest import OPSGATE_VARS, ROOT, ModelServer
-from tests.e2e.test_eval import HOSTILE, run_eval
+from tests.support.env import OPSGATE_VARS, ROOT
+from tests.support.evals import HOSTILE, run_eval
+from tests.support.model_server import ModelServer
 
 pytestmark = pytest.mark.e2e
 

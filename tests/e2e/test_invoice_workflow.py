@@ -17,9 +17,11 @@ import httpx
 import pytest
 
 from app.jobs import lifecycle
-from tests.api_fleet import SETTLED, ApiFleet
-from tests.conftest import ROOT, Proc, Sandbox, reset_process_state, wait_for
-from tests.intake_helpers import ORG_15, Note, outbound_message
+from tests.support.deliveries import ORG_15, Note, outbound_message
+from tests.support.env import ROOT, reset_process_state
+from tests.support.fleet import SETTLED, ApiFleet
+from tests.support.processes import Proc, wait_for
+from tests.support.sandbox import Sandbox
 from tools.salesforce import client as salesforce_api
 from tools.sandbox.seed import INVOICE_IDS, PURCHASE_ORDER_IDS
 

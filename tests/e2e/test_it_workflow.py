@@ -13,8 +13,10 @@ import httpx
 import pytest
 
 from app.jobs import lifecycle as jobs
-from tests.api_fleet import ApiFleet
-from tests.conftest import Proc, Sandbox, reset_process_state
+from tests.support.env import reset_process_state
+from tests.support.fleet import ApiFleet
+from tests.support.processes import Proc
+from tests.support.sandbox import Sandbox
 from tools.okta import client as okta_api
 from tools.sandbox.seed import OKTA_GROUPS, OKTA_USERS
 
@@ -187,7 +189,7 @@ def test_privileged_self_grant_is_never_executed(fleet: Fleet) -> None:
     # Then no plan is made that the verifier would refuse: nobody grants themselves a
     # privileged group, so it fails verification with that rule at planning and no reviewer
     # is asked to approve a grant that could never run (verifiers/okta/access.py still refuses it
-    # if a model tier proposes it: tests/unit/test_verifiers_access.py)
+    # if a model tier proposes it: tests/unit/verifiers/test_okta_access.py)
     refused = fleet.escalated(job_id, "verification_failed")
     assert refused["evidence"]["rule"] == "no_privileged_self_grant"
     assert fleet.sandbox.ledger(system="okta") == []

@@ -16,7 +16,10 @@ from app.controls import breaker
 from app.core.db import session_scope
 from app.jobs import lifecycle
 from app.models import AuditEvent, Escalation, Job, ModelCall, ToolCall
-from tests.conftest import GROUNDED_TICKET, ROOT, ModelServer, Sandbox, settle, submit_ticket
+from tests.support.env import ROOT
+from tests.support.jobs import settle, submit_ticket
+from tests.support.model_server import ModelServer
+from tests.support.sandbox import GROUNDED_TICKET, Sandbox
 
 pytestmark = pytest.mark.e2e
 
@@ -284,7 +287,7 @@ def test_a_judge_tier_with_its_own_endpoint_and_key_judges_there(
 
     import yaml
 
-    from tests.conftest import models_config_dir
+    from tests.support.model_server import models_config_dir
     from tools.sandbox.llm.routes import serve_in_thread
 
     # Given a judge tier at a second OpenAI-compatible endpoint whose key is in a variable

@@ -13,8 +13,9 @@ import pytest
 
 from app.jobs import lifecycle
 from app.reading.amounts import StatedAmount, find_amounts
-from tests.api_fleet import ApiFleet
-from tests.conftest import Sandbox, reset_process_state
+from tests.support.env import reset_process_state
+from tests.support.fleet import ApiFleet
+from tests.support.sandbox import Sandbox
 from tools.zendesk import client as zendesk_api
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from app.core.db import session_scope
 from app.jobs import lifecycle
 from app.models import Escalation
-from tests.conftest import Sandbox, settle, submit_ticket
+from tests.support.jobs import settle, submit_ticket
+from tests.support.sandbox import Sandbox
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,9 @@ from app.intake import submissions
 from app.jobs import lifecycle
 from app.jobs.steps import ApprovalToken
 from app.models import Approval, AuditEvent, Escalation, Job, PlanStep
-from tests.conftest import Sandbox, reset_process_state, wait_for
+from tests.support.env import reset_process_state
+from tests.support.processes import wait_for
+from tests.support.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -181,7 +183,7 @@ def policy_dir(tmp_path: Any, monkeypatch: Any, change: Any = None) -> Any:
 
     import yaml
 
-    from tests.conftest import ROOT
+    from tests.support.env import ROOT
 
     config = tmp_path / "config"
     shutil.copytree(ROOT / "config", config)
@@ -377,7 +379,7 @@ def test_opsgate_report_prints_the_promotion_evidence(pg_env: Any) -> None:
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.support.env import ROOT
 
     done = subprocess.run(
         [sys.executable, "-m", "app", "report", "--json"],
@@ -625,7 +627,7 @@ def test_the_cli_decides_as_the_operator_and_refuses_bad_input_in_one_line(
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.support.env import ROOT
 
     def opsgate(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -20,7 +20,9 @@ from app.audit import checkpoints, verify
 from app.core.db import session_scope
 from app.jobs import lifecycle
 from app.models import AuditEvent, Delivery, Job, ModelCall, ToolCall
-from tests.conftest import ROOT, Sandbox, settle, submit_ticket
+from tests.support.env import ROOT
+from tests.support.jobs import settle, submit_ticket
+from tests.support.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 

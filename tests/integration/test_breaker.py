@@ -9,7 +9,8 @@ import pytest
 
 from app.controls import breaker
 from app.errors import CircuitOpen
-from tests.conftest import free_port, reset_process_state
+from tests.support.env import reset_process_state
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from app.errors import ConflictError, PermanentError, RetryableError
-from tests.conftest import Sandbox, reset_process_state
+from tests.support.env import reset_process_state
+from tests.support.sandbox import Sandbox
 from tools.base import raise_for_http
 from tools.catalog import CATALOG, get_tool, marker
 from tools.okta import client as okta_api

@@ -14,7 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
-from tests.conftest import PG_ADMIN_URL, ModelServer, free_port, reset_process_state
+from tests.support.env import PG_ADMIN_URL, reset_process_state
+from tests.support.model_server import ModelServer
+from tests.support.processes import free_port
 
 # A production configuration with real-looking values (every one a secret to keep out of
 # the output).

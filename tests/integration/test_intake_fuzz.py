@@ -9,10 +9,10 @@ Every response must hold three properties:
 
 The app runs in-process (TestClient) on an embedded SQLite database, publishing after commit
 to a private Redis database. The generators stay clear of the inputs already pinned as bugs
-by the xfail tests at the end of this module (and in tests/unit/test_webhooks_*.py): signed
-Zendesk bodies carry no lone surrogates, JSON integers stay far below 4300 digits and nesting
-stays shallow, and XML declarations name only encodings expat can read. Widen the generators
-when those bugs are fixed.
+by the xfail tests at the end of this module (and in tests/unit/intake/test_zendesk.py and
+test_salesforce.py): signed Zendesk bodies carry no lone surrogates, JSON integers stay far
+below 4300 digits and nesting stays shallow, and XML declarations name only encodings expat
+can read. Widen the generators when those bugs are fixed.
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from tests.conftest import reset_process_state
-from tests.intake_helpers import (
+from tests.support.deliveries import (
     ORG_15,
     ORG_18,
     OUTBOUND,
@@ -51,6 +50,7 @@ from tests.intake_helpers import (
     sf_id18,
     zendesk_signature,
 )
+from tests.support.env import reset_process_state
 
 pytestmark = pytest.mark.integration
 

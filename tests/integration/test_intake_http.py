@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from app.core.db import session_scope
 from app.jobs import lifecycle
 from app.models import Delivery, Escalation, Job, OutboxMessage
-from tests.conftest import wait_for
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ KEYS = "desk:requester:desk-key,lead:reviewer:lead-key,other:requester:other-key
 
 @pytest.fixture
 def intake_env(pg_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    from tests.conftest import reset_process_state
+    from tests.support.env import reset_process_state
 
     extra = {
         "OPSGATE_ZENDESK_WEBHOOK_SECRET": f"{SECRET},old-secret",

@@ -21,7 +21,10 @@ from app.core.db import session_scope
 from app.errors import InputError, KillSwitchEngaged
 from app.jobs import lifecycle
 from app.models import Job, KillSwitchEvent, PlanStep
-from tests.conftest import ROOT, Sandbox, reset_process_state, submit_refund_jobs, wait_for
+from tests.support.env import ROOT, reset_process_state
+from tests.support.jobs import submit_refund_jobs
+from tests.support.processes import wait_for
+from tests.support.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +109,7 @@ def test_a_redis_that_lost_the_switch_gets_it_back_from_the_event_history(
 def test_unreadable_switch_fails_closed_for_writes_only(
     pg_env: dict[str, str], monkeypatch: Any
 ) -> None:
-    from tests.conftest import free_port
+    from tests.support.processes import free_port
 
     monkeypatch.setenv("OPSGATE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     reset_process_state()

@@ -16,7 +16,8 @@ import pytest
 
 from app.errors import NotInstalled
 from app.llm import local
-from tests.conftest import OPSGATE_VARS, ROOT, free_port
+from tests.support.env import OPSGATE_VARS, ROOT
+from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 

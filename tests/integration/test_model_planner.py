@@ -17,7 +17,8 @@ from app.errors import EscalationRequired, RetryableError
 from app.llm import planner
 from app.llm.config import models_config
 from app.stages.plan import validate_plan
-from tests.conftest import ModelServer, models_config_dir, reset_process_state
+from tests.support.env import reset_process_state
+from tests.support.model_server import ModelServer, models_config_dir
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,9 @@ from app.intake import submissions
 from app.jobs import lifecycle
 from app.models import Job, PlanStep
 from app.settings import PROJECT_ROOT, get_settings
-from tests.conftest import Sandbox, reset_process_state, wait_for
+from tests.support.env import reset_process_state
+from tests.support.processes import wait_for
+from tests.support.sandbox import Sandbox
 from tools.zendesk import client as zendesk_api
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from app.errors import NotFound, PermanentError
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
 from tools.base import raise_for_http
 from tools.okta import client as okta_api
 from tools.salesforce import client as salesforce_api

@@ -20,7 +20,10 @@ from sqlalchemy import func, select
 from app.core.db import session_scope
 from app.jobs import lifecycle
 from app.models import Escalation, Job, ModelCall, OutboxMessage, ToolCall
-from tests.conftest import Proc, RedisServer, Sandbox, reset_process_state, wait_for
+from tests.support.env import reset_process_state
+from tests.support.processes import Proc, wait_for
+from tests.support.redis_server import RedisServer
+from tests.support.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,8 @@ from app.core.db import session_scope
 from app.intake import submissions
 from app.jobs import lifecycle
 from app.models import Escalation, Job
-from tests.conftest import ROOT, free_port, wait_for
+from tests.support.env import ROOT
+from tests.support.processes import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

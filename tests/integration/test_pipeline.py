@@ -13,7 +13,8 @@ from app.intake import submissions
 from app.jobs import lifecycle
 from app.jobs.celery_config import make_celery
 from app.models import Escalation, Job, PlanStep
-from tests.conftest import Sandbox, wait_for
+from tests.support.processes import wait_for
+from tests.support.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +109,7 @@ def test_crash_after_the_write_replays_instead_of_refunding_twice(
     from app.stages.verify_proposal import VerifyProposalStage
 
     monkeypatch.setenv("OPSGATE_CLAIM_LEASE", "1")
-    from tests.conftest import reset_process_state
+    from tests.support.env import reset_process_state
 
     reset_process_state()
     sub = submissions.parse_submission(submission(4821, "evt-crash"))

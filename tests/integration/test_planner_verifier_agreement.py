@@ -21,7 +21,7 @@ from app.jobs.steps import Plan
 from app.stages.plan import gather_context
 from app.stages.runner import JobView
 from app.workflows import registry as rules
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
 from tools.okta.lifecycle import ALLOWED_STATUSES
 from tools.sandbox import seed
 from tools.sandbox.world import OKTA_STATUSES

@@ -18,7 +18,7 @@ from app.llm.planner import untrusted_block
 from app.stages.plan import PlanStage, gather_context
 from app.stages.runner import JobView
 from app.workflows import registry as rules
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
 from tools.catalog import get_tool
 from tools.sandbox import seed
 

@@ -13,7 +13,9 @@ from app.core.db import session_scope
 from app.errors import RateLimited
 from app.jobs import lifecycle
 from app.models import Job, JobEvent
-from tests.conftest import ROOT, free_port, reset_process_state, submit_refund_jobs, wait_for
+from tests.support.env import ROOT, reset_process_state
+from tests.support.jobs import submit_refund_jobs
+from tests.support.processes import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -24,15 +24,11 @@ from app.core.db import session_scope
 from app.intake import submissions
 from app.jobs import lifecycle
 from app.models import Escalation, Job, JobEvent, ModelCall, ToolCall, as_utc
-from tests.conftest import (
-    GROUNDED_TICKET,
-    ROOT,
-    ModelServer,
-    RedisServer,
-    Sandbox,
-    reset_process_state,
-    wait_for,
-)
+from tests.support.env import ROOT, reset_process_state
+from tests.support.model_server import ModelServer
+from tests.support.processes import wait_for
+from tests.support.redis_server import RedisServer
+from tests.support.sandbox import GROUNDED_TICKET, Sandbox
 
 pytestmark = pytest.mark.integration
 

@@ -91,7 +91,7 @@ def test_audit_verify_holds_on_stored_chains(database: str, request: pytest.Fixt
 def test_an_outstanding_approval_token_still_authorizes_its_action(
     clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.conftest import reset_process_state
+    from tests.support.env import reset_process_state
 
     stored = FIXTURE["approval"]
     monkeypatch.setenv("OPSGATE_APPROVAL_KEYS", stored["signing_keys"])

@@ -16,7 +16,8 @@ import sys
 import pytest
 from celery import Celery
 
-from tests.conftest import ROOT, wait_for
+from tests.support.env import ROOT
+from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.integration
 

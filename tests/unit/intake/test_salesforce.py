@@ -7,7 +7,7 @@ from defusedxml import ElementTree as SafeET
 
 from app.errors import InputError, MalformedBody
 from app.intake import salesforce
-from tests.intake_helpers import (
+from tests.support.deliveries import (
     ORG_15,
     ORG_18,
     OUTBOUND,

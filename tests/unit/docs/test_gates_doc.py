@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from app.controls import gates
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.env import ROOT
 
 
 def _documented() -> list[tuple[str, str, str]]:

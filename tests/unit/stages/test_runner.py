@@ -10,7 +10,7 @@ from app.jobs import lifecycle
 from app.models import Job
 from app.stages import runner
 from app.stages.plan import PlanStage
-from tests.conftest import reset_process_state
+from tests.support.env import reset_process_state
 
 
 def _job() -> str:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.controls.calls import CallRecorder
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
 from verifiers.base import Facts, Verdict, run_chain
 from verifiers.chains import CHAINS
 from verifiers.zendesk import tickets

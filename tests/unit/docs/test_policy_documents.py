@@ -8,15 +8,14 @@ the model that no code holds it to). A new sentence without a marker fails here.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from app.controls import policy
 from app.llm.retrieval import MARKER, split_passages
+from tests.support.env import ROOT
 from verifiers.registry import enforceable_rules
 
-ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = ("refunds", "invoices", "access")
 _MARKER = re.compile(r"\[(?:rule:\s*(?P<names>[^\]]*)|advisory)\]")
 # A sentence ends at . ! or ? followed by space and a capital letter (or a backtick).

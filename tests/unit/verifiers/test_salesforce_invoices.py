@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app.controls.calls import CallRecorder
-from tests.conftest import Sandbox
+from tests.support.sandbox import Sandbox
 from tools.salesforce import client as salesforce_api
 from tools.sandbox import seed
 from verifiers.base import Facts, Verdict, run_chain

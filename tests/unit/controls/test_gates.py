@@ -20,7 +20,7 @@ from app.core import broker
 from app.errors import CircuitOpen, EscalationRequired, KillSwitchEngaged
 from app.jobs.steps import StoredStep
 from app.settings import PROJECT_ROOT, get_settings
-from tests.conftest import reset_process_state
+from tests.support.env import reset_process_state
 
 REFUND = {"charge_id": "ch_1001", "amount": 2500, "currency": "usd", "reason": "duplicate"}
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.core.db import session_scope
 from app.errors import Forbidden, InputError, Unauthorized
 from app.identity import apikeys
-from tests.conftest import reset_process_state
+from tests.support.env import reset_process_state
 
 ENV_KEYS = "ci-bot:requester:k-req-7f2a9c,lead:reviewer:k-rev-3b1e,ops:admin:k-adm-9d4c:with:colons"
 

@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import httpx
 
 from app.jobs import lifecycle
-from tests.conftest import Sandbox, wait_for
+from tests.support.processes import wait_for
+from tests.support.sandbox import Sandbox
 
 SETTLED = lifecycle.TERMINAL | {lifecycle.ESCALATED}
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.env import ROOT
 
 COMPOSE = shutil.which("docker-compose")
 pytestmark = pytest.mark.skipif(

@@ -25,6 +25,7 @@ from evals.adversarial import (
     token,
 )
 from evals.cases import Case, CaseError
+from tests.support.env import ROOT
 from tools.sandbox.app import TicketSpec
 from tools.sandbox.llm.routes import ScriptEntry
 from tools.sandbox.seed import USERS
@@ -139,7 +140,7 @@ def test_a_finding_explains_itself() -> None:
 
 def test_a_bad_file_is_refused_saying_what_is_wrong(tmp_path: Path) -> None:
     path = tmp_path / "cases.yaml"
-    data = yaml.safe_load((Path(__file__).parents[2] / "evals/adversarial/cases.yaml").read_text())
+    data = yaml.safe_load((ROOT / "evals/adversarial/cases.yaml").read_text())
     data["cases"] = data["cases"][:2]
     data["cases"][0]["expect"]["reason"] = "no_such_reason"
     data["cases"][1]["model"]["match"] = "[ADV-999]"
