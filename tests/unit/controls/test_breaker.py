@@ -1,4 +1,5 @@
-"""The fleet-wide circuit breaker against a real Redis (state shared by every process)."""
+"""app/controls/breaker.py: the fleet-wide circuit breaker against a real Redis (state shared
+by every process)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from app.controls import breaker
 from app.errors import CircuitOpen
 from tests.support.env import reset_process_state
 from tests.support.processes import free_port
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -95,6 +94,9 @@ def _trip_in_child(url: str) -> None:
 
     os.environ["OPSGATE_REDIS_URL"] = url
     os.environ["OPSGATE_BREAKER_MIN_CALLS"] = "6"
+    # Open long enough that the parent, which waits for this process to exit, still finds
+    # it open (the fixture's 0.4 s could pass while a loaded machine starts the child).
+    os.environ["OPSGATE_BREAKER_OPEN_SECONDS"] = "30"
     reset_process_state()
     _trip("stripe")
 
