@@ -1,10 +1,24 @@
-"""app/human/decisions.py: the person behind a reviewer's actor, for separation of duties."""
+"""app/human/decisions.py: the person behind a reviewer's actor, for separation of duties;
+deciding (approve, edit, reject) and claiming escalations on the embedded SQLite."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
 import pytest
 
+from app.audit import chain
+from app.controls import approvals, policy
+from app.core.db import session_scope
+from app.errors import ConflictError, Forbidden, InputError
+from app.human import decisions, escalation
 from app.human.decisions import _same_person, person
+from app.jobs import lifecycle
+from app.jobs.steps import Plan, Step
+from app.models import Approval, AuditEvent, Escalation, Job, PlanStep, utcnow
+from app.stages.plan import store_plan
 
 
 @pytest.mark.parametrize(
@@ -36,3 +50,205 @@ def test_a_requester_is_recognized_behind_a_key_or_a_cli_user(
     actor: str, requester: str, same: bool
 ) -> None:
     assert _same_person(actor, requester) is same
+
+
+# Deciding and claiming an escalation, on the embedded SQLite.
+
+REFUND = {
+    "charge_id": "ch_1003",
+    "amount": 9000,
+    "currency": "usd",
+    "reason": "requested_by_customer",
+}
+RITA, BOB = "key:rita@example.com", "key:bob@example.com"
+
+
+@pytest.fixture
+def escalated(new_job: Callable[..., str]) -> Callable[..., tuple[str, int]]:
+    """A planned job for one over-the-cap refund, escalated with `reason` for step s1; returns
+    the job's and the escalation's ids."""
+
+    def make(reason: str = "approval_required") -> tuple[str, int]:
+        job_id = new_job(ticket_id=4823)
+        plan = Plan(
+            workflow="support_refund",
+            summary="Refund 90.00 USD on charge ch_1003",
+            confidence=0.9,
+            steps=[Step(tool="stripe.refund", args=REFUND)],
+        )
+        with session_scope() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            store_plan(session, job, plan, "rules")
+            lifecycle.transition(session, job, lifecycle.PLANNED, actor="test")
+            esc = escalation.escalate(
+                session,
+                job,
+                reason=reason,
+                detail="over the autonomy cap",
+                evidence={"step_id": "s1", "rule": "autonomy_cap"},
+                stage="verify_proposal",
+                actor="test",
+            )
+            session.commit()
+            return job_id, esc.id
+
+    return make
+
+
+def decide(esc_id: int, actor: str, **body: Any) -> dict[str, Any]:
+    with session_scope() as session:
+        esc = session.get(Escalation, esc_id)
+        assert esc is not None
+        done = decisions.decide(session, esc, decisions.Decision(**body), actor)
+        session.commit()
+        return done
+
+
+def test_an_approval_issues_a_token_for_the_step_and_sends_the_job_back(
+    escalated: Callable[..., tuple[str, int]],
+) -> None:
+    job_id, esc_id = escalated()
+
+    done = decide(esc_id, RITA, decision="approve", note="checked the charge")
+
+    assert (done["decision"], done["job_status"], done["approvers"]) == (
+        "approve",
+        lifecycle.PLANNED,
+        [RITA],
+    )
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.status == lifecycle.PLANNED
+        esc = session.get(Escalation, esc_id)
+        assert esc is not None
+        assert (esc.status, esc.decision, esc.decided_by, esc.note) == (
+            "closed",
+            "approve",
+            RITA,
+            "checked the charge",
+        )
+        approval = session.get(Approval, done["approval_id"])
+        assert approval is not None and approval.approvers == [RITA]
+        step = session.query(PlanStep).filter_by(job_id=job_id, step_id="s1").one()
+        version = policy.workflow_policy("support_refund")[1]
+        assert approval.action_hash == approvals.action_hash(job_id, step, version)
+        event = session.query(AuditEvent).filter_by(job_id=job_id, kind="approval").one()
+        assert event.payload["approval_id"] == approval.id
+        assert (event.payload["step"], event.payload["revision"]) == ("s1", 1)
+        assert chain.verify_job(session, job_id) is None
+
+
+def test_a_rejection_needs_a_reason_code_and_ends_the_job(
+    escalated: Callable[..., tuple[str, int]],
+) -> None:
+    job_id, esc_id = escalated()
+    with pytest.raises(InputError, match="reason_code"):
+        decide(esc_id, RITA, decision="reject")
+
+    done = decide(esc_id, RITA, decision="reject", reason_code="wrong_amount", note="it was $30")
+
+    assert done == {"escalation_id": esc_id, "decision": "reject", "job_status": "rejected"}
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        assert (job.status, job.status_reason) == (lifecycle.REJECTED, "rejected: wrong_amount")
+        esc = session.get(Escalation, esc_id)
+        assert esc is not None
+        assert (esc.decision, esc.note) == ("reject", "wrong_amount: it was $30")
+        assert session.query(Approval).filter_by(job_id=job_id).count() == 0
+        event = session.query(AuditEvent).filter_by(job_id=job_id, kind="decision").one()
+        assert event.payload["reason_code"] == "wrong_amount"
+
+
+def test_an_edit_makes_the_next_revision_with_a_new_key_and_approves_it(
+    escalated: Callable[..., tuple[str, int]],
+) -> None:
+    job_id, esc_id = escalated()
+
+    done = decide(esc_id, RITA, decision="edit", args=dict(REFUND, amount=3000))
+
+    assert done["job_status"] == lifecycle.PLANNED
+    with session_scope() as session:
+        rows = (
+            session.query(PlanStep)
+            .filter_by(job_id=job_id, step_id="s1")
+            .order_by(PlanStep.revision)
+            .all()
+        )
+        assert [(r.revision, r.args["amount"]) for r in rows][-1] == (2, 3000)
+        assert rows[-1].idempotency_key == f"{job_id}:s1:r2"
+        approval = session.get(Approval, done["approval_id"])
+        assert approval is not None and approval.step_pk == rows[-1].id
+
+
+def test_the_requester_cannot_decide_their_own_job(
+    escalated: Callable[..., tuple[str, int]],
+) -> None:
+    job_id, esc_id = escalated()  # requested by alice@example.com
+
+    with pytest.raises(Forbidden, match="separation of duties"):
+        decide(esc_id, "key:alice@example.com", decision="approve")
+
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.status == lifecycle.ESCALATED
+
+
+def test_only_approvable_reasons_can_be_approved(
+    escalated: Callable[..., tuple[str, int]],
+) -> None:
+    _, esc_id = escalated("verification_failed")
+
+    with pytest.raises(InputError, match="only .* can be approved"):
+        decide(esc_id, RITA, decision="approve")
+
+
+def test_an_escalation_is_decided_once(escalated: Callable[..., tuple[str, int]]) -> None:
+    _, esc_id = escalated()
+    decide(esc_id, RITA, decision="approve")
+
+    with pytest.raises(ConflictError, match="already decided"):
+        decide(esc_id, BOB, decision="reject", reason_code="other")
+
+
+def test_a_claim_keeps_others_from_deciding_and_the_holder_may_renew(
+    escalated: Callable[..., tuple[str, int]],
+) -> None:
+    _, esc_id = escalated()
+    with session_scope() as session:
+        esc = session.get(Escalation, esc_id)
+        assert esc is not None
+        held = decisions.claim(session, esc, RITA)
+        session.commit()
+    assert held["claimed_by"] == RITA
+
+    with session_scope() as session:
+        esc = session.get(Escalation, esc_id)
+        assert esc is not None
+        with pytest.raises(ConflictError, match=f"claimed by {RITA}"):
+            decisions.claim(session, esc, BOB)
+        assert decisions.claim(session, esc, RITA)["claimed_by"] == RITA
+        session.commit()
+    with pytest.raises(ConflictError, match=f"claimed by {RITA}"):
+        decide(esc_id, BOB, decision="approve")
+    assert decide(esc_id, RITA, decision="approve")["approvers"] == [RITA]
+
+
+def test_a_claim_that_ran_out_can_be_taken_by_anyone(
+    escalated: Callable[..., tuple[str, int]],
+) -> None:
+    _, esc_id = escalated()
+    with session_scope() as session:
+        esc = session.get(Escalation, esc_id)
+        assert esc is not None
+        decisions.claim(session, esc, RITA)
+        esc.claimed_until = utcnow() - timedelta(seconds=1)
+        session.commit()
+
+    with session_scope() as session:
+        esc = session.get(Escalation, esc_id)
+        assert esc is not None
+        assert decisions.claim(session, esc, BOB)["claimed_by"] == BOB
+        session.commit()
+        assert esc.claimed_by == BOB
