@@ -111,6 +111,7 @@ class ExecuteStage:
         if claim.stored_result is not None:
             return Executed(claim.stored_result, None)  # replay: the effect already happened
         step = claim.step
+        spec = get_tool(step.tool)  # an unknown tool fails before any gate or call
         # Policy, a reviewer's approval, the daily caps: the first that stops the call
         # escalates (app.controls.gates); the call recorder runs the gates at the call.
         decision = gates.run(
@@ -119,15 +120,14 @@ class ExecuteStage:
                 job.workflow,
                 step.tool,
                 step.args,
-                system=get_tool(step.tool).system,
-                write=get_tool(step.tool).risk is not Risk.READ,
+                system=spec.system,
+                write=spec.risk is not Risk.READ,
                 job_id=job.id,
                 requester=job.requester,
                 step=step,
             ),
         )
         assert decision is not None  # the policy gate decides every step
-        get_tool(step.tool)  # unknown tools fail before any call
         try:
             return Executed(
                 rec.tool(step.tool, step.args, key=downstream_key(step.idempotency_key)), decision
