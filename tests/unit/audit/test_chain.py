@@ -3,45 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from app.audit import chain as audit
-from app.audit import checkpoints, verify
+from app.audit import verify
 from app.core.db import session_scope
-
-JOB = "00000000-0000-4000-8000-000000000001"
-
-
-@pytest.fixture
-def chain(sqlite_db: Path) -> str:
-    """Four committed events for one job."""
-    with session_scope() as s:
-        audit.append(s, JOB, "intake", "api:alice", {"source": "api", "input_hash": "ab" * 32})
-        audit.append(s, JOB, "transition", "agent", {"from": "queued", "to": "planned"})
-        audit.append(
-            s,
-            JOB,
-            "policy",
-            "agent",
-            {"rule": "autonomy_grant", "amount": 2500, "ratio": 0.93, "tags": ["a", "é"]},
-        )
-        audit.append(s, JOB, "transition", "agent", {"from": "planned", "to": "ready"})
-        s.commit()
-    return JOB
-
-
-def _sql(statement: str, **params: object) -> None:
-    """Tamper as someone with the database file would: drop the append-only triggers first."""
-    with session_scope() as s:
-        for table in ("audit_events", "audit_checkpoints"):
-            for action in ("update", "delete"):
-                s.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_{action}"))
-        s.execute(text(statement), params)
-        s.commit()
+from tests.support.audit import JOB, tamper
 
 
 def test_appended_chain_verifies(chain: str) -> None:
@@ -66,7 +36,7 @@ def test_events_link_to_their_predecessor(chain: str) -> None:
 
 def test_edited_payload_is_detected_at_its_seq(chain: str) -> None:
     # Given someone rewrites the policy decision's amount directly in the database
-    _sql(
+    tamper(
         "UPDATE audit_events SET payload = json_set(payload, '$.amount', 99999) "
         "WHERE job_id = :j AND seq = 3",
         j=chain,
@@ -82,7 +52,7 @@ def test_edited_payload_is_detected_at_its_seq(chain: str) -> None:
 
 
 def test_edited_actor_is_detected(chain: str) -> None:
-    _sql("UPDATE audit_events SET actor = 'someone-else' WHERE job_id = :j AND seq = 1", j=chain)
+    tamper("UPDATE audit_events SET actor = 'someone-else' WHERE job_id = :j AND seq = 1", j=chain)
 
     with session_scope() as s:
         broken = audit.verify_job(s, chain)
@@ -102,7 +72,7 @@ def test_edited_and_rehashed_event_breaks_the_next_link(chain: str) -> None:
     payload = json.loads(row.payload)
     payload["to"] = "completed"
     forged = audit.event_hash(row.prev_hash, chain, 2, row.kind, row.actor, payload)
-    _sql(
+    tamper(
         "UPDATE audit_events SET payload = :p, hash = :h WHERE job_id = :j AND seq = 2",
         p=json.dumps(payload),
         h=forged,
@@ -117,100 +87,12 @@ def test_edited_and_rehashed_event_breaks_the_next_link(chain: str) -> None:
 
 
 def test_deleted_middle_event_is_detected(chain: str) -> None:
-    _sql("DELETE FROM audit_events WHERE job_id = :j AND seq = 2", j=chain)
+    tamper("DELETE FROM audit_events WHERE job_id = :j AND seq = 2", j=chain)
 
     with session_scope() as s:
         broken = audit.verify_job(s, chain)
     assert broken is not None
     assert broken.seq == 2 and "missing" in broken.problem
-
-
-def _checkpoint() -> None:
-    with session_scope() as s:
-        assert checkpoints.take(s) is not None
-        s.commit()
-
-
-def test_deleted_last_event_is_detected(chain: str) -> None:
-    # Given the chain's head anchored by a checkpoint
-    _checkpoint()
-    # When its last event is deleted (the job chain alone still verifies)
-    _sql("DELETE FROM audit_events WHERE job_id = :j AND seq = 4", j=chain)
-
-    # Then the anchor names what is gone
-    with session_scope() as s:
-        assert audit.verify_job(s, chain) is None
-        [broken] = verify.whole_trail(s)
-        assert (broken.job_id, broken.seq) == (chain, 4) and "gone" in broken.problem
-        assert verify.one_job(s, chain) == [broken]
-
-
-def test_a_deleted_job_is_detected(chain: str) -> None:
-    _checkpoint()
-    _sql("DELETE FROM audit_events WHERE job_id = :j", j=chain)
-
-    with session_scope() as s:
-        [broken] = verify.whole_trail(s)
-    assert broken.job_id == chain and "gone" in broken.problem
-
-
-def test_a_chain_rewritten_from_the_start_is_detected(chain: str) -> None:
-    # Given an anchored chain, then every event re-hashed consistently with a forged payload
-    _checkpoint()
-    with session_scope() as s:
-        rows = s.execute(
-            text(
-                "SELECT seq, kind, actor, payload FROM audit_events WHERE job_id = :j ORDER BY seq"
-            ),
-            {"j": chain},
-        ).all()
-    prev = audit.GENESIS
-    for row in rows:
-        payload = json.loads(row.payload)
-        if row.seq == 3:
-            payload["amount"] = 1
-        digest = audit.event_hash(prev, chain, row.seq, row.kind, row.actor, payload)
-        _sql(
-            "UPDATE audit_events SET payload = :p, prev_hash = :prev, hash = :h "
-            "WHERE job_id = :j AND seq = :seq",
-            p=json.dumps(payload),
-            prev=prev,
-            h=digest,
-            j=chain,
-            seq=row.seq,
-        )
-        prev = digest
-    # Then the job chain alone holds, but the anchored head does not
-    with session_scope() as s:
-        assert audit.verify_job(s, chain) is None
-        [broken] = verify.whole_trail(s)
-    assert (broken.seq, "differs" in broken.problem) == (4, True)
-
-
-def test_an_edited_checkpoint_is_detected(chain: str) -> None:
-    _checkpoint()
-    _sql("UPDATE audit_checkpoints SET heads = '{}' WHERE seq = 1")
-
-    with session_scope() as s:
-        [broken] = verify.whole_trail(s)
-    assert (broken.job_id, broken.seq) == (checkpoints.CHECKPOINTS, 1)
-
-
-def test_checkpoints_anchor_only_what_moved(chain: str) -> None:
-    _checkpoint()
-    with session_scope() as s:
-        # Nothing moved: no new checkpoint
-        assert checkpoints.take(s) is None
-        audit.append(s, chain, "transition", "agent", {"from": "ready", "to": "executed"})
-        point = checkpoints.take(s)
-        s.commit()
-        assert (
-            point is not None
-            and point.seq == 2
-            and point.heads == {chain: [5, point.heads[chain][1]]}
-        )
-        anchored, breaks = checkpoints.replay(s)
-    assert breaks == [] and anchored.heads[chain][0] == 5 and anchored.checkpoints == 2
 
 
 @pytest.mark.parametrize(
@@ -233,7 +115,7 @@ def test_other_jobs_chains_are_independent(chain: str) -> None:
         first = audit.append(s, other, "intake", "api", {"x": 1})
         s.commit()
         assert (first.seq, first.prev_hash) == (1, audit.GENESIS)
-    _sql("UPDATE audit_events SET kind = 'forged' WHERE job_id = :j AND seq = 1", j=chain)
+    tamper("UPDATE audit_events SET kind = 'forged' WHERE job_id = :j AND seq = 1", j=chain)
 
     with session_scope() as s:
         assert audit.verify_job(s, other) is None
