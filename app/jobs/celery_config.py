@@ -1,22 +1,56 @@
 """How opsgate configures Celery: queues, routes, the fleet's reliability settings, the beat
-schedule. Workers (app.celery_app) and publishers (the outbox) build their Celery app from
-here, so publishing a stage message needs neither the task modules nor the telemetry hooks."""
+schedule, and what every published message carries. Workers (app.celery_app) and publishers
+(the outbox, in the API and the CLI as much as in a worker) build their Celery app here, so
+publishing a stage message needs neither the task modules nor the telemetry hooks."""
 
 from __future__ import annotations
 
-from celery import Celery
+import re
+import time
+from typing import Any
+
+from celery import Celery, signals
 from kombu.entity import Queue
 
 from app.core.broker import celery_broker_url
 from app.core.clients import per_process
+from app.core.redaction import redact
 from app.jobs.lifecycle import QUEUES, STAGES
 from app.settings import get_settings
+
+# Stamped on every message when it is published: the worker that takes it records how long
+# it waited in its queue (app.telemetry.observability).
+PUBLISHED_HEADER = "opsgate_published_at"
+_ID_ARG = re.compile(r"^[A-Za-z0-9_:.-]{1,64}$")
 
 TASK_MODULES = ["tasks.plan", "tasks.verify", "tasks.execute", "tasks.human", "tasks.maintenance"]
 
 
+def stamp_message(headers: dict[str, Any] | None = None, body: Any = None, **_: Any) -> None:
+    """Stamp the publish time (queue wait) and keep anything but ids out of what workers
+    report about the task's arguments (Flower, events, logs): argsrepr/kwargsrepr."""
+    if headers is None:
+        return
+    headers[PUBLISHED_HEADER] = time.time()
+    args: Any = ()
+    kwargs: Any = {}
+    if isinstance(body, tuple | list) and len(body) >= 2:
+        args, kwargs = body[0], body[1]
+    headers["argsrepr"] = repr([_shown(a) for a in args])
+    headers["kwargsrepr"] = repr({k: _shown(v) for k, v in dict(kwargs).items()})
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    plain_id = isinstance(value, str) and _ID_ARG.match(value) and redact(value) == value
+    return value if plain_id else "[redacted]"
+
+
 def make_celery() -> Celery:
-    """Build the app from settings (called at import; reads no network)."""
+    """Build the app from settings (called at import; reads no network). Whoever builds one
+    publishes stamped messages: Celery's signals are process-wide, connected once."""
+    signals.before_task_publish.connect(stamp_message, weak=False, dispatch_uid="opsgate.publish")
     settings = get_settings()
     app = Celery("opsgate", include=TASK_MODULES)
     routes = {stage.task: {"queue": stage.queue} for stage in STAGES.values()}

@@ -22,6 +22,7 @@ import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, get_contextvars
 
 from app.core.redaction import redact
+from app.jobs.celery_config import PUBLISHED_HEADER
 from app.jobs.lifecycle import STAGES
 from app.settings import get_settings
 from app.telemetry import metrics
@@ -34,8 +35,6 @@ _TAGGED = ("job_id", "stage", "task_id", "request_id")
 _KEEP = frozenset(
     {"event_id", "trace_id", "span_id", "parent_span_id", "timestamp", "release", "server_name"}
 )
-PUBLISHED_HEADER = "opsgate_published_at"
-_ID_ARG = re.compile(r"^[A-Za-z0-9_:.-]{1,64}$")
 # user:password in a URL (a database URL in a repr of the settings, in a frame's locals).
 _CREDENTIALS = re.compile(r"(\w+://)[^\s/@:'\"]*:[^\s/@'\"]+@")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -285,7 +284,6 @@ def connect_celery() -> None:
         _on_child_init, weak=False, dispatch_uid="opsgate.obs.child"
     )
     signals.beat_init.connect(_on_beat_init, weak=False, dispatch_uid="opsgate.obs.beat")
-    signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid="opsgate.obs.publish")
     signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid="opsgate.obs.prerun")
     signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid="opsgate.obs.postrun")
     for sig in (signals.worker_process_shutdown, signals.worker_shutdown):
@@ -316,27 +314,6 @@ def _on_beat_init(**_: Any) -> None:
 
 def _on_shutdown(**_: Any) -> None:
     flush()
-
-
-def _on_publish(headers: dict[str, Any] | None = None, body: Any = None, **_: Any) -> None:
-    """Stamp the publish time (queue wait) and keep anything but ids out of what workers
-    report about the task's arguments (Flower, events, logs): argsrepr/kwargsrepr."""
-    if headers is None:
-        return
-    headers[PUBLISHED_HEADER] = time.time()
-    args: Any = ()
-    kwargs: Any = {}
-    if isinstance(body, tuple | list) and len(body) >= 2:
-        args, kwargs = body[0], body[1]
-    headers["argsrepr"] = repr([_shown(a) for a in args])
-    headers["kwargsrepr"] = repr({k: _shown(v) for k, v in dict(kwargs).items()})
-
-
-def _shown(value: Any) -> Any:
-    if isinstance(value, bool | int | float) or value is None:
-        return value
-    plain_id = isinstance(value, str) and _ID_ARG.match(value) and redact(value) == value
-    return value if plain_id else "[redacted]"
 
 
 def _on_prerun(

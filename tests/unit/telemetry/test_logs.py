@@ -15,6 +15,7 @@ import structlog
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.jobs import celery_config
 from app.telemetry import logs, observability
 
 
@@ -100,10 +101,10 @@ def test_task_arguments_reported_to_flower_show_ids_only() -> None:
         {"note": "hi there"},
         {},
     )
-    observability._on_publish(headers=headers, body=body)
+    celery_config.stamp_message(headers=headers, body=body)
     assert headers["argsrepr"] == "['0b7c9a8e-3c1d-4f52-9f0e-2a8a6b1c4d5e', '[redacted]', 7]"
     assert headers["kwargsrepr"] == "{'note': '[redacted]'}"
-    assert isinstance(headers[observability.PUBLISHED_HEADER], float)
+    assert isinstance(headers[celery_config.PUBLISHED_HEADER], float)
 
 
 def test_sentry_events_are_redacted_and_tagged_with_the_log_context() -> None:
