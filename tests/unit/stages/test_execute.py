@@ -5,13 +5,10 @@ call goes out once with the key derived from the step's, and apply records the e
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
-import redis
 from sqlalchemy.orm import Session
 
 from app.audit import chain
@@ -20,12 +17,9 @@ from app.core.db import session_scope
 from app.errors import EscalationRequired, RetryableError, StaleJob
 from app.human import decisions, escalation
 from app.jobs import lifecycle
-from app.jobs.steps import Plan, Step
 from app.models import Approval, AuditEvent, Job, PlanStep, StepStatus, utcnow
 from app.stages.execute import Claim, Executed, ExecuteStage, claim_step, downstream_key
-from app.stages.plan import store_plan
 from app.stages.runner import JobView
-from tests.support.env import reset_process_state
 from tests.support.sandbox import Sandbox
 
 REFUND = {
@@ -38,39 +32,9 @@ NOTE = {"ticket_id": 4821, "body": "opsgate refunded 25.00 USD on charge ch_1001
 
 
 @pytest.fixture
-def redis_env(
-    sqlite_db: Path, redis_db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
-    """The real Redis for the gates at the call (kill switch, rate limit, breaker)."""
-    monkeypatch.setenv("OPSGATE_REDIS_URL", redis_db_url)
-    redis.Redis.from_url(redis_db_url).flushdb()
-    reset_process_state()
-    yield
-
-
-@pytest.fixture
-def ready_job(
-    redis_env: None, new_job: Callable[..., str], walk: Callable[..., None]
-) -> Callable[..., str]:
+def ready_job(job_with_plan: Callable[..., str]) -> Callable[..., str]:
     """A job for ticket 4821 with a stored plan of `steps` (tool, args), moved to `ready`."""
-
-    def make(*steps: tuple[str, dict[str, Any]]) -> str:
-        job_id = new_job(ticket_id=4821)
-        plan = Plan(
-            workflow="support_refund",
-            summary="Refund 25.00 USD on charge ch_1001 as asked in ticket 4821",
-            confidence=0.95,
-            steps=[Step(tool=tool, args=args) for tool, args in steps],
-        )
-        with session_scope() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            store_plan(session, job, plan, "rules")
-            walk(session, job, lifecycle.PLANNED, lifecycle.READY)
-            session.commit()
-        return job_id
-
-    return make
+    return lambda *steps: job_with_plan(*steps, to=(lifecycle.PLANNED, lifecycle.READY))
 
 
 def claim(job_id: str) -> tuple[Claim, JobView]:

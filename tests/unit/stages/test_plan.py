@@ -4,11 +4,9 @@ stores the plan with opsgate's step ids and keys."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-import redis
 from sqlalchemy import select
 
 from app.audit import chain
@@ -20,20 +18,7 @@ from app.jobs.steps import Plan, Step
 from app.models import AuditEvent, Job, PlanStep, StepStatus
 from app.stages.plan import PlanStage, count_attachments, validate_plan, work_journal
 from app.stages.runner import JobView
-from tests.support.env import reset_process_state
 from tests.support.sandbox import Sandbox
-
-
-@pytest.fixture
-def redis_env(
-    sqlite_db: Path, redis_db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
-    monkeypatch.setenv("OPSGATE_REDIS_URL", redis_db_url)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    redis.Redis.from_url(redis_db_url).flushdb()
-    reset_process_state()
-    yield
 
 
 def view(job_id: str) -> JobView:

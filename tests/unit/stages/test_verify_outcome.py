@@ -4,27 +4,23 @@ confirmed step moves the job to its next step or completes it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from app.audit import chain
 from app.controls.calls import CallRecorder
 from app.core.db import session_scope
 from app.errors import EscalationRequired
 from app.jobs import lifecycle
-from app.jobs.steps import Plan, Step, StoredStep
+from app.jobs.steps import StoredStep
 from app.models import AuditEvent, Escalation, Job
 from app.stages import runner
 from app.stages.execute import ExecuteStage
-from app.stages.plan import store_plan
 from app.stages.runner import JobView
 from app.stages.verify_outcome import VerifyOutcomeStage
-from tests.support.env import reset_process_state
 from tests.support.sandbox import Sandbox
 from verifiers.base import Verdict
 
@@ -38,37 +34,12 @@ NOTE = {"ticket_id": 4821, "body": "opsgate refunded 25.00 USD on charge ch_1001
 
 
 @pytest.fixture
-def redis_env(
-    sqlite_db: Path, redis_db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
-    """The real Redis for the gates at the call (kill switch, rate limit, breaker)."""
-    monkeypatch.setenv("OPSGATE_REDIS_URL", redis_db_url)
-    redis.Redis.from_url(redis_db_url).flushdb()
-    reset_process_state()
-    yield
-
-
-@pytest.fixture
-def executed_job(
-    redis_env: None, new_job: Callable[..., str], walk: Callable[..., None]
-) -> Callable[..., str]:
+def executed_job(job_with_plan: Callable[..., str]) -> Callable[..., str]:
     """A job for ticket 4821 with a stored plan of `steps`, its first step run by the real
     execute stage (the job is `executed`)."""
 
     def make(*steps: tuple[str, dict[str, Any]]) -> str:
-        job_id = new_job(ticket_id=4821)
-        plan = Plan(
-            workflow="support_refund",
-            summary="Refund 25.00 USD on charge ch_1001 as asked in ticket 4821",
-            confidence=0.95,
-            steps=[Step(tool=tool, args=args) for tool, args in steps],
-        )
-        with session_scope() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            store_plan(session, job, plan, "rules")
-            walk(session, job, lifecycle.PLANNED, lifecycle.READY)
-            session.commit()
+        job_id = job_with_plan(*steps, to=(lifecycle.PLANNED, lifecycle.READY))
         assert runner.run_stage(ExecuteStage(), job_id) == lifecycle.EXECUTED
         return job_id
 

@@ -5,12 +5,10 @@ checked plan rule by plan rule, then step chain by step chain."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 
 from app.controls import approvals, policy
 from app.controls.calls import CallRecorder
@@ -18,9 +16,7 @@ from app.core.db import session_scope
 from app.errors import EscalationRequired
 from app.human import decisions, escalation
 from app.jobs import lifecycle
-from app.jobs.steps import Plan, Step
 from app.models import AuditEvent, Job
-from app.stages.plan import store_plan
 from app.stages.runner import JobView
 from app.stages.verify_proposal import (
     Proposal,
@@ -29,7 +25,6 @@ from app.stages.verify_proposal import (
     check_policy,
     human_approved,
 )
-from tests.support.env import reset_process_state
 from tests.support.sandbox import Sandbox
 
 REFUND = {
@@ -50,37 +45,18 @@ REVIEWER = "key:rita@example.com"
 
 
 @pytest.fixture
-def redis_env(
-    sqlite_db: Path, redis_db_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
-    """The real Redis for the gates at the call (kill switch, rate limit, breaker)."""
-    monkeypatch.setenv("OPSGATE_REDIS_URL", redis_db_url)
-    redis.Redis.from_url(redis_db_url).flushdb()
-    reset_process_state()
-    yield
-
-
-@pytest.fixture
-def planned_job(redis_env: None, new_job: Callable[..., str]) -> Callable[..., str]:
+def planned_job(job_with_plan: Callable[..., str]) -> Callable[..., str]:
     """A job for `ticket` with a stored plan of `steps` (tool, args), moved to `planned`."""
 
     def make(
         *steps: tuple[str, dict[str, Any]], ticket: int = 4821, requester: str = "alice@example.com"
     ) -> str:
-        job_id = new_job(ticket_id=ticket, requester=requester)
-        plan = Plan(
-            workflow="support_refund",
+        return job_with_plan(
+            *steps,
+            ticket=ticket,
+            requester=requester,
             summary=f"Refund as asked in ticket {ticket}",
-            confidence=0.95,
-            steps=[Step(tool=tool, args=args) for tool, args in steps],
         )
-        with session_scope() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            store_plan(session, job, plan, "rules")
-            lifecycle.transition(session, job, lifecycle.PLANNED, actor="test")
-            session.commit()
-        return job_id
 
     return make
 
