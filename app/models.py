@@ -407,3 +407,27 @@ class ApiKey(Base):
     created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The workflows the key may see and act on (None: every workflow).
+    workflows: Mapped[list[Any] | None] = mapped_column(JSONType)
+
+
+class UiSession(Base):
+    """A reviewer's sign-in to the console: the record of who signed in with which key, when
+    and from where, and when and why the session ended. The browser holds only a random
+    token; its SHA-256 is stored here, never the API key."""
+
+    __tablename__ = "ui_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    principal: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    workflows: Mapped[list[Any] | None] = mapped_column(JSONType)
+    # The SHA-256 of the key signed in with: revoking or removing that key ends the session.
+    key_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    client: Mapped[str] = mapped_column(String(255), default="")
+    user_agent: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    end_reason: Mapped[str | None] = mapped_column(String(32))

@@ -17,7 +17,14 @@ from app.salesforce_ids import canonical_id, to_18
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Placeholder values that must never reach a production deployment.
-_PLACEHOLDER_SECRETS = {"", "changeme", "sk_test_sandbox", "sandbox-token", "dev-signing-key"}
+_PLACEHOLDER_SECRETS = {
+    "",
+    "changeme",
+    "sk_test_sandbox",
+    "sandbox-token",
+    "dev-signing-key",
+    "dev-session-secret",
+}
 
 
 # Roles an API key can have: submit work, review the human queue, or both.
@@ -62,6 +69,14 @@ class Settings(BaseSettings):
     )
     approval_ttl: float = Field(86400.0, gt=0, validation_alias=_env("OPSGATE_APPROVAL_TTL"))
     api_key: SecretStr | None = Field(None, validation_alias=_env("OPSGATE_API_KEY"))
+    # The reviewer console (/ui): the secret that signs its session cookies and derives its
+    # CSRF tokens, and how long a sign-in lasts before the reviewer signs in again.
+    session_secret: SecretStr = Field(
+        SecretStr("dev-session-secret"), validation_alias=_env("OPSGATE_SESSION_SECRET")
+    )
+    ui_session_ttl: float = Field(
+        7200.0, gt=0, le=86400, validation_alias=_env("OPSGATE_UI_SESSION_TTL")
+    )
 
     # Downstream systems; the defaults point at a locally running `opsgate sandbox`.
     stripe_api_base: str = Field(
@@ -233,6 +248,12 @@ class Settings(BaseSettings):
         ):
             problems.append(
                 "approval_keys (OPSGATE_APPROVAL_KEYS: kid:secret pairs, secrets of 16+ characters)"
+            )
+        session = self.session_secret.get_secret_value()
+        if session in _PLACEHOLDER_SECRETS or len(session) < 32:
+            problems.append(
+                "session_secret (OPSGATE_SESSION_SECRET: 32+ random characters, "
+                "e.g. openssl rand -hex 32)"
             )
         if self.database_url is None:
             problems.append("database_url (OPSGATE_DATABASE_URL: SQLite is for one machine only)")
