@@ -98,6 +98,23 @@ def check_signing_keys(settings: Settings, production: bool) -> Iterator[Finding
         )
 
 
+def check_session_secret(settings: Settings, production: bool) -> Iterator[Finding]:
+    """The reviewer console's session secret: long and not the placeholder."""
+    bad: Status = "fail" if production else "warn"
+    secret = settings.session_secret.get_secret_value()
+    fix = "set OPSGATE_SESSION_SECRET=$(openssl rand -hex 32)"
+    if secret in _PLACEHOLDER_SECRETS:
+        yield Finding("OPSGATE_SESSION_SECRET", bad, "the development placeholder", fix)
+    elif len(secret) < 32:
+        yield Finding("OPSGATE_SESSION_SECRET", bad, f"{len(secret)} characters, 32+ needed", fix)
+    else:
+        yield Finding(
+            "OPSGATE_SESSION_SECRET",
+            "ok",
+            f"set; console sign-ins last {settings.ui_session_ttl:.0f}s",
+        )
+
+
 def check_downstream(settings: Settings, production: bool) -> Iterator[Finding]:
     """Each tool's credentials and base URL."""
     bad: Status = "fail" if production else "warn"
@@ -314,7 +331,13 @@ def run_checks() -> list[Finding]:
     settings, production, findings = _load_settings()
     if settings is None:
         return findings
-    for check in (check_mode, check_signing_keys, check_downstream, check_intake):
+    for check in (
+        check_mode,
+        check_signing_keys,
+        check_session_secret,
+        check_downstream,
+        check_intake,
+    ):
         findings.extend(check(settings, production))
     findings.extend(check_database(settings))
     findings.extend(check_redis(settings))

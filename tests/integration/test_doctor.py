@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
+from app.core.db import schema_revisions
 from tests.support.env import PG_ADMIN_URL, reset_process_state
 from tests.support.model_server import ModelServer
 from tests.support.processes import free_port
@@ -23,6 +24,7 @@ from tests.support.processes import free_port
 PRODUCTION = {
     "OPSGATE_ENV": "production",
     "OPSGATE_APPROVAL_KEYS": "k2026a:0123456789abcdef0123456789abcdef",
+    "OPSGATE_SESSION_SECRET": "0123456789abcdef0123456789abcdef-session",
     "OPSGATE_STRIPE_API_BASE": "https://api.stripe.com",
     "OPSGATE_STRIPE_API_KEY": "rk_live_realkey1234567",
     "OPSGATE_ZENDESK_API_BASE": "https://acme.zendesk.com",
@@ -89,7 +91,8 @@ def test_a_migrated_production_deployment_passes(
     assert code == 0, text
     assert not [c for c in checks if c["status"] == "fail"]
     assert finding(checks, "mode")["status"] == "ok"
-    assert "at schema 0010 (head)" in finding(checks, "database")["message"]
+    head = schema_revisions()[1]
+    assert f"at schema {head} (head)" in finding(checks, "database")["message"]
     assert finding(checks, "redis")["status"] == "ok"
     assert finding(checks, "FLOWER_BASIC_AUTH")["status"] == "ok"
     assert all(line[:2] in ("✓ ", "! ") for line in text.splitlines())
@@ -149,6 +152,7 @@ def test_an_unreachable_redis_names_the_url(
         ("OPSGATE_STRIPE_API_KEY", "sk_test_sandbox"),
         ("OPSGATE_OKTA_API_TOKEN", "sandbox-token"),
         ("OPSGATE_APPROVAL_KEYS", "dev:dev-signing-key"),
+        ("OPSGATE_SESSION_SECRET", "dev-session-secret"),
         ("OPSGATE_ZENDESK_EMAIL", "agent@opsgate.example"),
         ("OPSGATE_ZENDESK_WEBHOOK_SECRET", "changeme"),
         ("FLOWER_BASIC_AUTH", "admin:admin"),

@@ -15,6 +15,7 @@ REAL = {
     "OPSGATE_STRIPE_API_KEY": "rk_live_realkey123",
     "OPSGATE_ZENDESK_API_TOKEN": "zd-real-token-456",
     "OPSGATE_APPROVAL_KEYS": "k1:0123456789abcdef0123456789abcdef",
+    "OPSGATE_SESSION_SECRET": "s" * 40,
 }
 
 
@@ -77,6 +78,7 @@ def test_production_names_only_what_is_missing(
             "stripe_api_key",
             "zendesk_api_token",
             "approval_keys",
+            "session_secret",
             "database_url",
             "redis_url",
         )

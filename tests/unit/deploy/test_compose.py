@@ -20,6 +20,7 @@ pytestmark = pytest.mark.skipif(
 SECRETS = {
     "POSTGRES_PASSWORD": "0123456789abcdef0123456789abcdef",
     "OPSGATE_APPROVAL_KEYS": "k1:0123456789abcdef0123456789abcdef",
+    "OPSGATE_SESSION_SECRET": "0123456789abcdef0123456789abcdef-session",
     "FLOWER_BASIC_AUTH": "admin:0123456789abcdef",
     "OPSGATE_STRIPE_API_KEY": "rk_live_realkey123",
     "OPSGATE_ZENDESK_EMAIL": "opsgate-agent@acme.com",
@@ -105,6 +106,7 @@ def test_development_values_are_the_placeholders_production_refuses() -> None:
         if line and not line.startswith("#")
     )
     assert values["OPSGATE_APPROVAL_KEYS"].split(":", 1)[1] in _PLACEHOLDER_SECRETS
+    assert values["OPSGATE_SESSION_SECRET"] in _PLACEHOLDER_SECRETS
     for name in ("OPSGATE_STRIPE_API_KEY", "OPSGATE_ZENDESK_API_TOKEN", "OPSGATE_OKTA_API_TOKEN"):
         assert values[name] in _PLACEHOLDER_SECRETS
 
@@ -124,6 +126,7 @@ def test_compose_requires_what_production_settings_refuse() -> None:
         "OPSGATE_SALESFORCE_ACCESS_TOKEN",
         "OPSGATE_OKTA_API_TOKEN",
         "OPSGATE_APPROVAL_KEYS",
+        "OPSGATE_SESSION_SECRET",
         "POSTGRES_PASSWORD",
     ):
         assert f"${{{name}:?" in text, name
