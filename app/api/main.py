@@ -11,6 +11,7 @@ from app.core import broker, db
 from app.errors import ServiceUnavailable
 from app.telemetry import observability
 from app.telemetry.metrics import FleetCollector
+from app.ui import routes
 
 
 def create_app() -> FastAPI:
@@ -47,4 +48,5 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(killswitch.router)
     app.include_router(privacy.router)
+    routes.install(app)
     return app

@@ -26,6 +26,7 @@ class Principal:
 
     name: str
     role: str
+    workflows: frozenset[str] | None = None
 
     @property
     def actor(self) -> str:
@@ -40,22 +41,46 @@ class Principal:
             )
 
 
-def _digest(key: str) -> str:
+def key_digest(key: str) -> str:
+    """The SHA-256 of a key, as the key store keeps it."""
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+_digest = key_digest
+
+
+def _stored(session: Session, digest: str) -> Principal | None:
+    row = session.scalar(select(ApiKey).where(ApiKey.key_sha256 == digest))
+    if row is None or row.revoked_at is not None:
+        return None
+    scope = frozenset(row.workflows) if row.workflows is not None else None
+    return Principal(row.name, row.role, scope)
+
+
+def principal_for_key(session: Session, key: str) -> Principal | None:
+    """The principal of a raw key, or None for an unknown or revoked one."""
+    for name, role, configured in get_settings().env_api_keys():
+        if hmac.compare_digest(configured.encode(), key.encode()):
+            return Principal(name, role)
+    return _stored(session, key_digest(key))
+
+
+def principal_for_digest(session: Session, digest: str) -> Principal | None:
+    """The principal of the key with this SHA-256, if it still exists and is not revoked."""
+    for name, role, configured in get_settings().env_api_keys():
+        if hmac.compare_digest(key_digest(configured), digest):
+            return Principal(name, role)
+    return _stored(session, digest)
 
 
 def authenticate(session: Session, authorization: str | None) -> Principal:
     """The principal for an `Authorization: Bearer KEY` header, or Unauthorized."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("send an API key as `Authorization: Bearer KEY`")
-    key = authorization[7:].strip()
-    for name, role, configured in get_settings().env_api_keys():
-        if hmac.compare_digest(configured.encode(), key.encode()):
-            return Principal(name, role)
-    row = session.scalar(select(ApiKey).where(ApiKey.key_sha256 == _digest(key)))
-    if row is None or row.revoked_at is not None:
+    principal = principal_for_key(session, authorization[7:].strip())
+    if principal is None:
         raise Unauthorized("unknown or revoked API key")
-    return Principal(row.name, row.role)
+    return principal
 
 
 def create(session: Session, name: str, role: str, *, created_by: str) -> str:

@@ -15,7 +15,7 @@ from app.intake import submissions
 from app.jobs import lifecycle
 from app.jobs.steps import ApprovalToken
 from app.models import Approval, AuditEvent, Escalation, Job, PlanStep
-from tests.support.env import reset_process_state
+from tests.support.env import policy_dir, reset_process_state
 from tests.support.processes import wait_for
 from tests.support.sandbox import Sandbox
 
@@ -174,26 +174,6 @@ def test_the_requester_cannot_approve_their_own_job(fleet: str) -> None:
     resp = decide(fleet, esc.id, {"decision": "approve"}, REV)
     assert resp.status_code == 403 and "separation of duties" in resp.json()["detail"]
     assert decide(fleet, esc.id, {"decision": "approve"}, REV2).status_code == 200
-
-
-def policy_dir(tmp_path: Any, monkeypatch: Any, change: Any = None) -> Any:
-    """A copy of config/ with `change(policy_dict)` applied, used by this process from now
-    on and by the workers started after this call."""
-    import shutil
-
-    import yaml
-
-    from tests.support.env import ROOT
-
-    config = tmp_path / "config"
-    shutil.copytree(ROOT / "config", config)
-    if change is not None:
-        policy = yaml.safe_load((config / "policy.yaml").read_text())
-        change(policy)
-        (config / "policy.yaml").write_text(yaml.safe_dump(policy))
-    monkeypatch.setenv("OPSGATE_CONFIG_DIR", str(config))
-    reset_process_state()
-    return config
 
 
 def decide_here(esc_id: int, actor: str, **body: Any) -> dict[str, Any]:

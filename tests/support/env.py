@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get(
@@ -29,3 +30,21 @@ def reset_process_state() -> None:
     get_settings.cache_clear()
     dispose_engine()
     reset_clients()
+
+
+def policy_dir(tmp_path: Any, monkeypatch: Any, change: Any = None) -> Any:
+    """A copy of config/ with `change(policy_dict)` applied, used by this process from now
+    on and by the workers started after this call."""
+    import shutil
+
+    import yaml
+
+    config = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config)
+    if change is not None:
+        policy = yaml.safe_load((config / "policy.yaml").read_text())
+        change(policy)
+        (config / "policy.yaml").write_text(yaml.safe_dump(policy))
+    monkeypatch.setenv("OPSGATE_CONFIG_DIR", str(config))
+    reset_process_state()
+    return config

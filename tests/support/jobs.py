@@ -58,3 +58,82 @@ def submit_refund_jobs(cases: list[dict[str, Any]], tag: str, source: str) -> li
         )[0]
         for i, c in enumerate(cases)
     ]
+
+
+OVER_CAP_REFUND = {
+    "charge_id": "ch_1003",
+    "amount": 9000,
+    "currency": "usd",
+    "reason": "requested_by_customer",
+}
+
+
+def escalated_refund(
+    *,
+    workflow: str = "support_refund",
+    tool: str = "stripe.refund",
+    requester: str = "alice@example.com",
+    reason: str = "approval_required",
+    args: dict[str, Any] | None = None,
+    external_id: str | None = None,
+    input: dict[str, Any] | None = None,  # noqa: A002
+    evidence: dict[str, Any] | None = None,
+) -> tuple[str, int]:
+    """A job whose stored plan (by default: support_refund, one stripe.refund over the
+    autonomy cap) is escalated with `reason` for step s1, committed without any worker; returns
+    the job's and the escalation's ids."""
+
+    from app.core.db import session_scope
+    from app.human import escalation
+    from app.intake import submissions
+    from app.jobs import lifecycle
+    from app.jobs.steps import Plan, Step
+    from app.models import Job
+    from app.stages.plan import store_plan
+
+    n = next(_escalated)
+    sub = submissions.parse_submission(
+        {
+            "workflow": workflow,
+            "external_id": external_id or f"ticket-4823-{n}",
+            "input": input or {"ticket_id": 4823},
+            "requester": requester,
+            "delivery_id": f"escalated-{n}",
+        }
+    )
+    plan = Plan(
+        workflow=workflow,
+        summary="Refund 90.00 USD on charge ch_1003",
+        confidence=0.9,
+        steps=[Step(tool=tool, args=args or OVER_CAP_REFUND)],
+    )
+    with session_scope() as session:
+        job, created = submissions.accept(session, sub, submitted_by="test")
+        assert created
+        session.flush()
+        loaded = session.get(Job, job.id)
+        assert loaded is not None
+        store_plan(session, loaded, plan, "rules")
+        lifecycle.transition(session, loaded, lifecycle.PLANNED, actor="test")
+        esc = escalation.escalate(
+            session,
+            loaded,
+            reason=reason,
+            detail="over the autonomy cap",
+            evidence=evidence or {"step_id": "s1", "rule": "autonomy_cap"},
+            stage="verify_proposal",
+            actor="test",
+        )
+        session.commit()
+        return loaded.id, esc.id
+
+
+def _counter() -> Any:
+    import itertools
+    import secrets
+
+    prefix = secrets.token_hex(3)
+    return (f"{prefix}-{i}" for i in itertools.count())
+
+
+_escalated = _counter()

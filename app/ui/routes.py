@@ -1,0 +1,460 @@
+"""The reviewer console under /ui: sign-in, the queue, an item and its decisions.
+
+Server-rendered (Jinja2, autoescaped) with no script at all, so the Content-Security-Policy
+allows none. Every state change is a POST carrying the session's CSRF token; decisions go
+through `app.human.decisions`, the same code as `POST /v1/escalations/{id}/decision`, with the
+reviewer taken from the session, never from the form.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import jinja2
+import structlog
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from app.core import db
+from app.errors import ConflictError, Forbidden, InputError, Unauthorized, one_line
+from app.human import decisions
+from app.jobs import outbox
+from app.reasons import REASONS
+from app.settings import get_settings
+from app.ui import item as items
+from app.ui import queue, sessions
+
+log = structlog.get_logger(__name__)
+HERE = Path(__file__).parent
+
+# No script, no frames, no third-party anything; forms post only back to the console.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+templates = Jinja2Templates(env=_env)
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+class SignInRequired(Exception):
+    """Raised when a console page is asked for without a live session."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+
+def get_session() -> Iterator[Session]:
+    """One database session per request."""
+    with db.session_scope() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def current_reviewer(request: Request, session: SessionDep) -> sessions.Reviewer:
+    """The signed-in reviewer, or a redirect to the sign-in page."""
+    reviewer = sessions.current(session, request.cookies.get(sessions.COOKIE))
+    if reviewer is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise SignInRequired(target if request.method == "GET" else "/ui/escalations")
+    return reviewer
+
+
+ReviewerDep = Annotated[sessions.Reviewer, Depends(current_reviewer)]
+
+
+def _safe_next(target: str | None) -> str:
+    # Only a path of the console itself: never an absolute or protocol-relative URL.
+    if target and target.startswith("/ui/") and not target.startswith("//"):
+        return target
+    return "/ui/escalations"
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    status: int = 200,
+    reviewer: sessions.Reviewer | None = None,
+) -> HTMLResponse:
+    """A page, with the reviewer (if any) and the names every page uses."""
+    base = {
+        "reviewer": reviewer,
+        "reasons": REASONS,
+        "reject_reasons": decisions.REJECT_REASONS,
+        "now": items.now(),
+        "fmt": _fmt,
+    }
+    return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
+
+
+def _fmt(delta: Any) -> str:
+    """A timedelta as '3d 4h', '2h 5m' or '40s' (negative: 'overdue 2h 5m')."""
+    if delta is None:
+        return "-"
+    seconds = int(delta.total_seconds())
+    sign, seconds = ("overdue " if seconds < 0 else ""), abs(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{sign}{days}d {hours}h"
+    if hours:
+        return f"{sign}{hours}h {minutes}m"
+    return f"{sign}{minutes}m" if minutes else f"{sign}{secs}s"
+
+
+def _cookie_flags() -> dict[str, Any]:
+    return {
+        "httponly": True,
+        "samesite": "strict",
+        "secure": get_settings().environment != "development",
+        "path": "/ui",
+    }
+
+
+# ---- sign-in --------------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse)
+def home() -> RedirectResponse:
+    """The console starts at the queue."""
+    return RedirectResponse("/ui/escalations", status_code=303)
+
+
+def _sign_in_page(
+    request: Request, target: str, message: str | None = None, status: int = 200
+) -> HTMLResponse:
+    nonce, token = sessions.new_signin_nonce()
+    page = render(
+        request,
+        "sign_in.html",
+        {"next": _safe_next(target), "signin_token": token, "message": message},
+        status,
+    )
+    page.set_cookie(sessions.PRE_COOKIE, nonce, max_age=900, **_cookie_flags())
+    return page
+
+
+@router.get("/sign-in", response_class=HTMLResponse)
+def sign_in_form(request: Request, next: str = "/ui/escalations") -> HTMLResponse:  # noqa: A002
+    """The sign-in form: an API key, exchanged once for a session."""
+    return _sign_in_page(request, next)
+
+
+@router.post("/sign-in", response_class=HTMLResponse)
+async def sign_in(request: Request, session: SessionDep) -> Response:
+    """Check the key, open a session, set its cookie; the key itself is not kept."""
+    form = await request.form()
+    target = _safe_next(_field(form, "next"))
+    if not sessions.signin_ok(
+        request.cookies.get(sessions.PRE_COOKIE), _field(form, "signin_token")
+    ):
+        log.warning("ui.sign_in_refused", why="csrf", client=_client(request))
+        return _sign_in_page(
+            request, target, "The sign-in form expired or was not ours; try again.", 403
+        )
+    try:
+        cookie, reviewer = await run_in_threadpool(
+            _open_session, session, _field(form, "api_key") or "", request
+        )
+    except (Unauthorized, Forbidden) as exc:
+        log.warning("ui.sign_in_refused", why=str(exc), client=_client(request))
+        status = 401 if isinstance(exc, Unauthorized) else 403
+        return _sign_in_page(request, target, f"Sign-in refused: {exc}.", status)
+    log.info("ui.sign_in", principal=reviewer.principal.name, role=reviewer.principal.role)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        sessions.COOKIE, cookie, max_age=int(get_settings().ui_session_ttl), **_cookie_flags()
+    )
+    response.delete_cookie(sessions.PRE_COOKIE, path="/ui")
+    return response
+
+
+def _open_session(session: Session, key: str, request: Request) -> tuple[str, sessions.Reviewer]:
+    cookie, reviewer = sessions.sign_in(
+        session,
+        key,
+        client=_client(request),
+        user_agent=request.headers.get("user-agent", ""),
+    )
+    session.commit()
+    return cookie, reviewer
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request, session: SessionDep, reviewer: ReviewerDep) -> Response:
+    """End the session (a POST with the CSRF token, like every change)."""
+    await _checked_form(request, reviewer)
+    await run_in_threadpool(sessions.sign_out, session, reviewer)
+    log.info("ui.sign_out", principal=reviewer.principal.name)
+    response = RedirectResponse("/ui/sign-in", status_code=303)
+    response.delete_cookie(sessions.COOKIE, path="/ui")
+    return response
+
+
+# ---- the queue and an item ------------------------------------------------------------------
+
+
+@router.get("/escalations", response_class=HTMLResponse)
+def queue_page(
+    request: Request,
+    session: SessionDep,
+    reviewer: ReviewerDep,
+    workflow: str = "",
+    reason: str = "",
+    claim: str = "",
+    q: str = "",
+    page: int = 1,
+) -> HTMLResponse:
+    """Open escalations, oldest first, filtered and paginated."""
+    wanted = queue.QueueFilter(
+        workflow=workflow[:64],
+        reason=reason[:48],
+        claim=claim if claim in ("mine", "unclaimed") else "",  # type: ignore[arg-type]
+        q=q[:200],
+        page=max(1, page),
+    )
+    found = queue.page(session, reviewer.principal, wanted)
+    return render(
+        request,
+        "queue.html",
+        {"page": found, "wanted": wanted, "link": lambda **c: "?" + urlencode(wanted.query(**c))},
+        reviewer=reviewer,
+    )
+
+
+@router.get("/escalations/{escalation_id}", response_class=HTMLResponse)
+def item_page(
+    request: Request, escalation_id: int, session: SessionDep, reviewer: ReviewerDep
+) -> HTMLResponse:
+    """One escalation: the action, why it is here, the timeline, the decisions."""
+    found = items.load(session, escalation_id, reviewer.principal)
+    if found is None:
+        return _not_found(request, reviewer, escalation_id)
+    return render(request, "item.html", {"item": found, "error": None}, reviewer=reviewer)
+
+
+def _not_found(request: Request, reviewer: sessions.Reviewer, escalation_id: int) -> HTMLResponse:
+    return render(
+        request,
+        "error.html",
+        {"title": "Not found", "message": f"There is no escalation {escalation_id} for you."},
+        404,
+        reviewer,
+    )
+
+
+@router.post("/escalations/{escalation_id}/claim")
+async def claim(
+    request: Request, escalation_id: int, session: SessionDep, reviewer: ReviewerDep
+) -> Response:
+    """Take the item for a while, so no one else decides it meanwhile."""
+    await _checked_form(request, reviewer)
+    return await run_in_threadpool(_claim, request, escalation_id, session, reviewer)
+
+
+def _claim(
+    request: Request, escalation_id: int, session: Session, reviewer: sessions.Reviewer
+) -> Response:
+    found = items.load(session, escalation_id, reviewer.principal)
+    if found is None:
+        return _not_found(request, reviewer, escalation_id)
+    try:
+        decisions.claim(session, found.esc, reviewer.actor)
+        session.commit()
+    except ConflictError as exc:
+        session.rollback()
+        return _item_error(request, session, escalation_id, reviewer, str(exc), 409)
+    return RedirectResponse(f"/ui/escalations/{escalation_id}", status_code=303)
+
+
+@router.post("/escalations/{escalation_id}/decision")
+async def decide(
+    request: Request,
+    escalation_id: int,
+    session: SessionDep,
+    reviewer: ReviewerDep,
+    background: BackgroundTasks,
+) -> Response:
+    """Approve, revise or reject, through the same service as the /v1 API."""
+    form = await _checked_form(request, reviewer)
+    response, job_id = await run_in_threadpool(
+        _decide, request, escalation_id, session, reviewer, form
+    )
+    if job_id is not None:
+        background.add_task(outbox.publish_for_job, job_id)
+    return response
+
+
+def _decide(
+    request: Request,
+    escalation_id: int,
+    session: Session,
+    reviewer: sessions.Reviewer,
+    form: FormData,
+) -> tuple[Response, str | None]:
+    found = items.load(session, escalation_id, reviewer.principal)
+    if found is None:
+        return _not_found(request, reviewer, escalation_id), None
+    try:
+        body = _decision(found, form)
+        decisions.decide(session, found.esc, body, reviewer.actor)
+        session.commit()
+    except (InputError, Forbidden, ConflictError) as exc:
+        session.rollback()
+        status = (
+            403 if isinstance(exc, Forbidden) else 409 if isinstance(exc, ConflictError) else 400
+        )
+        return _item_error(request, session, escalation_id, reviewer, str(exc), status), None
+    log.info(
+        "ui.decision",
+        escalation=escalation_id,
+        decision=body.decision,
+        principal=reviewer.principal.name,
+    )
+    target = f"/ui/escalations/{escalation_id}?decided={body.decision}"
+    return RedirectResponse(target, status_code=303), found.job.id
+
+
+def _decision(found: items.Item, form: FormData) -> decisions.Decision:
+    """The form as the API's decision body; an irreversible approval needs its second
+    confirmation, checked here on the server, not only by the page."""
+    kind = _field(form, "decision") or ""
+    irreversible = found.proposed is not None and found.proposed.irreversible
+    if kind == "approve" and irreversible and _field(form, "confirm") != "yes":
+        assert found.proposed is not None
+        raise InputError(
+            f"{found.proposed.tool} cannot be undone: tick the confirmation to approve it"
+        )
+    args = _edited_args(found, form) if kind in ("revise", "edit") else None
+    try:
+        return decisions.Decision.model_validate(
+            {
+                "decision": kind,
+                "args": args,
+                "reason_code": _field(form, "reason_code") or None,
+                "note": _field(form, "note") or "",
+            }
+        )
+    except ValidationError as exc:
+        raise InputError(one_line(exc, "decision")) from exc
+
+
+def _edited_args(found: items.Item, form: FormData) -> dict[str, Any]:
+    """The step's arguments with the form's corrections, each parsed as its original kind."""
+    if found.proposed is None:
+        raise InputError("this escalation names no step to edit")
+    args: dict[str, Any] = {}
+    for arg in found.proposed.arguments:
+        raw = _field(form, f"arg.{arg.name}")
+        if raw is None:
+            args[arg.name] = arg.value
+            continue
+        try:
+            if arg.kind == "number":
+                args[arg.name] = float(raw) if isinstance(arg.value, float) else int(raw.strip())
+            elif arg.kind == "bool":
+                args[arg.name] = raw.strip().lower() in ("true", "yes", "on", "1")
+            elif arg.kind == "json":
+                args[arg.name] = json.loads(raw)
+            else:
+                args[arg.name] = raw
+        except ValueError as exc:
+            raise InputError(f"{arg.name}: {raw!r} is not a valid {arg.kind}") from exc
+    return args
+
+
+def _item_error(
+    request: Request,
+    session: Session,
+    escalation_id: int,
+    reviewer: sessions.Reviewer,
+    message: str,
+    status: int,
+) -> HTMLResponse:
+    found = items.load(session, escalation_id, reviewer.principal)
+    if found is None:
+        return _not_found(request, reviewer, escalation_id)
+    return render(request, "item.html", {"item": found, "error": message}, status, reviewer)
+
+
+# ---- forms ----------------------------------------------------------------------------------
+
+
+class CsrfRefused(Exception):
+    """Raised when a console form arrives without this session's CSRF token."""
+
+
+def _field(form: FormData, name: str) -> str | None:
+    value = form.get(name)
+    return value if isinstance(value, str) else None
+
+
+async def _checked_form(request: Request, reviewer: sessions.Reviewer) -> FormData:
+    form = await request.form()
+    if not sessions.csrf_ok(reviewer, _field(form, "csrf_token")):
+        log.warning("ui.csrf_refused", principal=reviewer.principal.name, path=request.url.path)
+        raise CsrfRefused()
+    return form
+
+
+def install(app: FastAPI) -> None:
+    """Mount the console on the API app: routes, static files, headers, error pages."""
+    app.include_router(router)
+    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        if request.url.path == "/ui" or request.url.path.startswith("/ui/"):
+            response.headers.update(SECURITY_HEADERS)
+        return response
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(_r: Request, exc: SignInRequired) -> Response:
+        return RedirectResponse(
+            "/ui/sign-in?" + urlencode({"next": _safe_next(exc.target)}), status_code=303
+        )
+
+    @app.exception_handler(CsrfRefused)
+    async def _csrf(request: Request, _exc: CsrfRefused) -> Response:
+        return render(
+            request,
+            "error.html",
+            {
+                "title": "Form refused",
+                "message": "The form's security token is missing or stale. Nothing was "
+                "changed; go back, reload the page and try again.",
+            },
+            403,
+        )
