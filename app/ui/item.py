@@ -37,6 +37,8 @@ class Argument:
     value: Any
     # How the edit form shows it: number, text, bool, or json (lists and objects).
     kind: str
+    # What a bare value means, when it is not plain ("9000" of a usd amount: 90.00 USD).
+    hint: str = ""
 
     @property
     def shown(self) -> str:
@@ -126,6 +128,12 @@ def _kind(value: Any) -> str:
     return "json"
 
 
+def _hint(name: str, value: Any, args: dict[str, Any]) -> str:
+    if name == "amount" and _kind(value) == "number" and isinstance(args.get("currency"), str):
+        return f"minor units: {stake('-', {'amount': value, 'currency': args['currency']})}"
+    return ""
+
+
 def _irreversible(workflow: str, tool: str, args: dict[str, Any]) -> bool:
     if get_tool(tool).risk is Risk.IRREVERSIBLE:
         return True
@@ -157,7 +165,9 @@ def proposed(job: Job, step: PlanStep) -> Proposed:
         system=spec.system,
         risk=spec.risk.value,
         irreversible=_irreversible(job.workflow, step.tool, step.args),
-        arguments=[Argument(k, v, _kind(v)) for k, v in sorted(step.args.items())],
+        arguments=[
+            Argument(k, v, _kind(v), _hint(k, v, step.args)) for k, v in sorted(step.args.items())
+        ],
         canonical=canonical_json(step.args),
         action_hash=approvals.action_hash(job.id, step, version),
         policy_version=version,
