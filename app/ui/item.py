@@ -107,6 +107,15 @@ class Item:
         return self.esc.status == EscalationStatus.OPEN
 
     @property
+    def readback(self) -> list[str]:
+        """What the read-backs after the writes found (the outcome verdicts)."""
+        return [
+            e["what"]
+            for e in self.story["timeline"]
+            if e["kind"] == "verdict" and "outcome" in e["what"]
+        ]
+
+    @property
     def settling(self) -> bool:
         """Whether the job is moving through the pipeline after a decision (the page then
         reloads itself until it settles)."""

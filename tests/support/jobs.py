@@ -7,8 +7,11 @@ from typing import Any
 from tests.support.processes import wait_for
 
 
-def submit_ticket(ticket: int, requester: int, delivery: str, submitted_by: str = "test") -> str:
-    """One support_refund job for a Zendesk ticket, as the Zendesk bridge submits it."""
+def submit_ticket(
+    ticket: int, requester: int | str, delivery: str, submitted_by: str = "test"
+) -> str:
+    """One support_refund job for a Zendesk ticket, as the Zendesk bridge submits it (a
+    number names the Zendesk user; a string is the requester as it is)."""
     from app.intake import submissions
 
     job_id, _ = submissions.submit(
@@ -17,7 +20,7 @@ def submit_ticket(ticket: int, requester: int, delivery: str, submitted_by: str 
             "source": "zendesk",
             "external_id": str(ticket),
             "delivery_id": delivery,
-            "requester": f"zendesk-user:{requester}",
+            "requester": requester if isinstance(requester, str) else f"zendesk-user:{requester}",
             "input": {"ticket_id": ticket},
         },
         submitted_by=submitted_by,
