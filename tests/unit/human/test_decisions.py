@@ -13,12 +13,11 @@ from app.audit import chain
 from app.controls import approvals, policy
 from app.core.db import session_scope
 from app.errors import ConflictError, Forbidden, InputError
-from app.human import decisions, escalation
+from app.human import decisions
 from app.human.decisions import _same_person, person
 from app.jobs import lifecycle
-from app.jobs.steps import Plan, Step
 from app.models import Approval, AuditEvent, Escalation, Job, PlanStep, utcnow
-from app.stages.plan import store_plan
+from tests.support.jobs import escalated_refund
 
 
 @pytest.mark.parametrize(
@@ -64,36 +63,10 @@ RITA, BOB = "key:rita@example.com", "key:bob@example.com"
 
 
 @pytest.fixture
-def escalated(new_job: Callable[..., str]) -> Callable[..., tuple[str, int]]:
-    """A planned job for one over-the-cap refund, escalated with `reason` for step s1; returns
-    the job's and the escalation's ids."""
-
-    def make(reason: str = "approval_required") -> tuple[str, int]:
-        job_id = new_job(ticket_id=4823)
-        plan = Plan(
-            workflow="support_refund",
-            summary="Refund 90.00 USD on charge ch_1003",
-            confidence=0.9,
-            steps=[Step(tool="stripe.refund", args=REFUND)],
-        )
-        with session_scope() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            store_plan(session, job, plan, "rules")
-            lifecycle.transition(session, job, lifecycle.PLANNED, actor="test")
-            esc = escalation.escalate(
-                session,
-                job,
-                reason=reason,
-                detail="over the autonomy cap",
-                evidence={"step_id": "s1", "rule": "autonomy_cap"},
-                stage="verify_proposal",
-                actor="test",
-            )
-            session.commit()
-            return job_id, esc.id
-
-    return make
+def escalated(sqlite_db: Any) -> Callable[..., tuple[str, int]]:
+    """A planned job for one over-the-cap refund (REFUND), escalated with `reason` for step
+    s1; returns the job's and the escalation's ids."""
+    return lambda reason="approval_required": escalated_refund(reason=reason, args=REFUND)
 
 
 def decide(esc_id: int, actor: str, **body: Any) -> dict[str, Any]:
