@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 import getpass
+import re
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -288,8 +289,8 @@ class Settings(BaseSettings):
         """Ticket tags that make a Zendesk event start a refund job (empty: every ticket)."""
         return frozenset(t.strip().lower() for t in self.zendesk_tags.split(",") if t.strip())
 
-    def env_api_keys(self) -> list[tuple[str, str, str]]:
-        """`name:role:key` triples from OPSGATE_API_KEYS."""
+    def env_api_keys(self) -> list[ApiKeyEntry]:
+        """`name:role[/wf1+wf2]:key` entries from OPSGATE_API_KEYS."""
         return parse_api_keys(self.api_keys.get_secret_value() if self.api_keys else "")
 
     def resolved_database_url(self) -> str:
@@ -356,24 +357,48 @@ def parse_signing_keys(raw: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def parse_api_keys(raw: str) -> list[tuple[str, str, str]]:
-    """`name:role:key,...` as (name, role, key) triples; the message never shows a key."""
-    triples = []
+class ApiKeyEntry(NamedTuple):
+    """One OPSGATE_API_KEYS entry; `workflows` None means every workflow."""
+
+    name: str
+    role: str
+    key: str
+    workflows: frozenset[str] | None
+
+
+# A workflow name in a key's scope (the registry's names are lowercase identifiers).
+_WORKFLOW_NAME = re.compile(r"[a-z0-9_]+")
+
+
+def parse_api_keys(raw: str) -> list[ApiKeyEntry]:
+    """`name:role[/wf1+wf2]:key,...` as entries; the message never shows a key."""
+    entries = []
     for i, item in enumerate(filter(None, (part.strip() for part in raw.split(","))), 1):
         name, _, rest = item.partition(":")
-        role, _, key = rest.partition(":")
-        if not (name and role and key.strip()):
+        role_part, _, key = rest.partition(":")
+        if not (name and role_part and key.strip()):
             raise ValueError(
                 f"entry {i} is not name:role:key with a non-empty key "
                 f"(fix: e.g. crm:requester:<openssl rand -hex 24>)"
             )
+        role, scoped, scope = role_part.partition("/")
         if role not in ROLES:
             raise ValueError(
                 f"role {role!r} of {name!r} is not one of {', '.join(ROLES)} "
                 f"(fix: use one of {', '.join(ROLES)})"
             )
-        triples.append((name, role, key))
-    return triples
+        workflows: frozenset[str] | None = None
+        if scoped:
+            names = scope.split("+")
+            bad = [w for w in names if not _WORKFLOW_NAME.fullmatch(w)]
+            if bad:
+                raise ValueError(
+                    f"workflow {bad[0]!r} in the scope of {name!r} is not a name of "
+                    f"a-z, 0-9 and _ (fix: e.g. {name}:{role}/invoice_exception+it_request:KEY)"
+                )
+            workflows = frozenset(names)
+        entries.append(ApiKeyEntry(name, role, key, workflows))
+    return entries
 
 
 @functools.cache

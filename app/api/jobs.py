@@ -13,11 +13,12 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api import webhooks
 from app.api.body import JSON_TYPES, media_type, parse_json, read_body
-from app.api.deps import PrincipalDep, SessionDep
+from app.api.deps import PrincipalDep, SessionDep, visible_escalation, visible_job
 from app.api.problems import HTTPProblem
 from app.controls import policy
 from app.errors import Forbidden, InputError, one_line
 from app.human import decisions
+from app.identity.visibility import visible_jobs
 from app.intake import submissions
 from app.jobs import lifecycle, operations, outbox
 from app.jobs.views import escalation_view, job_detail, job_summary, latest_escalation
@@ -52,6 +53,8 @@ async def create_job(
         req = JobRequest.model_validate(raw)
     except ValidationError as exc:
         raise InputError(one_line(exc, "body")) from exc
+    # Before the input is checked against the workflow: a scoped key learns nothing more.
+    principal.require_workflow(req.workflow)
     sub = submissions.parse_submission(
         {**req.model_dump(), "source": "api", "delivery_id": f"{principal.name}:{req.external_id}"}
     )
@@ -81,11 +84,6 @@ async def create_job(
     )
 
 
-def _visible(principal: PrincipalDep) -> str | None:
-    """Requesters see the jobs they submitted; reviewers and admins see all."""
-    return principal.actor if principal.role == "requester" else None
-
-
 @router.get("/jobs")
 def list_jobs(
     session: SessionDep,
@@ -96,16 +94,11 @@ def list_jobs(
     incident: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    """Newest jobs, filtered (`incident=true`: writes a read-back did not confirm)."""
-    query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+    """Newest jobs the caller may see (`incident=true`: writes a read-back did not confirm)."""
+    query = select(Job).where(*visible_jobs(principal)).order_by(Job.created_at.desc()).limit(limit)
     if incident is not None:
         query = query.where(Job.incident.is_(incident))
-    for column, value in (
-        (Job.workflow, workflow),
-        (Job.status, status),
-        (Job.source, source),
-        (Job.submitted_by, _visible(principal)),
-    ):
+    for column, value in ((Job.workflow, workflow), (Job.status, status), (Job.source, source)):
         if value:
             query = query.where(column == value)
     return [job_summary(j, latest_escalation(session, j.id)) for j in session.scalars(query)]
@@ -113,21 +106,22 @@ def list_jobs(
 
 @router.get("/jobs/{job_id}")
 def get_job(job_id: str, session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
-    """Status, steps, events and escalation of one job."""
-    job = session.get(Job, job_id)
-    owner = _visible(principal)
-    if job is None or (owner is not None and job.submitted_by != owner):
-        raise HTTPProblem(404, f"no job {job_id}")
-    return job_detail(session, job)
+    """Status, steps, events and escalation of one job (404 for one the caller may not see)."""
+    return job_detail(session, visible_job(session, principal, job_id))
 
 
 @router.get("/escalations")
 def list_escalations(
     session: SessionDep, principal: PrincipalDep, status: str = EscalationStatus.OPEN
 ) -> list[dict[str, Any]]:
-    """The human queue (reviewers and admins)."""
+    """The human queue (reviewers and admins), limited to the workflows of the caller's scope."""
     principal.require("reviewer", "admin")
-    query = select(Escalation).order_by(Escalation.id)
+    query = (
+        select(Escalation)
+        .join(Job, Job.id == Escalation.job_id)
+        .where(*visible_jobs(principal))
+        .order_by(Escalation.id)
+    )
     if status != "all":
         query = query.where(Escalation.status == status)
     return [escalation_view(e) for e in session.scalars(query)]
@@ -139,9 +133,7 @@ def decide_escalation(
 ) -> dict[str, Any]:
     """approve | reject one escalation; the reviewer is the authenticated key."""
     principal.require("reviewer", "admin")
-    esc = session.get(Escalation, escalation_id)
-    if esc is None:
-        raise HTTPProblem(404, f"no escalation {escalation_id}")
+    esc = visible_escalation(session, principal, escalation_id)
     result = decisions.decide(session, esc, body, principal.actor)
     session.commit()
     background_publish(esc.job_id)
@@ -154,9 +146,7 @@ def claim_escalation(
 ) -> dict[str, Any]:
     """Take an escalation to work on it; others cannot decide it while the claim holds."""
     principal.require("reviewer", "admin")
-    esc = session.get(Escalation, escalation_id)
-    if esc is None:
-        raise HTTPProblem(404, f"no escalation {escalation_id}")
+    esc = visible_escalation(session, principal, escalation_id)
     result = decisions.claim(session, esc, principal.actor)
     session.commit()
     return result
@@ -180,9 +170,7 @@ def operate(
 ) -> dict[str, Any]:
     """cancel | retry | resume a job (admins), recorded with the caller's identity."""
     principal.require("admin")
-    job = session.get(Job, job_id)
-    if job is None:
-        raise HTTPProblem(404, f"no job {job_id}")
+    job = visible_job(session, principal, job_id)
     result = perform(
         session,
         job,

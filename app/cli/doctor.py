@@ -166,7 +166,7 @@ def check_intake(settings: Settings, production: bool) -> Iterator[Finding]:
     if settings.salesforce_org_id is not None:
         yield Finding("OPSGATE_SALESFORCE_ORG_ID", "ok", settings.salesforce_org_id)
     keys = settings.env_api_keys()
-    weak_keys = [name for name, _, key in keys if key in _PLACEHOLDER_SECRETS or len(key) < 16]
+    weak_keys = [k.name for k in keys if k.key in _PLACEHOLDER_SECRETS or len(k.key) < 16]
     if weak_keys:
         yield Finding(
             "OPSGATE_API_KEYS",
@@ -182,6 +182,37 @@ def check_intake(settings: Settings, production: bool) -> Iterator[Finding]:
             "ok",
             "no webhook intake configured (Zendesk and Salesforce webhooks refuse deliveries)",
         )
+
+
+def check_key_scopes(settings: Settings, production: bool) -> Iterator[Finding]:
+    """Every workflow an OPSGATE_API_KEYS scope names is one opsgate runs."""
+    from app.errors import PermanentError
+    from app.workflows import registry
+
+    scoped = [k for k in settings.env_api_keys() if k.workflows is not None]
+    if not scoped:
+        return
+    bad: Status = "fail" if production else "warn"
+    try:
+        known = set(registry.workflows())
+    except PermanentError as exc:
+        yield Finding("OPSGATE_API_KEYS scopes", bad, f"cannot check them: {exc}")
+        return
+    unknown = [
+        f"{wf!r} (key {k.name!r})"
+        for k in scoped
+        for wf in sorted(k.workflows or ())
+        if wf not in known
+    ]
+    if unknown:
+        yield Finding(
+            "OPSGATE_API_KEYS scopes",
+            bad,
+            f"not a registered workflow: {', '.join(unknown)}",
+            f"scope keys to registered workflows: {', '.join(sorted(known))}",
+        )
+    else:
+        yield Finding("OPSGATE_API_KEYS scopes", "ok", f"{len(scoped)} scoped key(s)")
 
 
 def check_database(settings: Settings) -> Iterator[Finding]:
@@ -337,6 +368,7 @@ def run_checks() -> list[Finding]:
         check_session_secret,
         check_downstream,
         check_intake,
+        check_key_scopes,
     ):
         findings.extend(check(settings, production))
     findings.extend(check_database(settings))

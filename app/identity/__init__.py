@@ -1,1 +1,1 @@
-"""Who acts: API keys and their roles."""
+"""Who acts: API keys, their roles and workflow scopes, and what each may see."""

@@ -3,6 +3,8 @@
 Keys come from OPSGATE_API_KEYS (name:role:key, for small setups) or from the key store in
 the database, managed with `opsgate keys create|list|revoke`, which keeps only a SHA-256 of
 each key: the keys are 256-bit random tokens, so a fast hash is enough (no password hashing).
+A key may be scoped to some workflows (name:role/wf1+wf2:key, `keys create --workflow`): it
+then sees and acts on only those workflows' jobs and escalations.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,10 +25,11 @@ from app.settings import ROLES, get_settings
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's name (its identity) and role."""
+    """Who is calling: the key's name (its identity), role and workflow scope."""
 
     name: str
     role: str
+    # The workflows the key may see and act on (None: every workflow).
     workflows: frozenset[str] | None = None
 
     @property
@@ -40,37 +44,55 @@ class Principal:
                 f"key {self.name!r} has role {self.role}; this needs {' or '.join(roles)}"
             )
 
+    def covers(self, workflow: str) -> bool:
+        """Whether the key's scope includes the workflow."""
+        return self.workflows is None or workflow in self.workflows
+
+    def require_workflow(self, workflow: str) -> None:
+        """Raise Forbidden unless the key's scope includes the workflow."""
+        if not self.covers(workflow):
+            raise Forbidden(
+                f"key {self.name!r} may not act on {workflow}; "
+                f"its scope is {describe_scope(self.workflows)}"
+            )
+
+
+def describe_scope(workflows: frozenset[str] | list[str] | None) -> str:
+    """A scope as people read it: `every workflow` or the names, comma-separated."""
+    return "every workflow" if workflows is None else ", ".join(sorted(workflows))
+
 
 def key_digest(key: str) -> str:
-    """The SHA-256 of a key, as the key store keeps it."""
+    """The SHA-256 (hex) a key is stored and looked up by."""
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-_digest = key_digest
-
-
-def _stored(session: Session, digest: str) -> Principal | None:
-    row = session.scalar(select(ApiKey).where(ApiKey.key_sha256 == digest))
-    if row is None or row.revoked_at is not None:
-        return None
-    scope = frozenset(row.workflows) if row.workflows is not None else None
+def _from_row(row: ApiKey) -> Principal:
+    scope = frozenset(str(w) for w in row.workflows) if row.workflows is not None else None
     return Principal(row.name, row.role, scope)
 
 
 def principal_for_key(session: Session, key: str) -> Principal | None:
-    """The principal of a raw key, or None for an unknown or revoked one."""
-    for name, role, configured in get_settings().env_api_keys():
-        if hmac.compare_digest(configured.encode(), key.encode()):
-            return Principal(name, role)
-    return _stored(session, key_digest(key))
+    """The principal a raw key belongs to; None for an unknown or revoked key."""
+    for entry in get_settings().env_api_keys():
+        if hmac.compare_digest(entry.key.encode(), key.encode()):
+            return Principal(entry.name, entry.role, entry.workflows)
+    row = session.scalar(select(ApiKey).where(ApiKey.key_sha256 == key_digest(key)))
+    if row is None or row.revoked_at is not None:
+        return None
+    return _from_row(row)
 
 
 def principal_for_digest(session: Session, digest: str) -> Principal | None:
-    """The principal of the key with this SHA-256, if it still exists and is not revoked."""
-    for name, role, configured in get_settings().env_api_keys():
-        if hmac.compare_digest(key_digest(configured), digest):
-            return Principal(name, role)
-    return _stored(session, digest)
+    """The principal whose key has this digest, if that key is still configured or stored
+    and not revoked (a console session re-checks its key on every request with it)."""
+    for entry in get_settings().env_api_keys():
+        if hmac.compare_digest(key_digest(entry.key).encode(), digest.encode()):
+            return Principal(entry.name, entry.role, entry.workflows)
+    row = session.scalar(
+        select(ApiKey).where(ApiKey.key_sha256 == digest, ApiKey.revoked_at.is_(None))
+    )
+    return _from_row(row) if row is not None else None
 
 
 def authenticate(session: Session, authorization: str | None) -> Principal:
@@ -83,16 +105,33 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     return principal
 
 
-def create(session: Session, name: str, role: str, *, created_by: str) -> str:
-    """Store a new key and return it (shown once; only its hash is kept)."""
+def create(
+    session: Session,
+    name: str,
+    role: str,
+    *,
+    created_by: str,
+    workflows: list[str] | None = None,
+) -> str:
+    """Store a new key and return it (shown once; only its hash is kept); `workflows`
+    scopes it (None: every workflow; the caller checks the names are registered)."""
     if role not in ROLES:
         raise InputError(f"role must be one of {', '.join(ROLES)}")
+    if workflows is not None and not workflows:
+        raise InputError("a scope needs at least one workflow (or none for every workflow)")
     if session.scalar(select(ApiKey).where(ApiKey.name == name)) is not None:
         raise InputError(f"a key named {name!r} already exists")
     prefix = secrets.token_hex(4)
     key = f"og_{prefix}_{secrets.token_hex(32)}"
     session.add(
-        ApiKey(name=name, role=role, prefix=prefix, key_sha256=_digest(key), created_by=created_by)
+        ApiKey(
+            name=name,
+            role=role,
+            prefix=prefix,
+            key_sha256=key_digest(key),
+            created_by=created_by,
+            workflows=sorted(set(workflows)) if workflows is not None else None,
+        )
     )
     return key
 
@@ -106,8 +145,8 @@ def revoke(session: Session, name: str) -> None:
         row.revoked_at = utcnow()
 
 
-def listing(session: Session) -> list[dict[str, str | None]]:
-    """Every stored key (never the key itself)."""
+def listing(session: Session) -> list[dict[str, Any]]:
+    """Every stored key (never the key itself); `workflows` None means every workflow."""
     return [
         {
             "name": k.name,
@@ -116,6 +155,7 @@ def listing(session: Session) -> list[dict[str, str | None]]:
             "created_by": k.created_by,
             "created_at": k.created_at.isoformat(),
             "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+            "workflows": sorted(str(w) for w in k.workflows) if k.workflows is not None else None,
         }
         for k in session.scalars(select(ApiKey).order_by(ApiKey.name))
     ]

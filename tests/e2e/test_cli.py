@@ -113,3 +113,42 @@ def test_unreachable_database_is_named(tmp_path: Path):
 def test_unknown_job_is_a_clear_error(tmp_path: Path):
     proc = opsgate(tmp_path, "jobs", "show", "does-not-exist")
     assert proc.returncode == 2 and "no job 'does-not-exist'" in proc.stderr
+
+
+def test_keys_create_scopes_a_key_to_workflows(tmp_path: Path):
+    created = opsgate(
+        tmp_path,
+        "keys",
+        "create",
+        "finance",
+        "--role",
+        "reviewer",
+        "--workflow",
+        "invoice_exception",
+        "--workflow",
+        "it_request",
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("og_")
+    assert "(reviewer, invoice_exception, it_request)" in created.stderr
+    assert opsgate(tmp_path, "keys", "create", "support", "--role", "reviewer").returncode == 0
+
+    listed = opsgate(tmp_path, "keys", "list", "--json")
+    # Wide enough that rich does not wrap the cells.
+    table = opsgate(tmp_path, "keys", "list", COLUMNS="200")
+
+    scopes = {k["name"]: k["workflows"] for k in json.loads(listed.stdout)}
+    assert scopes == {"finance": ["invoice_exception", "it_request"], "support": None}
+    assert "every workflow" in table.stdout and "invoice_exception" in table.stdout
+
+
+def test_keys_create_refuses_an_unknown_workflow_in_one_line(tmp_path: Path):
+    proc = opsgate(
+        tmp_path, "keys", "create", "finance", "--role", "reviewer", "--workflow", "payroll"
+    )
+
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: unknown workflow 'payroll'; known: invoice_exception, it_request, support_refund"
+    )
+    assert json.loads(opsgate(tmp_path, "keys", "list", "--json").stdout) == []

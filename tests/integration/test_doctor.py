@@ -198,3 +198,37 @@ def test_a_model_endpoint_that_does_not_answer_fails(
 
     models = finding(checks, "models (OPENAI_BASE_URL)")
     assert code == 1 and models["status"] == "fail" and url in models["message"]
+
+
+@pytest.mark.parametrize(("mode", "status"), [("production", "fail"), ("development", "warn")])
+def test_a_key_scoped_to_an_unknown_workflow_is_named(
+    pg_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, mode: str, status: str
+) -> None:
+    keys = (
+        "crm:requester/support_refund:crm-key-0123456789abcdef,"
+        "clerk:reviewer/invoice_exception+payroll:crm-key-0123456789abcdef-2"
+    )
+    code, checks, text = doctor(
+        monkeypatch, **{**PRODUCTION, "OPSGATE_ENV": mode, "OPSGATE_API_KEYS": keys}
+    )
+
+    scopes = finding(checks, "OPSGATE_API_KEYS scopes")
+    assert scopes["status"] == status
+    assert "'payroll' (key 'clerk')" in scopes["message"]
+    assert "invoice_exception, it_request, support_refund" in scopes["fix"]
+    assert code == (1 if mode == "production" else 0), text
+
+
+def test_keys_scoped_to_registered_workflows_pass(
+    pg_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = "clerk:reviewer/invoice_exception+it_request:crm-key-0123456789abcdef"
+    code, checks, text = doctor(monkeypatch, **{**PRODUCTION, "OPSGATE_API_KEYS": keys})
+
+    assert code == 0, text
+    assert finding(checks, "OPSGATE_API_KEYS scopes") == {
+        "check": "OPSGATE_API_KEYS scopes",
+        "status": "ok",
+        "message": "1 scoped key(s)",
+        "fix": "",
+    }

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from app.cli import settings_error_line
 from app.intake.salesforce import same_org
 from app.salesforce_ids import canonical_id, to_18
-from app.settings import Settings
+from app.settings import ApiKeyEntry, Settings
 
 # (15-character id, its 18-character form). The first is a real org id; the others were
 # computed with our implementation and checked by hand: for each 5-character chunk, add
@@ -142,6 +142,12 @@ def test_http_and_https_urls_are_accepted(
         ("crm:requester:", "entry 1 is not name:role:key with a non-empty key"),
         ("crm:requester:k-0123456789,desk:reviewer", "entry 2 is not name:role:key"),
         ("justakey", "entry 1 is not name:role:key"),
+        ("crm:boss/it_request:k-0123456789", "role 'boss' of 'crm' is not one of"),
+        ("clerk:reviewer/:k-0123456789", "workflow '' in the scope of 'clerk' is not a name"),
+        ("clerk:reviewer/a++b:k-0123456789", "workflow '' in the scope of 'clerk'"),
+        ("clerk:reviewer/Invoice:k-0123456789", "workflow 'Invoice' in the scope of 'clerk'"),
+        ("clerk:reviewer/it-request:k-0123456789", "workflow 'it-request'"),
+        ("clerk:reviewer/a,b:justakey", "entry 1 is not name:role:key"),
     ],
 )
 def test_api_key_triples_are_checked_without_showing_a_key(
@@ -160,7 +166,22 @@ def test_api_key_triples_are_checked_without_showing_a_key(
 def test_good_api_key_triples_load(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPSGATE_API_KEYS", "crm:requester:k1, desk:reviewer:k2,ops:admin:k3")
 
-    assert [n for n, _, _ in Settings().env_api_keys()] == ["crm", "desk", "ops"]
+    assert [k.name for k in Settings().env_api_keys()] == ["crm", "desk", "ops"]
+    assert all(k.workflows is None for k in Settings().env_api_keys())
+
+
+def test_a_key_may_be_scoped_to_workflows(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "OPSGATE_API_KEYS",
+        "clerk:reviewer/invoice_exception:k-1:with:colons,"
+        "lead:reviewer/support_refund+it_request:k-2,ops:admin:k-3",
+    )
+
+    assert Settings().env_api_keys() == [
+        ApiKeyEntry("clerk", "reviewer", "k-1:with:colons", frozenset({"invoice_exception"})),
+        ApiKeyEntry("lead", "reviewer", "k-2", frozenset({"support_refund", "it_request"})),
+        ApiKeyEntry("ops", "admin", "k-3", None),
+    ]
 
 
 @pytest.mark.parametrize(

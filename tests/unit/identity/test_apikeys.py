@@ -216,3 +216,106 @@ def test_require_refuses_other_roles(role: str, needed: tuple[str, ...]) -> None
     message = str(caught.value)
     assert "ci-bot" in message and role in message
     assert all(n in message for n in needed)
+
+
+# --- workflow scopes ----------------------------------------------------------------------
+
+SCOPED_KEYS = (
+    "clerk:reviewer/invoice_exception:k-clerk-51c0,"
+    "lead:reviewer/support_refund+it_request:k-lead-8e2d,"
+    "ops:admin:k-adm-9d4c"
+)
+
+
+@pytest.fixture
+def scoped_env_keys(sqlite_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPSGATE_API_KEYS", SCOPED_KEYS)
+    reset_process_state()
+
+
+def test_an_unscoped_principal_covers_every_workflow() -> None:
+    principal = apikeys.Principal("ops", "admin")
+
+    assert principal.workflows is None
+    assert all(principal.covers(w) for w in ("support_refund", "invoice_exception", "anything"))
+    principal.require_workflow("invoice_exception")
+
+
+def test_a_scoped_principal_covers_its_workflows_only() -> None:
+    principal = apikeys.Principal("lead", "reviewer", frozenset({"support_refund", "it_request"}))
+
+    assert principal.covers("support_refund") and principal.covers("it_request")
+    assert not principal.covers("invoice_exception")
+    with pytest.raises(Forbidden) as caught:
+        principal.require_workflow("invoice_exception")
+    assert str(caught.value) == (
+        "key 'lead' may not act on invoice_exception; its scope is it_request, support_refund"
+    )
+
+
+def test_env_keys_carry_their_scope(scoped_env_keys: None, session: Session) -> None:
+    clerk = apikeys.authenticate(session, "Bearer k-clerk-51c0")
+    lead = apikeys.authenticate(session, "Bearer k-lead-8e2d")
+    ops = apikeys.authenticate(session, "Bearer k-adm-9d4c")
+
+    assert clerk == apikeys.Principal("clerk", "reviewer", frozenset({"invoice_exception"}))
+    assert lead.workflows == frozenset({"support_refund", "it_request"})
+    assert ops.workflows is None
+
+
+def test_principal_for_key_takes_a_raw_key(scoped_env_keys: None, session: Session) -> None:
+    assert apikeys.principal_for_key(session, "k-clerk-51c0") == apikeys.Principal(
+        "clerk", "reviewer", frozenset({"invoice_exception"})
+    )
+    assert apikeys.principal_for_key(session, "Bearer k-clerk-51c0") is None
+    assert apikeys.principal_for_key(session, "k-clerk-51c") is None
+    assert apikeys.principal_for_key(session, "") is None
+
+
+def test_a_created_key_keeps_its_scope(sqlite_db: Path) -> None:
+    with session_scope() as s:
+        key = apikeys.create(
+            s,
+            "finance",
+            "reviewer",
+            created_by="cli:test@host",
+            workflows=["invoice_exception", "invoice_exception"],
+        )
+        apikeys.create(s, "support", "reviewer", created_by="cli:test@host")
+        s.commit()
+
+    with session_scope() as s:
+        principal = apikeys.authenticate(s, f"Bearer {key}")
+        listed = {k["name"]: k["workflows"] for k in apikeys.listing(s)}
+
+    assert principal == apikeys.Principal("finance", "reviewer", frozenset({"invoice_exception"}))
+    assert listed == {"finance": ["invoice_exception"], "support": None}
+
+
+def test_an_empty_scope_is_an_input_error(sqlite_db: Path, session: Session) -> None:
+    with pytest.raises(InputError, match="at least one workflow"):
+        apikeys.create(session, "nobody", "reviewer", created_by="cli:test@host", workflows=[])
+
+
+def test_principal_for_digest_finds_live_keys_only(scoped_env_keys: None) -> None:
+    stored = _create("billing-system", "requester")
+    revoked = _create("old-system", "requester")
+    with session_scope() as s:
+        apikeys.revoke(s, "old-system")
+        s.commit()
+
+    with session_scope() as s:
+        by_env = apikeys.principal_for_digest(s, apikeys.key_digest("k-clerk-51c0"))
+        by_db = apikeys.principal_for_digest(s, apikeys.key_digest(stored))
+        gone = apikeys.principal_for_digest(s, apikeys.key_digest(revoked))
+        unknown = apikeys.principal_for_digest(s, apikeys.key_digest("k-nobody"))
+        # The raw key is not a digest.
+        raw = apikeys.principal_for_digest(s, "k-clerk-51c0")
+
+    assert by_env == apikeys.Principal("clerk", "reviewer", frozenset({"invoice_exception"}))
+    assert by_db == apikeys.Principal("billing-system", "requester")
+    assert gone is None and unknown is None and raw is None
+
+
+def test_key_digest_is_the_stored_sha256() -> None:
+    assert apikeys.key_digest("abc") == hashlib.sha256(b"abc").hexdigest()
