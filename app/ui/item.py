@@ -16,6 +16,7 @@ from app.controls import approvals, policy
 from app.human import decisions
 from app.human.escalation import APPROVABLE
 from app.identity.apikeys import Principal
+from app.identity.visibility import may_see
 from app.jobs import lifecycle
 from app.models import Escalation, EscalationStatus, Job, PlanStep, as_utc, utcnow
 from app.ui.queue import stake
@@ -254,7 +255,7 @@ def load(session: Session, escalation_id: int, principal: Principal) -> Item | N
     if esc is None:
         return None
     job = session.get(Job, esc.job_id)
-    if job is None or (principal.workflows is not None and job.workflow not in principal.workflows):
+    if job is None or not may_see(principal, job):
         return None
     step = _step(session, esc)
     view = proposed(job, step) if step is not None else None

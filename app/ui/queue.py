@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, lazyload
 
 from app.core.money import format_minor
 from app.identity.apikeys import Principal
+from app.identity.visibility import visible_jobs
 from app.models import Escalation, EscalationStatus, Job, PlanStep, as_utc, utcnow
 from app.workflows import registry
 from tools.catalog import get_tool
@@ -92,9 +93,7 @@ class QueuePage:
 
 
 def _scoped(query: Q, principal: Principal) -> Q:
-    if principal.workflows is not None:
-        query = query.where(Job.workflow.in_(sorted(principal.workflows)))
-    return query
+    return query.where(*visible_jobs(principal))
 
 
 def _filtered(query: Q, wanted: QueueFilter, actor: str, now: datetime) -> Q:

@@ -14,7 +14,7 @@ from sqlalchemy import event, select, update
 
 from app.core.db import get_engine, session_scope
 from app.identity import apikeys
-from app.models import ApiKey, Approval, Escalation, Job, UiSession, utcnow
+from app.models import Approval, Escalation, Job, UiSession, utcnow
 from tests.support.console import hidden, sign_in, signed_in
 from tests.support.env import policy_dir, reset_process_state
 from tests.support.jobs import escalated_refund
@@ -377,14 +377,12 @@ def test_above_the_two_person_threshold_the_page_waits_for_a_second_reviewer(
 def test_a_reviewer_scoped_to_another_workflow_sees_none_of_it(console: TestClient) -> None:
     _, esc_id = escalated_refund()
     with session_scope() as s:
-        key = apikeys.create(s, "clerk@example.com", "reviewer", created_by="test")
-        s.execute(
-            update(ApiKey)
-            .where(ApiKey.name == "clerk@example.com")
-            .values(workflows=["invoice_exception"])
+        key = apikeys.create(
+            s, "clerk@example.com", "reviewer", created_by="test", workflows=["invoice_exception"]
         )
         s.commit()
     csrf = signed_in(console, key)
+    assert "reviewer; invoice_exception" in console.get("/ui/escalations").text
 
     assert f'id="item-{esc_id}"' not in console.get("/ui/escalations").text
     assert console.get(item_url(esc_id)).status_code == 404
