@@ -14,7 +14,9 @@ import httpx
 import psycopg
 import pytest
 import redis
+from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.support import browser as browsers
 from tests.support.env import OPSGATE_VARS, PG_ADMIN_URL, REDIS_BASE_URL, reset_process_state
 from tests.support.model_server import ModelServer
 from tests.support.postgres import PostgresServer, postgres_bin_dir
@@ -269,3 +271,28 @@ def model_server(
     reset_process_state()
     yield server
     server.reset()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Debian chromium through Playwright, for the session; closed at the end."""
+    with sync_playwright() as playwright:
+        launched = browsers.launch(playwright)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A page in a fresh browser context (1280x900); if the test fails, a screenshot of it
+    under $OPSGATE_TEST_ARTIFACTS (default /tmp/opsgate-test-artifacts)."""
+    context = browser.new_context(viewport=browsers.VIEWPORT)
+    opened = context.new_page()
+    # The session counts a failed test when its call is reported, before fixtures tear down.
+    failed_before = request.session.testsfailed
+    yield opened
+    try:
+        if request.session.testsfailed > failed_before:
+            browsers.save_screenshot(opened, request.node.nodeid)
+    finally:
+        context.close()

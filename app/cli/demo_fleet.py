@@ -1,5 +1,6 @@
 """The main job on one machine: sandbox, worker and broker in the background, the sample inbox
-through the pipeline, and a table of outcomes."""
+through the pipeline, and a table of outcomes (while the fleet still runs, if the caller wants
+to keep it)."""
 
 from __future__ import annotations
 
@@ -136,15 +137,24 @@ def local_model(
         shutil.rmtree(config, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """What `background` runs: the sandbox's URL, and the environment its children share (the
+    database, Redis, downstream bases pointing at the sandbox), for more children to join."""
+
+    sandbox_url: str
+    env: dict[str, str]
+
+
 @contextlib.contextmanager
 def background(
     settings: Settings,
     run_id: str,
     model: ModelChoice | None = None,
     result: DemoResult | None = None,
-) -> Iterator[str]:
+) -> Iterator[Fleet]:
     """Embedded or configured Redis, a fresh sandbox, the chosen model and a worker; yields
-    the sandbox URL."""
+    them as a `Fleet`, stopped again on exit."""
     var = settings.var_dir
     var.mkdir(parents=True, exist_ok=True)
     started_redis = broker.ensure_redis(settings)
@@ -193,7 +203,7 @@ def background(
             worker_log,
         )
         procs.append(worker)
-        yield sandbox_url
+        yield Fleet(sandbox_url, env)
     finally:
         for proc in reversed(procs):
             stop_process(proc)
@@ -242,14 +252,16 @@ def poll(rows: list[Row]) -> int:
     return sum(1 for job_id in {r.job_id for r in rows} if found[job_id].status in SETTLED)
 
 
-def run(
+@contextlib.contextmanager
+def running(
     settings: Settings,
     *,
     timeout: float,
     progress: Callable[[int, int], None] | None = None,
     model: ModelChoice | None = None,
-) -> DemoResult:
-    """Run the demo end to end and return its outcome table."""
+) -> Iterator[tuple[DemoResult, Fleet]]:
+    """Run the demo end to end; yields its outcome table with the fleet still running (for
+    `opsgate demo --ui`), and stops the fleet on exit."""
     model = model or ModelChoice()
     model.check(settings)
     run_id = uuid.uuid4().hex[:8]
@@ -260,7 +272,7 @@ def run(
     if model.kind == "env" and settings.model_configured:
         result.model = f"the configured endpoint ({settings.openai_base_url or 'OpenAI'})"
     inbox = load_inbox(PROJECT_ROOT / "examples" / "inbox")
-    with background(settings, run_id, model, result) as sandbox_url:
+    with background(settings, run_id, model, result) as fleet:
         result.rows = submit_inbox(inbox, run_id)
         total = len({r.job_id for r in result.rows})
         deadline = time.monotonic() + timeout
@@ -275,10 +287,10 @@ def run(
                 break
             time.sleep(0.25)
         ledger = httpx.get(
-            f"{sandbox_url}/_sandbox/ledger", params={"outcome": "applied"}, timeout=10
+            f"{fleet.sandbox_url}/_sandbox/ledger", params={"outcome": "applied"}, timeout=10
         ).json()["writes"]
         for write in ledger:
             result.applied_writes[write["system"]] = (
                 result.applied_writes.get(write["system"], 0) + 1
             )
-    return result
+        yield result, fleet

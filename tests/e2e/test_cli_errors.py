@@ -212,6 +212,12 @@ def test_demo_refuses_production(tmp_path: Path) -> None:
     assert proc.returncode == 2
 
 
+def test_demo_takes_host_and_port_only_with_ui(tmp_path: Path) -> None:
+    proc = opsgate(tmp_path, ["demo", "--port", "8123"])
+
+    assert one_line(proc) == "error: --host and --port go with --ui"
+
+
 def test_demo_refuses_production_even_with_placeholder_secrets(tmp_path: Path) -> None:
     proc = opsgate(tmp_path, ["demo"], OPSGATE_ENV="production")
 

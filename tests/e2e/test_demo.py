@@ -10,42 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.demo import EXPECTED, run_demo
 from tests.support.env import OPSGATE_VARS, ROOT
 
 pytestmark = pytest.mark.e2e
-
-EXPECTED = {
-    "01-clean-refund.json": ("completed", ""),
-    "02-clean-refund-usd.json": ("completed", ""),
-    "03-over-autonomy-cap.json": ("escalated", "approval_required"),
-    "04-wrong-currency.json": ("escalated", "verification_failed"),
-    "05-already-refunded.json": ("escalated", "verification_failed"),
-    "06-not-a-refund.json": ("escalated", "no_model"),
-    "07-clean-refund-eur.json": ("completed", ""),
-    "08-someone-elses-charge.json": ("escalated", "verification_failed"),
-    "09-duplicate-delivery.json": ("completed", ""),
-    "10-invoice-amount-off-po.json": ("completed", ""),
-    "11-invoice-clean-approval.json": ("escalated", "approval_required"),
-    "12-invoice-vendor-not-allowed.json": ("completed", ""),
-    "13-invoice-already-paid.json": ("escalated", "planner_requested"),
-    "14-it-own-password-reset.json": ("completed", ""),
-    "15-it-vpn-access.json": ("completed", ""),
-    "16-it-admin-access.json": ("escalated", "approval_required"),
-    "17-it-reset-someone-else.json": ("escalated", "verification_failed"),
-    "18-it-offboarding.json": ("escalated", "approval_required"),
-}
-
-
-def run_demo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in OPSGATE_VARS}
-    return subprocess.run(
-        [sys.executable, "-m", "app", "demo", *args],
-        cwd=home,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_demo_runs_twice_on_embedded_defaults_with_the_same_outcomes(tmp_path: Path):
