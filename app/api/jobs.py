@@ -137,7 +137,7 @@ def list_escalations(
 def decide_escalation(
     escalation_id: int, body: decisions.Decision, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    """approve | reject one escalation; the reviewer is the authenticated key."""
+    """approve | edit | revise | reject one escalation; the reviewer is the authenticated key."""
     principal.require("reviewer", "admin")
     esc = session.get(Escalation, escalation_id)
     if esc is None:

@@ -1,5 +1,5 @@
 """app/human/decisions.py: the person behind a reviewer's actor, for separation of duties;
-deciding (approve, edit, reject) and claiming escalations on the embedded SQLite."""
+deciding (approve, edit, revise, reject) and claiming escalations on the embedded SQLite."""
 
 from __future__ import annotations
 
