@@ -16,6 +16,7 @@ from app.core.db import session_scope
 from app.errors import EscalationRequired
 from app.human import decisions, escalation
 from app.jobs import lifecycle
+from app.jobs.steps import StoredStep
 from app.models import AuditEvent, Job
 from app.stages.runner import JobView
 from app.stages.verify_proposal import (
@@ -26,6 +27,7 @@ from app.stages.verify_proposal import (
     human_approved,
 )
 from tests.support.sandbox import Sandbox
+from tools.sandbox import seed
 
 REFUND = {
     "charge_id": "ch_1001",
@@ -411,3 +413,37 @@ def test_a_plan_nobody_revised_asks_for_approval_before_reading_anything(
     assert "verified" not in stopped.value.evidence
     assert stopped.value.evidence["revision"] == 1
     assert rec.calls == []
+
+
+def test_facts_checked_ahead_of_an_approval_judge_the_step_as_approved(
+    redis_env: None, sandbox: Sandbox
+) -> None:
+    # Given a grant of Okta Admins to dave, which policy sends to a reviewer
+    dave = next(u for u in seed.OKTA_USERS if u.login.startswith("dave@"))
+    admins = next(g.id for g in seed.OKTA_GROUPS if g.name == "Okta Admins")
+    args = {"user_id": dave.id, "group_id": admins}
+    view = JobView(
+        "job-grant",
+        "it_request",
+        {"target_login": dave.login, "group_id": admins},
+        "manager@corp.example",
+        1,
+        0,
+        1,
+    )
+    step = StoredStep(1, "s1", 2, "okta.add_to_group", args, "hash", "job-grant:s1:r2")
+    decided = [policy.decide("it_request", step.tool, args, view.id)]
+    assert decided[0].outcome == "approval_required"
+
+    # When its facts are checked before the approval, the approval it waits for is not a
+    # fact it fails (privileged_group_approved)
+    verdicts, _ = check_facts(
+        view, [step], decided, CallRecorder(stage="verify_proposal"), awaiting_approval=True
+    )
+    assert all(v.ok for v in verdicts)
+    assert "privileged_group_approved" in [v.rule for v in verdicts]
+
+    # While without an approval, nor one to come, the rule refuses it
+    with pytest.raises(EscalationRequired) as stopped:
+        check_facts(view, [step], decided, CallRecorder(stage="verify_proposal"))
+    assert stopped.value.evidence["rule"] == "privileged_group_approved"
