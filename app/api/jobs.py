@@ -131,7 +131,7 @@ def list_escalations(
 def decide_escalation(
     escalation_id: int, body: decisions.Decision, session: SessionDep, principal: PrincipalDep
 ) -> dict[str, Any]:
-    """approve | reject one escalation; the reviewer is the authenticated key."""
+    """approve | edit | revise | reject one escalation; the reviewer is the authenticated key."""
     principal.require("reviewer", "admin")
     esc = visible_escalation(session, principal, escalation_id)
     result = decisions.decide(session, esc, body, principal.actor)

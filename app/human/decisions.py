@@ -1,6 +1,8 @@
-"""Reviewers deciding escalations: approve (with a signed token for the exact action) or
-reject with a reason code. Exactly one decision per escalation; the approver is never the
-requester; above the tool's two-person threshold two different reviewers must approve."""
+"""Reviewers deciding escalations: approve (with a signed token for the exact action), edit
+(approve corrected arguments), revise (correct the arguments and have them verified before
+anyone approves) or reject with a reason code. Exactly one decision per escalation; the
+approver is never the requester; above the tool's two-person threshold two different
+reviewers must approve."""
 
 from __future__ import annotations
 
@@ -29,6 +31,10 @@ from app.models import (
 from app.settings import get_settings
 from tools.catalog import get_tool
 
+# A revise may also correct what failed its facts: the new revision is verified again before
+# anyone is asked to approve it, so nothing unverified gets an approval.
+REVISABLE = APPROVABLE | {"verification_failed"}
+
 REJECT_REASONS = (
     "wrong_action",
     "wrong_amount",
@@ -45,8 +51,9 @@ class Decision(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    decision: Literal["approve", "edit", "reject"]
-    # For "edit": the step's arguments as the reviewer corrected them (the whole set).
+    decision: Literal["approve", "edit", "reject", "revise"]
+    # For "edit" and "revise": the step's arguments as the reviewer corrected them (the whole
+    # set). An edit approves them at once; a revise has them verified first.
     args: dict[str, Any] | None = None
     reason_code: Literal[REJECT_REASONS] | None = None  # type: ignore[valid-type]
     note: str = Field("", max_length=4000)
@@ -118,6 +125,8 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
             {"escalation": esc.id, "decision": "reject", "reason_code": body.reason_code},
         )
         return {"escalation_id": esc.id, "decision": "reject", "job_status": lifecycle.REJECTED}
+    if body.decision == "revise":
+        return _revise_and_reverify(session, job, esc, body, actor)
     if esc.reason not in APPROVABLE:
         raise InputError(
             f"escalation {esc.id} is {esc.reason}: only {', '.join(sorted(APPROVABLE))} "
@@ -179,6 +188,49 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
         "approval_id": approval.id,
         "approvers": approvers,
         # Later steps restated from an edit (each a new revision); empty for an approve.
+        "restated_steps": restated,
+    }
+
+
+def _revise_and_reverify(
+    session: Session, job: Job, esc: Escalation, body: Decision, actor: str
+) -> dict[str, Any]:
+    """A reviewer's revise: the step's next revision (later steps restated, as for an edit),
+    no approval; the job goes back to be verified, and when the new revision passes its facts
+    a new escalation asks for its approval."""
+    if esc.reason not in REVISABLE:
+        raise InputError(
+            f"escalation {esc.id} is {esc.reason}: only {', '.join(sorted(REVISABLE))} "
+            "can be revised (retry, resume or reject the others)"
+        )
+    step = _step(session, esc)
+    restated = revise(session, job, step, body.args, actor)
+    _close(session, esc, "revise", actor, body.note)
+    lifecycle.transition(
+        session,
+        job,
+        lifecycle.PLANNED,
+        actor=actor,
+        reason=f"revised by {actor}: re-verifying revision {step.revision}",
+    )
+    chain.append(
+        session,
+        job.id,
+        "decision",
+        actor,
+        {
+            "escalation": esc.id,
+            "decision": "revise",
+            "step": step.step_id,
+            "revision": step.revision,
+        },
+    )
+    return {
+        "escalation_id": esc.id,
+        "decision": "revise",
+        "job_status": lifecycle.PLANNED,
+        "step": step.step_id,
+        "revision": step.revision,
         "restated_steps": restated,
     }
 

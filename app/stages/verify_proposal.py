@@ -1,7 +1,10 @@
-"""The verify stage: policy first for the whole plan, then the facts rule by rule."""
+"""The verify stage: policy first for the whole plan, then the facts rule by rule. A plan
+that waits for an approval escalates at once, unless a reviewer revised it: then its facts
+are checked first, and only a revision that passed is put before a reviewer to approve."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -40,10 +43,18 @@ class Proposal:
     steps: list[StoredStep]
 
 
-def check_policy(job_id: str, workflow: str, steps: Sequence[StoredStep]) -> list[policy.Decision]:
+@dataclass(frozen=True)
+class PolicyCheck:
+    """The plan's policy decisions, and the first approval it waits for (None: no wait)."""
+
+    decisions: list[policy.Decision]
+    waiting: EscalationRequired | None = None
+
+
+def decide_policy(job_id: str, workflow: str, steps: Sequence[StoredStep]) -> PolicyCheck:
     """Decide every step. A block anywhere escalates `policy_blocked` (no reviewer is asked to
     approve a plan that could never run); otherwise the first step whose approval does not
-    hold escalates `approval_required` (or `shadow_proposal`)."""
+    hold is the wait (`approval_required`, or `shadow_proposal`), returned, not raised."""
     decisions = []
     waiting: EscalationRequired | None = None
     for step in steps:
@@ -63,9 +74,45 @@ def check_policy(job_id: str, workflow: str, steps: Sequence[StoredStep]) -> lis
             except EscalationRequired as exc:
                 waiting = waiting or exc
         decisions.append(decision)
-    if waiting is not None:
-        raise waiting
-    return decisions
+    return PolicyCheck(decisions, waiting)
+
+
+def check_policy(job_id: str, workflow: str, steps: Sequence[StoredStep]) -> list[policy.Decision]:
+    """`decide_policy`, escalating the approval the plan waits for, if it waits for one."""
+    checked = decide_policy(job_id, workflow, steps)
+    if checked.waiting is not None:
+        raise checked.waiting
+    return checked.decisions
+
+
+def reviewer_revision(steps: Sequence[StoredStep]) -> bool:
+    """Whether a write step of the plan is a reviewer's revision: the planner stores every
+    step as revision 1; only a reviewer's decision (an edit or a revise of a step, and the
+    later steps restated from it: app.human.revisions) makes the next."""
+    return any(s.revision > 1 and get_tool(s.tool).risk is not Risk.READ for s in steps)
+
+
+def verify_before_approval(
+    job: JobView, steps: Sequence[StoredStep], checked: PolicyCheck, rec: CallRecorder
+) -> EscalationRequired:
+    """The wait of a plan with a reviewer's revision, once its facts passed: the same
+    escalation with every verdict that ran (`verified`), so a reviewer is only ever asked to
+    approve a revision that passed. A failing rule escalates `verification_failed` instead
+    (raised by `check_facts`)."""
+    assert checked.waiting is not None
+    # Judged as they will be once approved: the approval asked for is what a rule such as
+    # privileged_group_approved waits for, not a fact the revision fails.
+    verdicts, _ = check_facts(job, steps, checked.decisions, rec, awaiting_approval=True)
+    wait = checked.waiting
+    evidence = dict(wait.evidence, verified=[_verdict_evidence(v) for v in verdicts])
+    return EscalationRequired(wait.reason, wait.detail, evidence)
+
+
+def _verdict_evidence(verdict: Verdict) -> dict[str, Any]:
+    # Escalation evidence is a JSON column: anything a rule kept that JSON cannot hold is
+    # shown as text rather than failing the escalation.
+    safe = json.loads(json.dumps(verdict.evidence, default=str))
+    return {"rule": verdict.rule, "ok": verdict.ok, "detail": verdict.detail, "evidence": safe}
 
 
 def check_facts(
@@ -73,9 +120,13 @@ def check_facts(
     steps: Sequence[StoredStep],
     decisions: list[policy.Decision],
     rec: CallRecorder,
+    *,
+    awaiting_approval: bool = False,
 ) -> tuple[list[Verdict], dict[str, Any]]:
     """Run each write step's rule chain against what the systems say now; returns the
-    verdicts and every fact read (the soft check weighs them too).
+    verdicts and every fact read (the soft check weighs them too). With `awaiting_approval`,
+    a step still waiting for its approval is judged as approved (the approval is asked for
+    only if everything passes, and its token is checked again before the call).
 
     A write tool without a chain fails closed: nothing unverified is ever written.
     """
@@ -101,7 +152,8 @@ def check_facts(
             job.input,
             workflow=job.workflow,
             requester=job.requester,
-            approved=decision.rule == "approved",
+            approved=decision.rule == "approved"
+            or (awaiting_approval and decision.outcome == "approval_required"),
             earlier=[
                 EarlierWrite(e.tool, e.args)
                 for e in steps[: steps.index(step)]
@@ -209,7 +261,14 @@ class VerifyProposalStage:
         self, job: JobView, plan: Proposal, rec: CallRecorder
     ) -> tuple[list[policy.Decision], list[Verdict]]:
         steps = plan.steps
-        decisions = check_policy(job.id, job.workflow, steps)
+        checked = decide_policy(job.id, job.workflow, steps)
+        if checked.waiting is not None:
+            if reviewer_revision(steps):
+                # Policy still decides first (a block escalates before any fact is read);
+                # a reviewer's revision then has its facts checked before approval is asked.
+                raise verify_before_approval(job, steps, checked, rec)
+            raise checked.waiting
+        decisions = checked.decisions
         verdicts, facts = check_facts(job, steps, decisions, rec)
         if human_approved(job.id, steps, decisions):
             # The soft check exists to put doubtful plans before a person; one has seen

@@ -1,5 +1,5 @@
 """app/human/decisions.py: the person behind a reviewer's actor, for separation of duties;
-deciding (approve, edit, reject) and claiming escalations on the embedded SQLite."""
+deciding (approve, edit, revise, reject) and claiming escalations on the embedded SQLite."""
 
 from __future__ import annotations
 
@@ -225,3 +225,111 @@ def test_a_claim_that_ran_out_can_be_taken_by_anyone(
         assert decisions.claim(session, esc, BOB)["claimed_by"] == BOB
         session.commit()
         assert esc.claimed_by == BOB
+
+
+# Revise: the reviewer's arguments are verified again before anyone approves them.
+
+
+def test_a_revise_makes_the_next_revision_and_sends_it_to_be_verified_without_an_approval(
+    escalated: Callable[..., tuple[str, int]],
+) -> None:
+    job_id, esc_id = escalated()
+
+    done = decide(esc_id, RITA, decision="revise", args=dict(REFUND, amount=6000), note="60 agreed")
+
+    assert done == {
+        "escalation_id": esc_id,
+        "decision": "revise",
+        "job_status": lifecycle.PLANNED,
+        "step": "s1",
+        "revision": 2,
+        "restated_steps": [],
+    }
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        assert (job.status, job.status_reason) == (
+            lifecycle.PLANNED,
+            f"revised by {RITA}: re-verifying revision 2",
+        )
+        esc = session.get(Escalation, esc_id)
+        assert esc is not None
+        assert (esc.status, esc.decision, esc.decided_by, esc.note) == (
+            "closed",
+            "revise",
+            RITA,
+            "60 agreed",
+        )
+        step = session.query(PlanStep).filter_by(job_id=job_id, step_id="s1").one()
+        assert (step.revision, step.args["amount"]) == (2, 6000)
+        assert step.idempotency_key == f"{job_id}:s1:r2"
+        # Nothing is approved yet: the new revision's facts come first
+        assert session.query(Approval).filter_by(job_id=job_id).count() == 0
+        assert session.query(AuditEvent).filter_by(job_id=job_id, kind="approval").count() == 0
+        event = session.query(AuditEvent).filter_by(job_id=job_id, kind="decision").one()
+        assert event.actor == RITA
+        assert {k: v for k, v in event.payload.items() if k != "at"} == {
+            "escalation": esc_id,
+            "decision": "revise",
+            "step": "s1",
+            "revision": 2,
+        }
+        assert chain.verify_job(session, job_id) is None
+
+
+def test_a_revise_may_correct_what_failed_its_facts(
+    escalated: Callable[..., tuple[str, int]],
+) -> None:
+    job_id, esc_id = escalated("verification_failed")
+
+    done = decide(esc_id, RITA, decision="revise", args=dict(REFUND, amount=3000))
+
+    assert (done["job_status"], done["revision"]) == (lifecycle.PLANNED, 2)
+
+
+@pytest.mark.parametrize(
+    ("reason", "actor", "args", "error", "message"),
+    [
+        ("approval_required", "key:alice@example.com", {"amount": 3000}, Forbidden, "separation"),
+        ("policy_blocked", RITA, {"amount": 3000}, InputError, "only .* can be revised"),
+        ("approval_required", RITA, {"amount": -1}, InputError, "edited arguments"),
+        ("approval_required", RITA, None, InputError, "needs args"),
+    ],
+)
+def test_a_revise_is_refused_and_changes_nothing(
+    escalated: Callable[..., tuple[str, int]],
+    reason: str,
+    actor: str,
+    args: dict[str, Any] | None,
+    error: type[Exception],
+    message: str,
+) -> None:
+    # Given an escalation of a job alice requested
+    job_id, esc_id = escalated(reason)
+
+    # When a revise is refused (alice herself, a reason nobody may revise, bad arguments)
+    with pytest.raises(error, match=message):
+        decide(esc_id, actor, decision="revise", args=None if args is None else REFUND | args)
+
+    # Then the job waits as it was, on the first revision
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.status == lifecycle.ESCALATED
+        esc = session.get(Escalation, esc_id)
+        assert esc is not None and esc.status == "open"
+        step = session.query(PlanStep).filter_by(job_id=job_id, step_id="s1").one()
+        assert step.revision == 1
+
+
+def test_a_revise_is_refused_while_another_reviewer_holds_the_claim(
+    escalated: Callable[..., tuple[str, int]],
+) -> None:
+    _, esc_id = escalated()
+    with session_scope() as session:
+        esc = session.get(Escalation, esc_id)
+        assert esc is not None
+        decisions.claim(session, esc, RITA)
+        session.commit()
+
+    with pytest.raises(ConflictError, match=f"claimed by {RITA}"):
+        decide(esc_id, BOB, decision="revise", args=dict(REFUND, amount=3000))

@@ -16,6 +16,7 @@ from app.core.db import session_scope
 from app.errors import EscalationRequired
 from app.human import decisions, escalation
 from app.jobs import lifecycle
+from app.jobs.steps import StoredStep
 from app.models import AuditEvent, Job
 from app.stages.runner import JobView
 from app.stages.verify_proposal import (
@@ -26,6 +27,7 @@ from app.stages.verify_proposal import (
     human_approved,
 )
 from tests.support.sandbox import Sandbox
+from tools.sandbox import seed
 
 REFUND = {
     "charge_id": "ch_1001",
@@ -317,3 +319,131 @@ def test_a_plan_a_reviewer_approved_skips_the_soft_check(
     assert decided[0].rule == "approved"
     soft = verdicts[-1]
     assert (soft.ok, soft.rule, soft.evidence) == (True, "soft_check", {"judged_by": "human"})
+
+
+# A reviewer's revision: the facts before the approval
+
+
+def revise_first_step(job_id: str, amount: int) -> None:
+    """Escalate the planned job for its first step's approval, and have a reviewer revise the
+    refund to `amount` (the job goes back to `planned`, nothing approved)."""
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        esc = escalation.escalate(
+            session,
+            job,
+            reason="approval_required",
+            detail="over the autonomy cap",
+            evidence={"step_id": "s1", "rule": "autonomy_cap"},
+            stage="verify_proposal",
+            actor="test",
+        )
+        session.flush()
+        body = decisions.Decision(decision="revise", args=dict(OVER_THE_CAP, amount=amount))
+        done = decisions.decide(session, esc, body, REVIEWER)
+        session.commit()
+    assert (done["job_status"], done["revision"]) == (lifecycle.PLANNED, 2)
+
+
+def test_a_revision_that_passes_its_facts_asks_for_approval_with_the_verdicts(
+    planned_job: Callable[..., str], sandbox: Sandbox
+) -> None:
+    # Given carol's $90.00 refund revised by a reviewer to $60.00: still over the $50.00 cap
+    job_id = planned_job(
+        ("stripe.refund", OVER_THE_CAP), ticket=4823, requester="carol@example.com"
+    )
+    revise_first_step(job_id, 6000)
+    plan, view = proposal(job_id)
+    rec = CallRecorder(stage="verify_proposal", workflow="support_refund")
+
+    # When the stage verifies it
+    with pytest.raises(EscalationRequired) as stopped:
+        VerifyProposalStage().work(view, plan, rec)
+
+    # Then the facts were read, every rule passed, and the approval is asked for revision 2
+    assert stopped.value.reason == "approval_required"
+    evidence = stopped.value.evidence
+    assert (evidence["step_id"], evidence["revision"], evidence["rule"]) == (
+        "s1",
+        2,
+        "autonomy_cap",
+    )
+    verified = evidence["verified"]
+    assert all(v["ok"] for v in verified)
+    assert all(set(v) == {"rule", "ok", "detail", "evidence"} for v in verified)
+    assert {"amount_within_refundable", "charge_belongs_to_requester"} <= {
+        v["rule"] for v in verified
+    }
+    assert "stripe.get_charge" in [c.tool for c in rec.calls]
+
+
+def test_a_revision_that_fails_its_facts_is_never_put_up_for_approval(
+    planned_job: Callable[..., str], sandbox: Sandbox
+) -> None:
+    # Given the refund revised to $150.00 of a $120.00 charge
+    job_id = planned_job(
+        ("stripe.refund", OVER_THE_CAP), ticket=4823, requester="carol@example.com"
+    )
+    revise_first_step(job_id, 15000)
+    plan, view = proposal(job_id)
+
+    with pytest.raises(EscalationRequired) as stopped:
+        VerifyProposalStage().work(view, plan, CallRecorder(stage="verify_proposal"))
+
+    assert stopped.value.reason == "verification_failed"
+    evidence = stopped.value.evidence
+    assert (evidence["step_id"], evidence["rule"]) == ("s1", "amount_within_refundable")
+    assert "verified" not in evidence
+
+
+def test_a_plan_nobody_revised_asks_for_approval_before_reading_anything(
+    planned_job: Callable[..., str],
+) -> None:
+    job_id = planned_job(
+        ("stripe.refund", OVER_THE_CAP), ticket=4823, requester="carol@example.com"
+    )
+    plan, view = proposal(job_id)
+    rec = CallRecorder(stage="verify_proposal", workflow="support_refund")
+
+    with pytest.raises(EscalationRequired) as stopped:
+        VerifyProposalStage().work(view, plan, rec)
+
+    assert stopped.value.reason == "approval_required"
+    assert "verified" not in stopped.value.evidence
+    assert stopped.value.evidence["revision"] == 1
+    assert rec.calls == []
+
+
+def test_facts_checked_ahead_of_an_approval_judge_the_step_as_approved(
+    redis_env: None, sandbox: Sandbox
+) -> None:
+    # Given a grant of Okta Admins to dave, which policy sends to a reviewer
+    dave = next(u for u in seed.OKTA_USERS if u.login.startswith("dave@"))
+    admins = next(g.id for g in seed.OKTA_GROUPS if g.name == "Okta Admins")
+    args = {"user_id": dave.id, "group_id": admins}
+    view = JobView(
+        "job-grant",
+        "it_request",
+        {"target_login": dave.login, "group_id": admins},
+        "manager@corp.example",
+        1,
+        0,
+        1,
+    )
+    step = StoredStep(1, "s1", 2, "okta.add_to_group", args, "hash", "job-grant:s1:r2")
+    decided = [policy.decide("it_request", step.tool, args, view.id)]
+    assert decided[0].outcome == "approval_required"
+
+    # When its facts are checked before the approval, the approval it waits for is not a
+    # fact it fails (privileged_group_approved)
+    verdicts, _ = check_facts(
+        view, [step], decided, CallRecorder(stage="verify_proposal"), awaiting_approval=True
+    )
+    assert all(v.ok for v in verdicts)
+    assert "privileged_group_approved" in [v.rule for v in verdicts]
+
+    # While without an approval, nor one to come, the rule refuses it
+    with pytest.raises(EscalationRequired) as stopped:
+        check_facts(view, [step], decided, CallRecorder(stage="verify_proposal"))
+    assert stopped.value.evidence["rule"] == "privileged_group_approved"
