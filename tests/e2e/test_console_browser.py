@@ -62,8 +62,8 @@ def test_a_reviewer_corrects_and_approves_an_over_the_cap_refund_from_the_keyboa
 
     # The support lead signs in and narrows the queue to refunds waiting for approval
     sign_in(page, console, "lead-key-0002")
-    page.get_by_label("Workflow").select_option("support_refund")
-    page.get_by_label("Reason").select_option("approval_required")
+    page.get_by_label("Workflow", exact=True).select_option("support_refund")
+    page.get_by_label("Reason", exact=True).select_option("approval_required")
     page.get_by_role("button", name="Filter").click()
     expect(page).to_have_url(re.compile(r"reason=approval_required"))
     page.locator(f"#item-{first}").click()
