@@ -157,10 +157,12 @@ class CallRecorder:
         step_pk: int | None = None,
         attempt: int = 1,
         requester: str = "",
+        reviewer: str | None = None,
     ) -> None:
         """Add the recorded calls to the session, each with its audit event naming the three
         identities: the human requester (a reference), the agent runtime and the tool's
-        service account (the caller commits)."""
+        service account (the caller commits). A reviewer's live read is recorded as the
+        reviewer's: the event's actor, and a fourth identity."""
         rows = []
         for c in self.calls:
             row = ToolCall(
@@ -183,13 +185,15 @@ class CallRecorder:
             session.flush()
             agent = f"agent:{get_settings().agent_identity}"
             identities = {"requester": audit.reference(requester), "agent": agent}
+            if reviewer is not None:
+                identities["reviewer"] = reviewer
             audit.append_many(
                 session,
                 job_id,
                 [
                     (
                         "tool_call",
-                        agent,
+                        reviewer or agent,
                         {
                             "tool_call_id": row.id,
                             "stage": self.stage,

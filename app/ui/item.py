@@ -101,6 +101,8 @@ class Item:
     awaiting_second: list[str]
     later: list[Escalation] = field(default_factory=list)
     earlier: list[Escalation] = field(default_factory=list)
+    # The proposed step's arguments as stored (for reads of its target).
+    step_args: dict[str, Any] = field(default_factory=dict)
 
     @property
     def open(self) -> bool:
@@ -294,6 +296,7 @@ def load(session: Session, escalation_id: int, principal: Principal) -> Item | N
         awaiting_second=approvers,
         later=[e for e in others if e.id > esc.id],
         earlier=[e for e in others if e.id < esc.id],
+        step_args=dict(step.args) if step is not None else {},
     )
 
 

@@ -32,7 +32,7 @@ from app.jobs import outbox
 from app.reasons import REASONS
 from app.settings import get_settings
 from app.ui import item as items
-from app.ui import queue, sessions
+from app.ui import live, queue, sessions
 
 log = structlog.get_logger(__name__)
 HERE = Path(__file__).parent
@@ -261,7 +261,45 @@ def item_page(
     found = items.load(session, escalation_id, reviewer.principal)
     if found is None:
         return _not_found(request, reviewer, escalation_id)
-    return render(request, "item.html", {"item": found, "error": None}, reviewer=reviewer)
+    return _item(request, session, found, reviewer)
+
+
+def _item(
+    request: Request,
+    session: Session,
+    found: items.Item,
+    reviewer: sessions.Reviewer,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    reading: live.LiveRead | None = None,
+) -> HTMLResponse:
+    p = found.proposed
+    others = live.same_target(session, found.job.id, p.tool, found.step_args) if p else []
+    context = {"item": found, "error": error, "live": reading, "others": others}
+    return render(request, "item.html", context, status, reviewer)
+
+
+@router.post("/escalations/{escalation_id}/read-live", response_class=HTMLResponse)
+async def read_live(
+    request: Request, escalation_id: int, session: SessionDep, reviewer: ReviewerDep
+) -> Response:
+    """Read the target records now, as the reviewer, and show them beside the proposal."""
+    await _checked_form(request, reviewer)
+    return await run_in_threadpool(_read_live, request, escalation_id, session, reviewer)
+
+
+def _read_live(
+    request: Request, escalation_id: int, session: Session, reviewer: sessions.Reviewer
+) -> Response:
+    found = items.load(session, escalation_id, reviewer.principal)
+    if found is None:
+        return _not_found(request, reviewer, escalation_id)
+    reading = live.read(session, found.job.id, reviewer.actor)
+    log.info("ui.read_live", escalation=escalation_id, principal=reviewer.principal.name)
+    found = items.load(session, escalation_id, reviewer.principal)
+    assert found is not None
+    return _item(request, session, found, reviewer, reading=reading)
 
 
 def _not_found(request: Request, reviewer: sessions.Reviewer, escalation_id: int) -> HTMLResponse:
@@ -405,7 +443,7 @@ def _item_error(
     found = items.load(session, escalation_id, reviewer.principal)
     if found is None:
         return _not_found(request, reviewer, escalation_id)
-    return render(request, "item.html", {"item": found, "error": message}, status, reviewer)
+    return _item(request, session, found, reviewer, error=message, status=status)
 
 
 # ---- forms ----------------------------------------------------------------------------------
