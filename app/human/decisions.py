@@ -71,11 +71,12 @@ def _step(session: Session, esc: Escalation) -> PlanStep:
     return step
 
 
-def _two_person_threshold(job: Job, step: PlanStep) -> int | None:
-    tool_policy = policy.workflow_policy(job.workflow)[0].tools.get(step.tool)
+def two_person_threshold(job: Job, tool: str, args: dict[str, Any]) -> int | None:
+    """The amount (minor units, in the call's currency) above which two reviewers approve."""
+    tool_policy = policy.workflow_policy(job.workflow)[0].tools.get(tool)
     if tool_policy is None:
         return None
-    return tool_policy.two_person_above.get(str(step.args.get("currency", "")).lower())
+    return tool_policy.two_person_above.get(str(args.get("currency", "")).lower())
 
 
 def person(actor: str) -> str:
@@ -89,7 +90,15 @@ def person(actor: str) -> str:
     return name.strip().lower()
 
 
-def _same_person(actor: str, requester: str) -> bool:
+def needs_two_reviewers(job: Job, tool: str, args: dict[str, Any]) -> bool:
+    """Whether the call's amount is above its tool's two-person threshold."""
+    threshold = two_person_threshold(job, tool, args)
+    amount = args.get("amount")
+    return threshold is not None and isinstance(amount, int) and amount > threshold
+
+
+def same_person(actor: str, requester: str) -> bool:
+    """Whether the actor is the person who asked for the job (separation of duties)."""
     who, wanted = person(actor), person(requester)
     return who == wanted or (bool(who) and "@" in wanted and who == wanted.split("@", 1)[0])
 
@@ -102,7 +111,7 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
         raise ConflictError(
             f"escalation {esc.id} is already decided ({esc.decision or esc.status})"
         )
-    if _same_person(actor, job.requester):
+    if same_person(actor, job.requester):
         raise Forbidden("separation of duties: the requester cannot decide their own job")
     now = utcnow()
     claimed_until = as_utc(esc.claimed_until)
@@ -135,10 +144,7 @@ def decide(session: Session, esc: Escalation, body: Decision, actor: str) -> dic
     step = _step(session, esc)
     restated = revise(session, job, step, body.args, actor) if body.decision == "edit" else []
     approvers = [a for a in (esc.approved_by or []) if a != actor] + [actor]
-    threshold = _two_person_threshold(job, step)
-    amount = step.args.get("amount")
-    needs_two = threshold is not None and isinstance(amount, int) and amount > threshold
-    if needs_two and len(approvers) < 2:
+    if needs_two_reviewers(job, step.tool, step.args) and len(approvers) < 2:
         esc.approved_by = approvers
         chain.append(
             session,

@@ -269,12 +269,14 @@ def load(session: Session, escalation_id: int, principal: Principal) -> Item | N
         blocked = f"already decided: {esc.decision or esc.status}"
     elif principal.role not in ("reviewer", "admin"):
         blocked = f"your key's role is {principal.role}; deciding needs reviewer or admin"
-    elif decisions._same_person(principal.actor, job.requester):
+    elif decisions.same_person(principal.actor, job.requester):
         blocked = (
             "separation of duties: you asked for this job (requester "
             f"{job.requester}), so another reviewer must decide it"
         )
-    threshold = decisions._two_person_threshold(job, step) if step is not None else None
+    threshold = (
+        decisions.two_person_threshold(job, step.tool, step.args) if step is not None else None
+    )
     approvers = list(esc.approved_by or [])
     currency = str(step.args.get("currency", "")) if step is not None else ""
     return Item(

@@ -14,7 +14,9 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, lazyload
 
+from app.controls import approvals, policy
 from app.core.money import format_minor
+from app.human import decisions
 from app.identity.apikeys import Principal
 from app.identity.visibility import visible_jobs
 from app.models import Escalation, EscalationStatus, Job, PlanStep, as_utc, utcnow
@@ -22,6 +24,9 @@ from app.workflows import registry
 from tools.catalog import get_tool
 
 PER_PAGE = 25
+# Reasons whose items a reviewer may approve without opening each one. A plan the soft check
+# doubted (low_confidence) is decided on its own page, with its evidence read.
+BULK_REASONS = frozenset({"approval_required", "shadow_proposal"})
 Q = TypeVar("Q", bound=Select[*tuple[Any, ...]])
 Claim = Literal["", "mine", "unclaimed"]
 
@@ -66,6 +71,9 @@ class QueueRow:
     deadline: datetime | None
     claimed_by: str | None
     claimed_until: datetime | None
+    # The action hash, when the item may be approved in bulk by this reviewer (the server
+    # checks again, and refuses an item whose hash changed since the page was shown).
+    bulk_hash: str | None = None
 
     def age(self, now: datetime) -> timedelta:
         """How long the item has waited."""
@@ -153,6 +161,17 @@ def latest_steps(session: Session, job_ids: list[str]) -> dict[tuple[str, str], 
     return found
 
 
+def _bulk_ready(esc: Escalation, job: Job, step: PlanStep, principal: Principal) -> bool:
+    verified = esc.evidence.get("verified") or []
+    return (
+        esc.reason in BULK_REASONS
+        and principal.role in ("reviewer", "admin")
+        and not decisions.same_person(principal.actor, job.requester)
+        and not decisions.needs_two_reviewers(job, step.tool, step.args)
+        and all(isinstance(v, dict) and v.get("ok") for v in verified)
+    )
+
+
 def page(session: Session, principal: Principal, wanted: QueueFilter) -> QueuePage:
     """The queue page the reviewer asked for, within their workflow scope."""
     now = utcnow()
@@ -186,6 +205,9 @@ def page(session: Session, principal: Principal, wanted: QueueFilter) -> QueuePa
     for esc, job in found:
         step = steps.get((job.id, str(esc.evidence.get("step_id"))))
         tool = step.tool if step else esc.evidence.get("tool")
+        held = esc.claimed_by not in (None, principal.actor) and (
+            (as_utc(esc.claimed_until) or now) > now
+        )
         rows.append(
             QueueRow(
                 id=esc.id,
@@ -200,6 +222,9 @@ def page(session: Session, principal: Principal, wanted: QueueFilter) -> QueuePa
                 deadline=as_utc(esc.deadline),
                 claimed_by=esc.claimed_by,
                 claimed_until=as_utc(esc.claimed_until),
+                bulk_hash=None
+                if step is None or held or not _bulk_ready(esc, job, step, principal)
+                else approvals.action_hash(job.id, step, policy.workflow_policy(job.workflow)[1]),
             )
         )
     return QueuePage(

@@ -31,8 +31,8 @@ from app.human import decisions
 from app.jobs import outbox
 from app.reasons import REASONS
 from app.settings import get_settings
+from app.ui import bulk, live, queue, sessions
 from app.ui import item as items
-from app.ui import live, queue, sessions
 
 log = structlog.get_logger(__name__)
 HERE = Path(__file__).parent
@@ -251,6 +251,40 @@ def queue_page(
         {"page": found, "wanted": wanted, "link": lambda **c: "?" + urlencode(wanted.query(**c))},
         reviewer=reviewer,
     )
+
+
+@router.post("/escalations/bulk-approve", response_class=HTMLResponse)
+async def bulk_approve(
+    request: Request, session: SessionDep, reviewer: ReviewerDep, background: BackgroundTasks
+) -> Response:
+    """Approve the selected items that may be approved in bulk, each with its own token."""
+    form = await _checked_form(request, reviewer)
+    selected = []
+    for value in form.getlist("item"):
+        esc_id, _, seen_hash = str(value).partition(":")
+        if esc_id.isdigit():
+            selected.append((int(esc_id), seen_hash))
+    if not selected or _field(form, "confirm") != "yes":
+        message = (
+            "Select at least one item."
+            if not selected
+            else "Tick the confirmation: each selected action is approved exactly as listed."
+        )
+        return render(
+            request, "error.html", {"title": "Nothing approved", "message": message}, 400, reviewer
+        )
+    result = await run_in_threadpool(
+        bulk.approve, session, selected, reviewer.principal, reviewer.actor
+    )
+    for job_id in result.job_ids:
+        background.add_task(outbox.publish_for_job, job_id)
+    log.info(
+        "ui.bulk_approve",
+        principal=reviewer.principal.name,
+        approved=result.approved,
+        skipped=[esc_id for esc_id, _ in result.skipped],
+    )
+    return render(request, "bulk.html", {"result": result}, reviewer=reviewer)
 
 
 @router.get("/escalations/{escalation_id}", response_class=HTMLResponse)

@@ -4,6 +4,7 @@ and sessions, CSRF, scope, the queue, the item page and decisions through the sa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -401,3 +402,58 @@ def test_the_page_of_a_decided_item_says_so_and_offers_nothing(console: TestClie
     again = post_decision(console, esc_id, decision="approve", confirm="yes", csrf_token=csrf)
     assert again.status_code == 409
     assert hidden(page, "csrf_token") == csrf
+
+
+# --- bulk approval -----------------------------------------------------------------------------
+
+
+def test_bulk_approval_takes_only_unchanged_green_single_reviewer_items(
+    console: TestClient,
+) -> None:
+    from app.models import PlanStep
+
+    _, plain = escalated_refund(external_id="bulk-a")
+    _, doubted = escalated_refund(external_id="bulk-b", reason="low_confidence")
+    changed_job, changed = escalated_refund(external_id="bulk-c")
+    _, own = escalated_refund(external_id="bulk-d", requester="rev")
+    csrf = signed_in(console, "rev-key-0001")
+    page = console.get("/ui/escalations").text
+    assert f'id="select-{plain}"' in page and f'id="select-{changed}"' in page
+    assert f'id="select-{doubted}"' not in page and f'id="select-{own}"' not in page
+    seen = dict((int(v.split(":")[0]), v) for v in re.findall(r'name="item" value="([^"]+)"', page))
+
+    # The action of one item changes after the page was shown
+    with session_scope() as s:
+        step = s.scalars(select(PlanStep).where(PlanStep.job_id == changed_job)).one()
+        step.args = {**step.args, "amount": 8000}
+        s.commit()
+    forged = [f"{doubted}:{'0' * 64}", f"{own}:{'0' * 64}"]
+    items = [seen[plain], seen[changed], *forged]
+
+    refused = console.post("/ui/escalations/bulk-approve", data={"item": items, "csrf_token": csrf})
+    assert refused.status_code == 400 and escalation(plain).status == "open"
+    done = console.post(
+        "/ui/escalations/bulk-approve", data={"item": items, "confirm": "yes", "csrf_token": csrf}
+    )
+
+    assert done.status_code == 200
+    skipped = done.text[done.text.index('id="bulk-skipped"') :]
+    assert "the action changed since the page was shown" in skipped
+    assert "separation of duties" in skipped and "low_confidence" in skipped
+    assert [escalation(e).status for e in (plain, doubted, changed, own)] == [
+        "closed",
+        "open",
+        "open",
+        "open",
+    ]
+    with session_scope() as s:
+        assert s.scalars(select(Approval.approvers)).all() == [["key:rev"]]
+
+
+def test_bulk_approval_needs_the_csrf_token(console: TestClient) -> None:
+    _, esc_id = escalated_refund()
+    signed_in(console, "rev-key-0001")
+    answer = console.post(
+        "/ui/escalations/bulk-approve", data={"item": f"{esc_id}:x", "confirm": "yes"}
+    )
+    assert answer.status_code == 403 and escalation(esc_id).status == "open"

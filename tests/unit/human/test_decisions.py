@@ -14,7 +14,7 @@ from app.controls import approvals, policy
 from app.core.db import session_scope
 from app.errors import ConflictError, Forbidden, InputError
 from app.human import decisions
-from app.human.decisions import _same_person, person
+from app.human.decisions import person, same_person
 from app.jobs import lifecycle
 from app.models import Approval, AuditEvent, Escalation, Job, PlanStep, utcnow
 from tests.support.jobs import escalated_refund
@@ -48,7 +48,7 @@ def test_the_person_behind_an_actor(actor: str, who: str) -> None:
 def test_a_requester_is_recognized_behind_a_key_or_a_cli_user(
     actor: str, requester: str, same: bool
 ) -> None:
-    assert _same_person(actor, requester) is same
+    assert same_person(actor, requester) is same
 
 
 # Deciding and claiming an escalation, on the embedded SQLite.
