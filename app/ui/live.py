@@ -87,12 +87,29 @@ def _fields(record: Any) -> dict[str, Any]:
     return {"items": record}
 
 
+def _flat(value: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
+    """A record as dotted paths to its leaves (`charge.amount_refunded`, `items[0].id`), so a
+    difference names the field that moved, not the whole record."""
+    if depth < 4 and isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k), depth + 1))
+        return out
+    if depth < 4 and isinstance(value, list) and value and len(value) <= 50:
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flat(v, f"{prefix}[{i}]", depth + 1))
+        return out
+    return {prefix or "value": value}
+
+
 def _diff(before: dict[str, Any], now: dict[str, Any]) -> list[FieldChange]:
+    then, current = _flat(before), _flat(now)
     return [
-        FieldChange(k, before.get(k), now.get(k))
-        for k in sorted(before.keys() | now.keys())
-        if json.dumps(before.get(k), sort_keys=True, default=str)
-        != json.dumps(now.get(k), sort_keys=True, default=str)
+        FieldChange(k, then.get(k), current.get(k))
+        for k in sorted(then.keys() | current.keys())
+        if json.dumps(then.get(k), sort_keys=True, default=str)
+        != json.dumps(current.get(k), sort_keys=True, default=str)
     ]
 
 
@@ -134,7 +151,13 @@ def read(session: Session, job_id: str, actor: str) -> LiveRead:
         result.checks.append(result.failing)
     except OpsgateError as exc:
         result.error = f"{exc.__class__.__name__}: {exc}"
-    result.reads = [_compare(call, earlier) for call in rec.calls]
+    seen: set[tuple[str, str]] = set()
+    for call in rec.calls:
+        # The plan's chains may read one record twice (a refund and its note, one ticket).
+        key = (call.tool, json.dumps(call.request, sort_keys=True, default=str))
+        if key not in seen:
+            seen.add(key)
+            result.reads.append(_compare(call, earlier))
     rec.write(session, job_id, requester=requester, reviewer=actor)
     session.commit()
     return result
