@@ -11,12 +11,9 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
-from sqlalchemy import select
 
-from app.core.db import session_scope
-from app.models import Escalation
-from tests.support.env import reset_process_state
-from tests.support.jobs import settle, submit_ticket
+from tests.support.fleet import start_console
+from tests.support.jobs import open_escalation_id, settle, submit_ticket
 from tests.support.sandbox import Sandbox
 
 pytestmark = pytest.mark.e2e
@@ -30,18 +27,7 @@ KEYS = "lead@example.com:reviewer:lead-key-0002,carol@example.com:reviewer:carol
 def console(
     pg_env: Any, sandbox: Sandbox, start_worker: Any, start_api: Any, monkeypatch: Any
 ) -> str:
-    monkeypatch.setenv("OPSGATE_API_KEYS", KEYS)
-    reset_process_state()
-    start_worker()
-    return str(start_api())
-
-
-def open_escalation(job_id: str) -> int:
-    with session_scope() as s:
-        query = select(Escalation.id).where(
-            Escalation.job_id == job_id, Escalation.status == "open"
-        )
-        return int(s.scalars(query).one())
+    return start_console(monkeypatch, KEYS, start_worker, start_api)
 
 
 def sign_in(page: Page, console: str, key: str) -> None:
@@ -58,7 +44,7 @@ def test_a_reviewer_corrects_and_approves_an_over_the_cap_refund_from_the_keyboa
     # Given Carol's ticket 4823 asking for 90.00 USD, over the 50.00 USD autonomy cap
     job_id = submit_ticket(4823, "carol@example.com", "browser-1")
     assert settle(job_id) == "escalated"
-    first = open_escalation(job_id)
+    first = open_escalation_id(job_id)
 
     # The support lead signs in and narrows the queue to refunds waiting for approval
     sign_in(page, console, "lead-key-0002")
@@ -114,7 +100,7 @@ def test_the_requester_cannot_approve_their_own_job(
 ) -> None:
     job_id = submit_ticket(4823, "carol@example.com", "browser-2")
     assert settle(job_id) == "escalated"
-    esc_id = open_escalation(job_id)
+    esc_id = open_escalation_id(job_id)
 
     sign_in(page, console, "carol-key-0003")
     page.goto(f"{console}/ui/escalations/{esc_id}")
@@ -128,5 +114,5 @@ def test_the_requester_cannot_approve_their_own_job(
         form={"decision": "approve", "confirm": "yes", "csrf_token": csrf or ""},
     )
     assert answer.status == 403 and "separation of duties" in answer.text()
-    assert open_escalation(job_id) == esc_id
+    assert open_escalation_id(job_id) == esc_id
     assert sandbox.applied("stripe") == []

@@ -17,14 +17,14 @@ import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
-from sqlalchemy import select
 
 from app.core.db import session_scope
 from app.intake import submissions
 from app.models import Escalation
 from tests.support.browser import save_screenshot
-from tests.support.env import ROOT, reset_process_state
-from tests.support.jobs import settle, submit_ticket
+from tests.support.env import ROOT
+from tests.support.fleet import start_console
+from tests.support.jobs import open_escalation_id, settle, submit_ticket
 from tests.support.sandbox import Sandbox
 
 pytestmark = pytest.mark.e2e
@@ -37,18 +37,7 @@ DOCS_IMAGES = ROOT / "docs" / "img"
 def console(
     pg_env: Any, sandbox: Sandbox, start_worker: Any, start_api: Any, monkeypatch: Any
 ) -> str:
-    monkeypatch.setenv("OPSGATE_API_KEYS", KEYS)
-    reset_process_state()
-    start_worker()
-    return str(start_api())
-
-
-def open_escalation(job_id: str) -> int:
-    with session_scope() as s:
-        query = select(Escalation.id).where(
-            Escalation.job_id == job_id, Escalation.status == "open"
-        )
-        return int(s.scalars(query).one())
+    return start_console(monkeypatch, KEYS, start_worker, start_api)
 
 
 def offboarding(delivery: str) -> str:
@@ -98,7 +87,7 @@ def test_live_read_bulk_approval_keyboard_and_accessibility(
     refund_job = submit_ticket(4823, 103, "review-1")
     suspend_job = offboarding("review-2")
     assert settle(refund_job) == settle(suspend_job) == "escalated"
-    refund, suspend = open_escalation(refund_job), open_escalation(suspend_job)
+    refund, suspend = open_escalation_id(refund_job), open_escalation_id(suspend_job)
 
     # The lead signs in with the keyboard alone; the queue has no serious a11y violation
     sign_in_by_keyboard(page, console, "lead-key-0002")
@@ -139,7 +128,7 @@ def test_live_read_bulk_approval_keyboard_and_accessibility(
     assert settle(refund_job) == "completed"
     ours = [w for w in sandbox.applied("stripe") if w["idempotency_key"]]
     assert [int(w["body"]["amount"]) for w in ours] == [9000]
-    assert open_escalation(suspend_job) == suspend
+    assert open_escalation_id(suspend_job) == suspend
 
     # A decision with the keyboard alone: reject the offboarding once the claim is released
     with session_scope() as s:

@@ -66,3 +66,13 @@ class ApiFleet:
         """Set sandbox faults for one system (see tools/sandbox/faults.py)."""
         resp = httpx.post(f"{self.sandbox.url}/_sandbox/faults", json=spec, timeout=10)
         resp.raise_for_status()
+
+
+def start_console(monkeypatch: Any, keys: str, start_worker: Any, start_api: Any) -> str:
+    """A worker and the API (with the console) under these API keys; returns the API's URL."""
+    from tests.support.env import reset_process_state
+
+    monkeypatch.setenv("OPSGATE_API_KEYS", keys)
+    reset_process_state()
+    start_worker()
+    return str(start_api())

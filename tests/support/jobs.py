@@ -140,3 +140,17 @@ def _counter() -> Any:
 
 
 _escalated = _counter()
+
+
+def open_escalation_id(job_id: str) -> int:
+    """The id of the job's open escalation (exactly one)."""
+    from sqlalchemy import select
+
+    from app.core.db import session_scope
+    from app.models import Escalation
+
+    with session_scope() as s:
+        query = select(Escalation.id).where(
+            Escalation.job_id == job_id, Escalation.status == "open"
+        )
+        return int(s.scalars(query).one())
