@@ -412,9 +412,10 @@ class ApiKey(Base):
 
 
 class UiSession(Base):
-    """A reviewer's sign-in to the console: the record of who signed in with which key, when
-    and from where, and when and why the session ended. The browser holds only a random
-    token; its SHA-256 is stored here, never the API key."""
+    """A reviewer's sign-in to the console: the record of who signed in with which key (or
+    through the OIDC provider as which subject), when and from where, and when and why the
+    session ended. The browser holds only a random token; its SHA-256 is stored here, never
+    the API key."""
 
     __tablename__ = "ui_sessions"
 
@@ -423,8 +424,13 @@ class UiSession(Base):
     principal: Mapped[str] = mapped_column(String(64), index=True)
     role: Mapped[str] = mapped_column(String(16))
     workflows: Mapped[list[Any] | None] = mapped_column(JSONType)
+    # How the person signed in: "key" (an API key) or "oidc" (the OIDC provider).
+    source: Mapped[str] = mapped_column(String(8), default="key", server_default="key")
     # The SHA-256 of the key signed in with: revoking or removing that key ends the session.
-    key_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # None for an OIDC session, which ends only at its expiry or sign-out.
+    key_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The provider's `sub` claim for an OIDC session (its stable id for the person).
+    subject: Mapped[str | None] = mapped_column(String(255))
     client: Mapped[str] = mapped_column(String(255), default="")
     user_agent: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -78,6 +78,26 @@ class Settings(BaseSettings):
     ui_session_ttl: float = Field(
         7200.0, gt=0, le=86400, validation_alias=_env("OPSGATE_UI_SESSION_TTL")
     )
+    # Console sign-in through an OpenID Connect provider (Okta, Entra ID): on when the issuer
+    # and the client id are set (docs/console.md, "OIDC sign-in").
+    oidc_issuer: str | None = Field(None, validation_alias=_env("OPSGATE_OIDC_ISSUER"))
+    oidc_client_id: str | None = Field(None, validation_alias=_env("OPSGATE_OIDC_CLIENT_ID"))
+    oidc_client_secret: SecretStr | None = Field(
+        None, validation_alias=_env("OPSGATE_OIDC_CLIENT_SECRET")
+    )
+    # The ID-token claim whose value is the person's name in opsgate (decisions: sso:<name>).
+    oidc_principal_claim: str = Field(
+        "email", validation_alias=_env("OPSGATE_OIDC_PRINCIPAL_CLAIM")
+    )
+    # The claim listing the person's groups, and which of its values give which role.
+    oidc_role_claim: str = Field("groups", validation_alias=_env("OPSGATE_OIDC_ROLE_CLAIM"))
+    oidc_role_map: str = Field("", validation_alias=_env("OPSGATE_OIDC_ROLE_MAP"))
+    # A claim listing the workflows the person is scoped to (unset: every workflow).
+    oidc_scope_claim: str | None = Field(None, validation_alias=_env("OPSGATE_OIDC_SCOPE_CLAIM"))
+    oidc_scopes: str = Field("openid email profile", validation_alias=_env("OPSGATE_OIDC_SCOPES"))
+    # Where the provider sends the browser back; unset: derived from the request (set it
+    # behind a proxy that terminates TLS: https://opsgate.example.com/ui/sign-in/oidc/callback).
+    oidc_redirect_uri: str | None = Field(None, validation_alias=_env("OPSGATE_OIDC_REDIRECT_URI"))
 
     # Downstream systems; the defaults point at a locally running `opsgate sandbox`.
     stripe_api_base: str = Field(
@@ -181,6 +201,11 @@ class Settings(BaseSettings):
         "sentry_dsn",
         "sentry_environment",
         "sentry_release",
+        "oidc_issuer",
+        "oidc_client_id",
+        "oidc_client_secret",
+        "oidc_scope_claim",
+        "oidc_redirect_uri",
         mode="before",
     )
     @classmethod
@@ -195,6 +220,8 @@ class Settings(BaseSettings):
         "okta_api_base",
         "api_url",
         "openai_base_url",
+        "oidc_issuer",
+        "oidc_redirect_uri",
     )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
@@ -215,6 +242,28 @@ class Settings(BaseSettings):
     def _api_key_triples(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             parse_api_keys(value.get_secret_value())
+        return value
+
+    @field_validator("oidc_role_map")
+    @classmethod
+    def _oidc_role_pairs(cls, value: str) -> str:
+        parse_role_map(value)
+        return value
+
+    @field_validator("oidc_principal_claim", "oidc_role_claim")
+    @classmethod
+    def _claim_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty (fix: name an ID-token claim, e.g. email or groups)")
+        return value.strip()
+
+    @field_validator("oidc_scopes")
+    @classmethod
+    def _openid_scope(cls, value: str) -> str:
+        if "openid" not in value.split():
+            raise ValueError(
+                f"{value!r} lacks openid (fix: e.g. OPSGATE_OIDC_SCOPES='openid email profile')"
+            )
         return value
 
     @field_validator("approval_keys")
@@ -256,6 +305,7 @@ class Settings(BaseSettings):
                 "session_secret (OPSGATE_SESSION_SECRET: 32+ random characters, "
                 "e.g. openssl rand -hex 32)"
             )
+        problems.extend(self.oidc_problems(production=True))
         if self.database_url is None:
             problems.append("database_url (OPSGATE_DATABASE_URL: SQLite is for one machine only)")
         if self.redis_url is None:
@@ -269,6 +319,38 @@ class Settings(BaseSettings):
     def signing_keys(self) -> list[tuple[str, str]]:
         """The approval signing keys as (key id, secret), the signing one first."""
         return parse_signing_keys(self.approval_keys.get_secret_value())
+
+    @property
+    def oidc_configured(self) -> bool:
+        """Whether console sign-in through the OIDC provider is on."""
+        return self.oidc_issuer is not None and self.oidc_client_id is not None
+
+    def oidc_roles(self) -> dict[str, str]:
+        """OPSGATE_OIDC_ROLE_MAP as {claim value: role}."""
+        return parse_role_map(self.oidc_role_map)
+
+    def oidc_problems(self, *, production: bool) -> list[str]:
+        """What keeps the OIDC settings from working (or, in production, from being safe);
+        empty when OIDC is not configured at all."""
+        if self.oidc_issuer is None and self.oidc_client_id is None:
+            return []
+        problems = []
+        if self.oidc_issuer is None:
+            problems.append("oidc_issuer (OPSGATE_OIDC_ISSUER: the provider's issuer URL)")
+        elif production and urlsplit(self.oidc_issuer).scheme != "https":
+            problems.append("oidc_issuer (OPSGATE_OIDC_ISSUER: an https URL in production)")
+        if self.oidc_client_id is None:
+            problems.append("oidc_client_id (OPSGATE_OIDC_CLIENT_ID: the app's client id)")
+        secret = self.oidc_client_secret
+        if production and (secret is None or secret.get_secret_value() in _PLACEHOLDER_SECRETS):
+            problems.append(
+                "oidc_client_secret (OPSGATE_OIDC_CLIENT_SECRET: the app's client secret)"
+            )
+        if not self.oidc_roles():
+            problems.append(
+                "oidc_role_map (OPSGATE_OIDC_ROLE_MAP: e.g. opsgate-reviewers=reviewer)"
+            )
+        return problems
 
     @property
     def var_dir(self) -> Path:
@@ -355,6 +437,20 @@ def parse_signing_keys(raw: str) -> list[tuple[str, str]]:
             )
         pairs.append((kid, secret))
     return pairs
+
+
+def parse_role_map(raw: str) -> dict[str, str]:
+    """`value=role,...` (OPSGATE_OIDC_ROLE_MAP) as {claim value: role}."""
+    roles: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        value, sep, role = (p.strip() for p in item.rpartition("="))
+        if not sep or not value or role not in ROLES:
+            raise ValueError(
+                f"entry {item!r} is not claim-value=role with a role of {', '.join(ROLES)} "
+                "(fix: e.g. OPSGATE_OIDC_ROLE_MAP=opsgate-reviewers=reviewer,opsgate-admins=admin)"
+            )
+        roles[value] = role
+    return roles
 
 
 class ApiKeyEntry(NamedTuple):

@@ -11,7 +11,7 @@ from app.core import broker, db
 from app.errors import ServiceUnavailable
 from app.telemetry import observability
 from app.telemetry.metrics import FleetCollector
-from app.ui import routes
+from app.ui import oidc, routes
 
 
 def create_app() -> FastAPI:
@@ -49,4 +49,5 @@ def create_app() -> FastAPI:
     app.include_router(killswitch.router)
     app.include_router(privacy.router)
     routes.install(app)
+    app.include_router(oidc.router)
     return app

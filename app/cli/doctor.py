@@ -115,6 +115,31 @@ def check_session_secret(settings: Settings, production: bool) -> Iterator[Findi
         )
 
 
+def check_oidc(settings: Settings, production: bool) -> Iterator[Finding]:
+    """The console's OIDC sign-in: off, or complete (and in production https with a client
+    secret). The secret itself is never shown."""
+    if settings.oidc_issuer is None and settings.oidc_client_id is None:
+        yield Finding("OPSGATE_OIDC_ISSUER", "ok", "not configured (console sign-in by API key)")
+        return
+    problems = settings.oidc_problems(production=production)
+    if problems:
+        yield Finding(
+            "OPSGATE_OIDC_ISSUER",
+            "fail" if production else "warn",
+            "OIDC sign-in is incomplete: " + "; ".join(problems),
+            "set the variables named (docs/console.md, OIDC sign-in)",
+        )
+        return
+    secret = "a client secret" if settings.oidc_client_secret else "no client secret"
+    yield Finding(
+        "OPSGATE_OIDC_ISSUER",
+        "ok",
+        f"OIDC sign-in through {settings.oidc_issuer} as client {settings.oidc_client_id} with "
+        f"{secret}; name from {settings.oidc_principal_claim}, roles from "
+        f"{settings.oidc_role_claim} ({len(settings.oidc_roles())} mapped value(s))",
+    )
+
+
 def check_downstream(settings: Settings, production: bool) -> Iterator[Finding]:
     """Each tool's credentials and base URL."""
     bad: Status = "fail" if production else "warn"
@@ -366,6 +391,7 @@ def run_checks() -> list[Finding]:
         check_mode,
         check_signing_keys,
         check_session_secret,
+        check_oidc,
         check_downstream,
         check_intake,
         check_key_scopes,

@@ -80,12 +80,13 @@ def two_person_threshold(job: Job, tool: str, args: dict[str, Any]) -> int | Non
 
 
 def person(actor: str) -> str:
-    """The person behind an actor: `key:alice@example.com` and `cli:alice@host` are alice's
-    (API keys of reviewers are named for the person who holds them)."""
+    """The person behind an actor: `key:alice@example.com`, `sso:alice@example.com` and
+    `cli:alice@host` are alice's (API keys of reviewers are named for the person who holds
+    them; console sign-ins through the OIDC provider are named by the configured claim)."""
     kind, _, name = actor.partition(":")
     if kind == "cli":
         name = name.rsplit("@", 1)[0]
-    elif kind != "key":
+    elif kind not in ("key", "sso"):
         name = actor
     return name.strip().lower()
 

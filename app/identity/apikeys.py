@@ -31,11 +31,13 @@ class Principal:
     role: str
     # The workflows the key may see and act on (None: every workflow).
     workflows: frozenset[str] | None = None
+    # How the identity was proven: "key" (an API key) or "sso" (the console's OIDC sign-in).
+    via: str = "key"
 
     @property
     def actor(self) -> str:
-        """How the caller is recorded in events and audit."""
-        return f"key:{self.name}"
+        """How the caller is recorded in events and audit: key:<name> or sso:<name>."""
+        return f"{self.via}:{self.name}"
 
     def require(self, *roles: str) -> None:
         """Raise Forbidden unless the caller has one of the roles."""

@@ -154,7 +154,12 @@ def _sign_in_page(
     page = render(
         request,
         "sign_in.html",
-        {"next": _safe_next(target), "signin_token": token, "message": message},
+        {
+            "next": _safe_next(target),
+            "signin_token": token,
+            "message": message,
+            "oidc": get_settings().oidc_configured,
+        },
         status,
     )
     page.set_cookie(sessions.PRE_COOKIE, nonce, max_age=900, **_cookie_flags())

@@ -5,7 +5,8 @@ session could not be ended from the server: signing out, revoking the key or an 
 leave a copied cookie working until it ran out. Here the browser holds only a random token
 (signed, so a forged cookie is refused before any database read); the session row holds its
 SHA-256, who signed in with which key, and when and why the session ended. Each request
-re-checks that the key it was opened with still exists and is not revoked.
+re-checks that the key it was opened with still exists and is not revoked. A session opened
+through the OIDC provider (`app.ui.oidc`) has no key: it ends at its expiry or sign-out.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ PRE_COOKIE = "opsgate_signin"
 
 @dataclass(frozen=True)
 class Reviewer:
-    """The signed-in person: the key's principal, and the session's CSRF token."""
+    """The signed-in person: the key's (or the provider's) principal, and the session's CSRF
+    token."""
 
     principal: apikeys.Principal
     session_id: int
@@ -41,7 +43,8 @@ class Reviewer:
 
     @property
     def actor(self) -> str:
-        """How decisions are recorded: the key's identity, exactly as over /v1."""
+        """How decisions are recorded: the key's identity, exactly as over /v1 (key:<name>), or
+        sso:<name> for a sign-in through the OIDC provider."""
         return self.principal.actor
 
 
@@ -79,6 +82,42 @@ def sign_in(session: Session, key: str, *, client: str, user_agent: str) -> tupl
     principal = apikeys.principal_for_key(session, key.strip())
     if principal is None:
         raise Unauthorized("unknown or revoked API key")
+    return open_session(
+        session,
+        principal,
+        key_sha256=apikeys.key_digest(key.strip()),
+        client=client,
+        user_agent=user_agent,
+    )
+
+
+def sign_in_oidc(
+    session: Session,
+    principal: apikeys.Principal,
+    subject: str,
+    *,
+    client: str,
+    user_agent: str,
+) -> tuple[str, Reviewer]:
+    """Open a session for a person the OIDC provider vouched for (`app.ui.oidc` checked the
+    ID token and mapped its claims to `principal`). Raises Forbidden for a role that is not
+    the console's. The caller commits."""
+    return open_session(
+        session, principal, subject=subject[:255], client=client, user_agent=user_agent
+    )
+
+
+def open_session(
+    session: Session,
+    principal: apikeys.Principal,
+    *,
+    key_sha256: str | None = None,
+    subject: str | None = None,
+    client: str,
+    user_agent: str,
+) -> tuple[str, Reviewer]:
+    """The one place a console session row is made, for either way of signing in: a key's
+    (`key_sha256` set) or the OIDC provider's (`subject` set)."""
     principal.require("reviewer", "admin")
     token = secrets.token_urlsafe(32)
     row = UiSession(
@@ -86,7 +125,9 @@ def sign_in(session: Session, key: str, *, client: str, user_agent: str) -> tupl
         principal=principal.name,
         role=principal.role,
         workflows=sorted(principal.workflows) if principal.workflows is not None else None,
-        key_sha256=apikeys.key_digest(key.strip()),
+        source="key" if key_sha256 is not None else "oidc",
+        key_sha256=key_sha256,
+        subject=subject,
         client=client[:255],
         user_agent=user_agent[:255],
         expires_at=utcnow() + timedelta(seconds=get_settings().ui_session_ttl),
@@ -107,7 +148,8 @@ def _reviewer(principal: apikeys.Principal, row: UiSession, token: str) -> Revie
 
 def current(session: Session, cookie: str | None) -> Reviewer | None:
     """The reviewer of a session cookie, or None when it is forged, unknown, ended, expired,
-    or its key was revoked (then the session is ended here, with that reason)."""
+    or (for a key's session) its key was revoked: then the session is ended here, with that
+    reason."""
     token = _token_of(cookie)
     if token is None:
         return None
@@ -118,14 +160,26 @@ def current(session: Session, cookie: str | None) -> Reviewer | None:
     if expires is None or expires <= utcnow():
         _end(session, row.id, "expired")
         return None
-    principal = apikeys.principal_for_digest(session, row.key_sha256)
-    if principal is None or principal.name != row.principal:
-        _end(session, row.id, "key_revoked")
-        return None
-    if principal.role not in ("reviewer", "admin"):
-        _end(session, row.id, "role_changed")
+    principal, dead = _principal_of(session, row)
+    if principal is None:
+        _end(session, row.id, dead)
         return None
     return _reviewer(principal, row, token)
+
+
+def _principal_of(session: Session, row: UiSession) -> tuple[apikeys.Principal | None, str]:
+    """Who a live session row speaks for, or None and why the session must end."""
+    if row.source == "oidc":
+        # The provider vouched for the person once, at sign-in; there is no key to re-check,
+        # so the session lives until it expires or the person signs out.
+        scope = frozenset(str(w) for w in row.workflows) if row.workflows is not None else None
+        return apikeys.Principal(row.principal, row.role, scope, via="sso"), ""
+    principal = apikeys.principal_for_digest(session, row.key_sha256) if row.key_sha256 else None
+    if principal is None or principal.name != row.principal:
+        return None, "key_revoked"
+    if principal.role not in ("reviewer", "admin"):
+        return None, "role_changed"
+    return principal, ""
 
 
 def _end(session: Session, session_id: int, reason: str) -> None:

@@ -232,3 +232,55 @@ def test_keys_scoped_to_registered_workflows_pass(
         "message": "1 scoped key(s)",
         "fix": "",
     }
+
+
+OIDC = {
+    "OPSGATE_OIDC_ISSUER": "https://acme.okta.com/oauth2/default",
+    "OPSGATE_OIDC_CLIENT_ID": "0oa-opsgate-console",
+    "OPSGATE_OIDC_CLIENT_SECRET": "oidc-client-secret-0123456789",
+    "OPSGATE_OIDC_ROLE_MAP": "opsgate-reviewers=reviewer,opsgate-admins=admin",
+}
+
+
+def test_oidc_not_configured_is_said(
+    pg_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, checks, _ = doctor(monkeypatch, **PRODUCTION)
+
+    oidc = finding(checks, "OPSGATE_OIDC_ISSUER")
+    assert oidc["status"] == "ok" and "not configured" in oidc["message"]
+
+
+def test_oidc_configured_in_production_passes_without_showing_the_secret(
+    pg_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, checks, text = doctor(monkeypatch, **PRODUCTION, **OIDC)
+
+    assert code == 0, text
+    oidc = finding(checks, "OPSGATE_OIDC_ISSUER")
+    assert oidc["status"] == "ok" and "https://acme.okta.com/oauth2/default" in oidc["message"]
+    assert "oidc-client-secret-0123456789" not in text + json.dumps(checks)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("OPSGATE_OIDC_ISSUER", "http://acme.okta.com/oauth2/default", "https URL"),
+        ("OPSGATE_OIDC_CLIENT_SECRET", "", "OPSGATE_OIDC_CLIENT_SECRET"),
+        ("OPSGATE_OIDC_ROLE_MAP", "", "OPSGATE_OIDC_ROLE_MAP"),
+    ],
+)
+def test_oidc_in_production_needs_https_and_a_client_secret(
+    pg_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    named: str,
+) -> None:
+    code, checks, text = doctor(monkeypatch, **PRODUCTION, **{**OIDC, variable: value})
+
+    assert code == 1
+    failed = [c for c in checks if c["status"] == "fail"]
+    assert [c["check"] for c in failed] == ["OPSGATE_OIDC_ISSUER"], text
+    assert named in failed[0]["message"]
+    assert "oidc-client-secret-0123456789" not in text

@@ -185,3 +185,25 @@ def test_get_settings_is_cached_until_cleared(
     assert get_settings() is first
     get_settings.cache_clear()
     assert get_settings().database_url == "postgres://x@h/db"
+
+
+def test_oidc_role_map_parses_and_refuses_unknown_roles(clean_env: Path) -> None:
+    settings = Settings(OPSGATE_OIDC_ROLE_MAP="opsgate-reviewers=reviewer, Opsgate.Admin=admin")
+    assert settings.oidc_roles() == {"opsgate-reviewers": "reviewer", "Opsgate.Admin": "admin"}
+    with pytest.raises(ValidationError, match=r"\(fix: e.g. OPSGATE_OIDC_ROLE_MAP="):
+        Settings(OPSGATE_OIDC_ROLE_MAP="opsgate-reviewers=boss")
+
+
+def test_oidc_is_on_with_an_issuer_and_a_client_id(clean_env: Path) -> None:
+    assert not Settings().oidc_configured
+    settings = Settings(
+        OPSGATE_OIDC_ISSUER="http://127.0.0.1:9000",
+        OPSGATE_OIDC_CLIENT_ID="console",
+        OPSGATE_OIDC_ROLE_MAP="g=reviewer",
+    )
+    assert settings.oidc_configured and settings.oidc_problems(production=False) == []
+    problems = settings.oidc_problems(production=True)
+    assert any("https" in p for p in problems)
+    assert any("OPSGATE_OIDC_CLIENT_SECRET" in p for p in problems)
+    with pytest.raises(ValidationError, match="lacks openid"):
+        Settings(OPSGATE_OIDC_SCOPES="email profile")

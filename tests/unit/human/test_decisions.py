@@ -25,6 +25,8 @@ from tests.support.jobs import escalated_refund
     [
         ("key:alice@example.com", "alice@example.com"),
         ("key:Rita", "rita"),
+        ("sso:alice@example.com", "alice@example.com"),
+        ("sso:Alice@Example.com", "alice@example.com"),
         ("cli:alice@build-host", "alice"),
         ("reviewer:rita", "reviewer:rita"),
     ],
@@ -40,6 +42,8 @@ def test_the_person_behind_an_actor(actor: str, who: str) -> None:
         ("key:ALICE@example.com", "alice@example.com", True),
         ("cli:alice@laptop", "alice@example.com", True),
         ("key:bob@example.com", "alice@example.com", False),
+        ("sso:alice@example.com", "alice@example.com", True),
+        ("sso:bob@example.com", "alice@example.com", False),
         ("key:rev", "zendesk-user:101", False),
         ("key:rev", "key:rev", True),
         ("cli:root@host", "zendesk-user:101", False),
