@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     salesforce_org_id: str | None = Field(None, validation_alias=_env("OPSGATE_SALESFORCE_ORG_ID"))
     api_keys: SecretStr | None = Field(None, validation_alias=_env("OPSGATE_API_KEYS"))
     api_url: str | None = Field(None, validation_alias=_env("OPSGATE_API_URL"))
+    # Where operators open Flower; the console's header links to it when set.
+    flower_url: str | None = Field(None, validation_alias=_env("OPSGATE_FLOWER_URL"))
     # Approval token signing keys, `kid:secret` pairs; the first signs, all verify (rotation).
     approval_keys: SecretStr = Field(
         SecretStr("dev:dev-signing-key"), validation_alias=_env("OPSGATE_APPROVAL_KEYS")
@@ -196,6 +198,7 @@ class Settings(BaseSettings):
         "redis_url",
         "openai_base_url",
         "api_url",
+        "flower_url",
         "otel_endpoint",
         "salesforce_org_id",
         "sentry_dsn",
@@ -219,6 +222,7 @@ class Settings(BaseSettings):
         "salesforce_api_base",
         "okta_api_base",
         "api_url",
+        "flower_url",
         "openai_base_url",
         "oidc_issuer",
         "oidc_redirect_uri",

@@ -14,9 +14,11 @@ import httpx
 import psycopg
 import pytest
 import redis
+from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.support import browser as browsers
+from tests.support import console as console_keys
 from tests.support.env import OPSGATE_VARS, PG_ADMIN_URL, REDIS_BASE_URL, reset_process_state
 from tests.support.model_server import ModelServer
 from tests.support.postgres import PostgresServer, postgres_bin_dir
@@ -248,6 +250,18 @@ def start_api(tmp_path: Path) -> Iterator[Callable[..., str]]:
     yield start
     for proc in procs:
         proc.stop()
+
+
+@pytest.fixture
+def console(pg_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The API app (with the reviewer console) under FastAPI's test client, on PostgreSQL,
+    with the reviewer, requester and admin keys of tests/support/console.py."""
+    monkeypatch.setenv("OPSGATE_API_KEYS", console_keys.KEYS)
+    reset_process_state()
+    from app.api.main import create_app
+
+    with TestClient(create_app()) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.api import webhooks
@@ -20,7 +19,7 @@ from app.errors import Forbidden, InputError, one_line
 from app.human import decisions
 from app.identity.visibility import visible_jobs
 from app.intake import submissions
-from app.jobs import lifecycle, operations, outbox
+from app.jobs import operations, outbox
 from app.jobs.views import escalation_view, job_detail, job_summary, latest_escalation
 from app.models import Escalation, EscalationStatus, Job
 
@@ -171,7 +170,9 @@ def operate(
     """cancel | retry | resume a job (admins), recorded with the caller's identity."""
     principal.require("admin")
     job = visible_job(session, principal, job_id)
-    result = perform(
+    if action not in operations.ACTIONS:
+        raise HTTPProblem(404, f"unknown action {action!r}; use cancel, retry or resume")
+    result = operations.perform(
         session,
         job,
         action,
@@ -181,18 +182,6 @@ def operate(
     session.commit()
     background_publish(job_id)
     return {"job_id": job_id, "status": result}
-
-
-def perform(session: Session, job: Job, action: str, *, actor: str, reason: str) -> str:
-    """Apply one operator action; returns the job's new status."""
-    if action == "cancel":
-        operations.cancel(session, job, actor=actor, reason=reason)
-        return lifecycle.CANCELLED
-    if action == "retry":
-        return operations.retry(session, job, actor=actor)
-    if action == "resume":
-        return operations.resume(session, job, actor=actor)
-    raise HTTPProblem(404, f"unknown action {action!r}; use cancel, retry or resume")
 
 
 def background_publish(job_id: str) -> None:

@@ -5,24 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import PrincipalDep, SessionDep
 from app.controls import killswitch
+from app.controls.killswitch import SwitchChange
 from app.jobs import outbox
 
 router = APIRouter(prefix="/v1", tags=["killswitch"])
-
-
-class SwitchChange(BaseModel):
-    """Engage or release one switch."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    engaged: bool
-    workflow: str | None = Field(None, max_length=64)
-    tool: str | None = Field(None, max_length=64)
-    reason: str = Field(..., min_length=1, max_length=2000)
 
 
 @router.get("/killswitch")
@@ -41,14 +30,8 @@ def change(body: SwitchChange, session: SessionDep, principal: PrincipalDep) -> 
 
 def apply_change(session: Any, body: SwitchChange, actor: str) -> dict[str, Any]:
     """Engage or release, commit, and (on release) resume what the switch parked."""
-    scope = killswitch.scope_of(body.workflow, body.tool)
-    if body.engaged:
-        killswitch.engage(session, scope, actor, body.reason)
-        session.commit()
-        return {"scope": scope, "engaged": True, "resumed": 0}
-    killswitch.release(session, scope, actor, body.reason)
-    resumed = killswitch.resume_released(session, actor)
+    scope, resumed = killswitch.change(session, body, actor)
     session.commit()
     for job_id in resumed:
         outbox.publish_for_job(job_id)
-    return {"scope": scope, "engaged": False, "resumed": len(resumed)}
+    return {"scope": scope, "engaged": body.engaged, "resumed": len(resumed)}

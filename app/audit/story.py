@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, TypedDict, final
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.audit import chain as audit
@@ -197,6 +197,21 @@ def line(ev: AuditEvent) -> str:
     if kind == "decision":
         return f"reviewer decision: {p.get('decision')} {p.get('reason_code') or ''}".strip()
     return f"{kind}: " + ", ".join(f"{k}={v}" for k, v in p.items() if k != "at")
+
+
+def model_spend(session: Session, job_ids: list[str]) -> dict[str, Decimal]:
+    """The story's `cost.model_usd` (every model call's cost, whatever its outcome) for many
+    jobs at once, summed in SQL in one query; a job with no model call costs 0."""
+    if not job_ids:
+        return {}
+    spend = dict(
+        session.execute(
+            select(ModelCall.job_id, func.sum(func.coalesce(ModelCall.cost_usd, 0)))
+            .where(ModelCall.job_id.in_(job_ids))
+            .group_by(ModelCall.job_id)
+        ).all()
+    )
+    return {job_id: Decimal(spend.get(job_id) or 0) for job_id in job_ids}
 
 
 def story(session: Session, job: Job) -> Story:

@@ -213,8 +213,8 @@ def _operate(job_id: str, action: str, reason: str) -> None:
     if remote is not None:
         click.echo(f"{job_id}  {remote['status']}")
         return
-    from app.api.jobs import perform
     from app.jobs import outbox
+    from app.jobs.operations import perform
 
     prepare_services()
     with session_scope() as session:

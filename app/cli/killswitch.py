@@ -28,7 +28,8 @@ def killswitch_group() -> None:
 
 
 def _change(engaged: bool, workflow: str | None, tool: str | None, reason: str) -> None:
-    from app.api.killswitch import SwitchChange, apply_change
+    from app.api.killswitch import apply_change
+    from app.controls.killswitch import SwitchChange
 
     body = SwitchChange(engaged=engaged, workflow=workflow, tool=tool, reason=reason)
     result = through_api("/v1/killswitch", body.model_dump())

@@ -166,6 +166,28 @@ def release(session: Session, scope: str, actor: str, reason: str) -> None:
     broker.client().hdel(KEY, scope)
 
 
+class SwitchChange(BaseModel):
+    """Engage or release one switch (the body of POST /v1/killswitch, the console's form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engaged: bool
+    workflow: str | None = Field(None, max_length=64)
+    tool: str | None = Field(None, max_length=64)
+    reason: str = Field(..., min_length=1, max_length=2000)
+
+
+def change(session: Session, body: SwitchChange, actor: str) -> tuple[str, list[str]]:
+    """Engage or release one switch and, on release, send back what it parked: its scope and
+    the resumed jobs' ids (the caller commits, then publishes them)."""
+    scope = scope_of(body.workflow, body.tool)
+    if body.engaged:
+        engage(session, scope, actor, body.reason)
+        return scope, []
+    release(session, scope, actor, body.reason)
+    return scope, resume_released(session, actor)
+
+
 def status() -> list[dict[str, Any]]:
     """Every engaged switch: scope, source, who, when, why."""
     rows = [{"scope": s, "source": "config"} for s in sorted(from_config())]

@@ -12,6 +12,7 @@ from app.jobs import lifecycle
 from app.models import Escalation, EscalationStatus, Job, utcnow
 
 RETRYABLE_REASONS = reasons.RETRYABLE
+ACTIONS = ("cancel", "retry", "resume")
 
 
 def _close_escalations(session: Session, job: Job, decision: str, actor: str, note: str) -> None:
@@ -72,3 +73,16 @@ def resume(session: Session, job: Job, *, actor: str) -> str:
     lifecycle.transition(session, job, target, actor=actor, reason="resumed by an operator")
     chain.append(session, job.id, "operator", actor, {"action": "resume", "to": target})
     return target
+
+
+def perform(session: Session, job: Job, action: str, *, actor: str, reason: str) -> str:
+    """Apply one operator action (`ACTIONS`); returns the job's new status (the caller
+    commits, then publishes)."""
+    if action == "cancel":
+        cancel(session, job, actor=actor, reason=reason)
+        return lifecycle.CANCELLED
+    if action == "retry":
+        return retry(session, job, actor=actor)
+    if action == "resume":
+        return resume(session, job, actor=actor)
+    raise InputError(f"unknown action {action!r}; use {', '.join(ACTIONS)}")

@@ -396,9 +396,13 @@ DEFINITIONS = (
     ),
 )
 
-STYLE = """
+PAGE_STYLE = """
 body { font-family: system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif;
        margin: 2rem; color: #222; max-width: 70rem; }
+"""
+# The report's own rules, apart from the page's: the console serves these as a stylesheet
+# for the report it shows inside its pages.
+STYLE = """
 h1 { margin-bottom: 0.2rem; }
 .meta, .note { color: #666; font-size: 0.9rem; }
 table { border-collapse: collapse; margin: 1rem 0 2rem; }
@@ -415,10 +419,10 @@ dt { font-weight: bold; margin-top: 0.5rem; }
 """
 
 
-def render(data: dict[str, Any]) -> str:
-    """The whole page."""
+def body(data: dict[str, Any]) -> str:
+    """The report itself: the KPI table, the charts, the reasons, the definitions."""
     columns, rows = kpi.kpi_rows(data)
-    body = [
+    parts = [
         "<h1>opsgate KPIs</h1>",
         f'<p class="meta">{escape(kpi.window_text(data))}; generated at '
         f"{escape(data['generated_at'])}</p>",
@@ -427,13 +431,18 @@ def render(data: dict[str, Any]) -> str:
         *charts(data),
     ]
     if data["escalation_reasons"]:
-        body.append(_table(*kpi.reason_rows(data), "Escalations by reason"))
+        parts.append(_table(*kpi.reason_rows(data), "Escalations by reason"))
     if data["shadow"]:
-        body.append(_table(*kpi.shadow_rows(data), "Shadow-mode agreement per tool"))
-    body.append("<h2>How each KPI is computed</h2>\n<dl>")
+        parts.append(_table(*kpi.shadow_rows(data), "Shadow-mode agreement per tool"))
+    parts.append("<h2>How each KPI is computed</h2>\n<dl>")
     for term, meaning in DEFINITIONS:
-        body.append(f"<dt>{escape(term)}</dt><dd>{escape(meaning)}</dd>")
-    body.append(f'</dl>\n<p class="note">A rate with nothing to divide by is {kpi.DASH}.</p>')
+        parts.append(f"<dt>{escape(term)}</dt><dd>{escape(meaning)}</dd>")
+    parts.append(f'</dl>\n<p class="note">A rate with nothing to divide by is {kpi.DASH}.</p>')
+    return "\n".join(parts)
+
+
+def render(data: dict[str, Any]) -> str:
+    """The whole page."""
     return "\n".join(
         [
             "<!DOCTYPE html>",
@@ -442,10 +451,10 @@ def render(data: dict[str, Any]) -> str:
             '<meta charset="utf-8"/>',
             '<meta name="viewport" content="width=device-width, initial-scale=1"/>',
             f"<title>opsgate KPIs: {escape(kpi.window_text(data))}</title>",
-            f"<style>{STYLE}</style>",
+            f"<style>{PAGE_STYLE}{STYLE}</style>",
             "</head>",
             "<body>",
-            *body,
+            body(data),
             "</body>",
             "</html>",
             "",

@@ -238,15 +238,15 @@ def _soft(esc: Escalation) -> dict[str, Any] | None:
     }
 
 
-def _words(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+def words(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     """The job's input flattened to (field, text) pairs: what the requester sent."""
     if isinstance(value, dict):
         out: list[tuple[str, str]] = []
         for k, v in value.items():
-            out += _words(v, f"{prefix}.{k}" if prefix else str(k))
+            out += words(v, f"{prefix}.{k}" if prefix else str(k))
         return out
     if isinstance(value, list):
-        return [(f"{prefix}[{i}]", t) for i, v in enumerate(value) for _, t in _words(v)]
+        return [(f"{prefix}[{i}]", t) for i, v in enumerate(value) for _, t in words(v)]
     return [(prefix or "input", str(value))]
 
 
@@ -288,7 +288,7 @@ def load(session: Session, escalation_id: int, principal: Principal) -> Item | N
         checks=_checks(esc),
         soft=_soft(esc),
         recorded={k: v for k, v in esc.evidence.items() if k not in _SHOWN},
-        requester_words=_words(job.input),
+        requester_words=words(job.input),
         blocked=blocked,
         can_approve=blocked is None and step is not None and esc.reason in APPROVABLE,
         can_revise=blocked is None and step is not None and esc.reason in REVISABLE,

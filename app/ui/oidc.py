@@ -32,7 +32,7 @@ from joserfc.jwk import KeySet
 from app.errors import Forbidden
 from app.identity.apikeys import Principal
 from app.settings import ROLES, Settings, get_settings
-from app.ui import routes, sessions
+from app.ui import pages, routes, sessions
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -129,7 +129,7 @@ def start(request: Request, next: str = "/ui/escalations") -> Response:  # noqa:
     """Send the browser to the provider, with this attempt's state, nonce and PKCE challenge."""
     settings = get_settings()
     if not settings.oidc_configured:
-        return routes.render(
+        return pages.render(
             request,
             "error.html",
             {"title": "Not found", "message": "Single sign-on is not configured here."},
@@ -175,7 +175,7 @@ def start(request: Request, next: str = "/ui/escalations") -> Response:  # noqa:
 @router.get("/sign-in/oidc/callback", name="oidc_callback", response_class=HTMLResponse)
 def callback(
     request: Request,
-    session: routes.SessionDep,
+    session: pages.SessionDep,
     state: str = "",
     code: str = "",
     error: str = "",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session, lazyload
 
 from app.controls import approvals, policy
@@ -112,15 +112,19 @@ def _filtered(query: Q, wanted: QueueFilter, actor: str, now: datetime) -> Q:
     elif wanted.claim == "unclaimed":
         query = query.where(or_(Escalation.claimed_by.is_(None), Escalation.claimed_until <= now))
     if wanted.q.strip():
-        text = wanted.q.strip()
-        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(
-            or_(
-                Job.external_id.ilike(f"%{escaped}%", escape="\\"),
-                Job.id.startswith(text, autoescape=True),
-            )
-        )
+        query = query.where(search(wanted.q))
     return query
+
+
+def search(text: str) -> ColumnElement[bool]:
+    """A job whose id starts with `text` or whose subject holds it (any case); LIKE's
+    wildcards in `text` match themselves."""
+    text = text.strip()
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return or_(
+        Job.external_id.ilike(f"%{escaped}%", escape="\\"),
+        Job.id.startswith(text, autoescape=True),
+    )
 
 
 def _open() -> Select[Escalation, Job]:

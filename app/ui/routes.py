@@ -9,30 +9,34 @@ reviewer taken from the session, never from the form.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode
 
-import jinja2
 import structlog
-from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request
+from fastapi import APIRouter, BackgroundTasks, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from app.core import db
 from app.errors import ConflictError, Forbidden, InputError, Unauthorized, one_line
 from app.human import decisions
 from app.jobs import outbox
-from app.reasons import REASONS
 from app.settings import get_settings
-from app.ui import bulk, live, queue, sessions
+from app.ui import bulk, live, operators, queue, sessions
 from app.ui import item as items
+from app.ui.pages import (
+    CsrfRefused,
+    ReviewerDep,
+    SessionDep,
+    SignInRequired,
+    render,
+)
+from app.ui.pages import checked_form as _checked_form
+from app.ui.pages import field as _field
 
 log = structlog.get_logger(__name__)
 HERE = Path(__file__).parent
@@ -49,42 +53,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(HERE / "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
-templates = Jinja2Templates(env=_env)
 router = APIRouter(prefix="/ui", include_in_schema=False)
-
-
-class SignInRequired(Exception):
-    """Raised when a console page is asked for without a live session."""
-
-    def __init__(self, target: str) -> None:
-        super().__init__(target)
-        self.target = target
-
-
-def get_session() -> Iterator[Session]:
-    """One database session per request."""
-    with db.session_scope() as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-
-
-def current_reviewer(request: Request, session: SessionDep) -> sessions.Reviewer:
-    """The signed-in reviewer, or a redirect to the sign-in page."""
-    reviewer = sessions.current(session, request.cookies.get(sessions.COOKIE))
-    if reviewer is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise SignInRequired(target if request.method == "GET" else "/ui/escalations")
-    return reviewer
-
-
-ReviewerDep = Annotated[sessions.Reviewer, Depends(current_reviewer)]
 
 
 def _safe_next(target: str | None) -> str:
@@ -92,40 +61,6 @@ def _safe_next(target: str | None) -> str:
     if target and target.startswith("/ui/") and not target.startswith("//"):
         return target
     return "/ui/escalations"
-
-
-def render(
-    request: Request,
-    name: str,
-    context: dict[str, Any],
-    status: int = 200,
-    reviewer: sessions.Reviewer | None = None,
-) -> HTMLResponse:
-    """A page, with the reviewer (if any) and the names every page uses."""
-    base = {
-        "reviewer": reviewer,
-        "reasons": REASONS,
-        "reject_reasons": decisions.REJECT_REASONS,
-        "now": items.now(),
-        "fmt": _fmt,
-    }
-    return templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
-
-
-def _fmt(delta: Any) -> str:
-    """A timedelta as '3d 4h', '2h 5m' or '40s' (negative: 'overdue 2h 5m')."""
-    if delta is None:
-        return "-"
-    seconds = int(delta.total_seconds())
-    sign, seconds = ("overdue " if seconds < 0 else ""), abs(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{sign}{days}d {hours}h"
-    if hours:
-        return f"{sign}{hours}h {minutes}m"
-    return f"{sign}{minutes}m" if minutes else f"{sign}{secs}s"
 
 
 def _cookie_flags() -> dict[str, Any]:
@@ -485,29 +420,10 @@ def _item_error(
     return _item(request, session, found, reviewer, error=message, status=status)
 
 
-# ---- forms ----------------------------------------------------------------------------------
-
-
-class CsrfRefused(Exception):
-    """Raised when a console form arrives without this session's CSRF token."""
-
-
-def _field(form: FormData, name: str) -> str | None:
-    value = form.get(name)
-    return value if isinstance(value, str) else None
-
-
-async def _checked_form(request: Request, reviewer: sessions.Reviewer) -> FormData:
-    form = await request.form()
-    if not sessions.csrf_ok(reviewer, _field(form, "csrf_token")):
-        log.warning("ui.csrf_refused", principal=reviewer.principal.name, path=request.url.path)
-        raise CsrfRefused()
-    return form
-
-
 def install(app: FastAPI) -> None:
     """Mount the console on the API app: routes, static files, headers, error pages."""
     app.include_router(router)
+    app.include_router(operators.router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
 
     @app.middleware("http")

@@ -5,7 +5,6 @@ and sessions, CSRF, scope, the queue, the item page and decisions through the sa
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,25 +16,10 @@ from app.core.db import get_engine, session_scope
 from app.identity import apikeys
 from app.models import Approval, Escalation, Job, UiSession, utcnow
 from tests.support.console import hidden, sign_in, signed_in
-from tests.support.env import policy_dir, reset_process_state
+from tests.support.env import policy_dir
 from tests.support.jobs import escalated_refund
 
 pytestmark = pytest.mark.integration
-
-KEYS = (
-    "rev:reviewer:rev-key-0001,rev2:reviewer:rev-key-0002,"
-    "alice@example.com:reviewer:alice-key-0003,req:requester:req-key-0004"
-)
-
-
-@pytest.fixture
-def console(pg_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setenv("OPSGATE_API_KEYS", KEYS)
-    reset_process_state()
-    from app.api.main import create_app
-
-    with TestClient(create_app()) as client:
-        yield client
 
 
 def item_url(esc_id: int) -> str:

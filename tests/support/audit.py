@@ -13,11 +13,15 @@ JOB = "00000000-0000-4000-8000-000000000001"
 
 
 def tamper(statement: str, **params: object) -> None:
-    """Tamper as someone with the database file would: drop the append-only triggers first."""
+    """Tamper as someone with the database would: the append-only triggers off first."""
     with session_scope() as s:
-        for table in ("audit_events", "audit_checkpoints"):
-            for action in ("update", "delete"):
-                s.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_{action}"))
+        if s.get_bind().dialect.name == "postgresql":
+            # A superuser's session switches triggers off for itself, leaving them in place.
+            s.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            for table in ("audit_events", "audit_checkpoints"):
+                for action in ("update", "delete"):
+                    s.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_{action}"))
         s.execute(text(statement), params)
         s.commit()
 

@@ -7,6 +7,13 @@ from typing import Any
 
 import httpx
 
+# The keys the `console` fixture (tests/conftest.py) gives the API.
+KEYS = (
+    "rev:reviewer:rev-key-0001,rev2:reviewer:rev-key-0002,"
+    "alice@example.com:reviewer:alice-key-0003,req:requester:req-key-0004,"
+    "ops:admin:ops-key-0005"
+)
+
 _HIDDEN = re.compile(r'name="(csrf_token|signin_token)" value="([^"]+)"')
 
 
