@@ -170,6 +170,22 @@ class Settings(BaseSettings):
     decision_deadline: float = Field(
         259200.0, gt=0, validation_alias=_env("OPSGATE_DECISION_DEADLINE")
     )
+    # Reviewer notifications (docs/notifications.md): the webhook is a secret (a Slack
+    # incoming-webhook URL carries its token); unset, no notification is created.
+    notify_webhook_url: SecretStr | None = Field(
+        None, validation_alias=_env("OPSGATE_NOTIFY_WEBHOOK_URL")
+    )
+    notify_format: Literal["slack", "json"] = Field(
+        "slack", validation_alias=_env("OPSGATE_NOTIFY_FORMAT")
+    )
+    notify_reminder_before: float = Field(
+        14400.0, gt=0, validation_alias=_env("OPSGATE_NOTIFY_REMINDER_BEFORE")
+    )
+    # Delivery retries: the first waits this long, each next one twice as long (capped).
+    notify_backoff: float = Field(10.0, gt=0, validation_alias=_env("OPSGATE_NOTIFY_BACKOFF"))
+    notify_max_attempts: int = Field(8, ge=1, validation_alias=_env("OPSGATE_NOTIFY_MAX_ATTEMPTS"))
+    # The console's external base URL, for the link to an escalation in a notification.
+    console_url: str | None = Field(None, validation_alias=_env("OPSGATE_CONSOLE_URL"))
 
     @field_validator(
         "database_url",
@@ -181,6 +197,8 @@ class Settings(BaseSettings):
         "sentry_dsn",
         "sentry_environment",
         "sentry_release",
+        "notify_webhook_url",
+        "console_url",
         mode="before",
     )
     @classmethod
@@ -195,6 +213,7 @@ class Settings(BaseSettings):
         "okta_api_base",
         "api_url",
         "openai_base_url",
+        "console_url",
     )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
