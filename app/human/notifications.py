@@ -42,7 +42,8 @@ from tools.catalog import get_tool
 
 log = structlog.get_logger(__name__)
 
-_BATCH = 50
+# Posts one run makes; with the lease below, a run stays inside Celery's task time limit.
+_BATCH = 20
 # The longest wait between two attempts of one notification.
 _MAX_BACKOFF = 3600.0
 
@@ -154,7 +155,10 @@ def claim(session: Session, *, job_id: str | None = None, limit: int = _BATCH) -
     """
     settings = get_settings()
     now = utcnow()
-    lease = now + timedelta(seconds=settings.http_timeout_seconds + 30)
+    # The run posts its rows one after the other: the lease covers the last one's POST (each
+    # may take the timeout for connecting and again for reading), so no other run takes a
+    # row this one is still about to send.
+    lease = now + timedelta(seconds=limit * settings.http_timeout_seconds * 2 + 60)
     due = (
         Notification.status == NotificationStatus.PENDING,
         (Notification.next_attempt_at.is_(None)) | (Notification.next_attempt_at <= now),
