@@ -363,6 +363,43 @@ class Escalation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class NotificationStatus:
+    """Where a reviewer notification is: waiting, delivered, given up, or not needed."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # every attempt failed: given up
+    SKIPPED = "skipped"  # the escalation closed before it went out
+
+
+class Notification(Base):
+    """A message to the reviewers' webhook about an escalation: one per escalation and kind
+    (`opened`, `reminder`), created in the transaction that makes it due and delivered after
+    commit, so a crash loses none and a second process sends none twice."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("escalation_id", "kind"),
+        Index("ix_notifications_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Sent with the message so a receiver can drop the rare second delivery.
+    notification_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
+    escalation_id: Mapped[int] = mapped_column(ForeignKey("escalations.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=NotificationStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A delivery run holds the row until then; another run takes it only after.
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    escalation: Mapped[Escalation] = relationship()
+
+
 class OutboxMessage(Base):
     """A stage message to publish after its transaction commits (transactional outbox)."""
 

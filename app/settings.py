@@ -192,6 +192,22 @@ class Settings(BaseSettings):
     decision_deadline: float = Field(
         259200.0, gt=0, validation_alias=_env("OPSGATE_DECISION_DEADLINE")
     )
+    # Reviewer notifications (docs/notifications.md): the webhook is a secret (a Slack
+    # incoming-webhook URL carries its token); unset, no notification is created.
+    notify_webhook_url: SecretStr | None = Field(
+        None, validation_alias=_env("OPSGATE_NOTIFY_WEBHOOK_URL")
+    )
+    notify_format: Literal["slack", "json"] = Field(
+        "slack", validation_alias=_env("OPSGATE_NOTIFY_FORMAT")
+    )
+    notify_reminder_before: float = Field(
+        14400.0, gt=0, validation_alias=_env("OPSGATE_NOTIFY_REMINDER_BEFORE")
+    )
+    # Delivery retries: the first waits this long, each next one twice as long (capped).
+    notify_backoff: float = Field(10.0, gt=0, validation_alias=_env("OPSGATE_NOTIFY_BACKOFF"))
+    notify_max_attempts: int = Field(8, ge=1, validation_alias=_env("OPSGATE_NOTIFY_MAX_ATTEMPTS"))
+    # The console's external base URL, for the link to an escalation in a notification.
+    console_url: str | None = Field(None, validation_alias=_env("OPSGATE_CONSOLE_URL"))
 
     @field_validator(
         "database_url",
@@ -209,6 +225,8 @@ class Settings(BaseSettings):
         "oidc_client_secret",
         "oidc_scope_claim",
         "oidc_redirect_uri",
+        "notify_webhook_url",
+        "console_url",
         mode="before",
     )
     @classmethod
@@ -226,6 +244,7 @@ class Settings(BaseSettings):
         "openai_base_url",
         "oidc_issuer",
         "oidc_redirect_uri",
+        "console_url",
     )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:

@@ -6,6 +6,7 @@ import structlog
 
 from app.celery_app import celery_app
 from app.core.db import session_scope
+from app.human import notifications
 from app.human.escalation import mark_notified
 
 log = structlog.get_logger(__name__)
@@ -13,7 +14,8 @@ log = structlog.get_logger(__name__)
 
 @celery_app.task(name="opsgate.notify_human")
 def notify_human(job_id: str) -> int:
-    """Stamp the job's new escalations as delivered and announce them to the reviewers."""
+    """Stamp the job's new escalations as delivered and announce them to the reviewers (the
+    webhook messages go out after that commit; beat retries what fails)."""
     with session_scope() as session:
         delivered = mark_notified(session, job_id)
         for esc in delivered:
@@ -25,4 +27,5 @@ def notify_human(job_id: str) -> int:
                 detail=esc.detail,
             )
         session.commit()
+    notifications.deliver(job_id=job_id)
     return len(delivered)

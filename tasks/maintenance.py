@@ -1,5 +1,5 @@
 """Tasks on the `maintenance` queue, run by beat: the outbox relay and the stale-job reaper,
-the audit checkpoint and the personal-data retention purge."""
+the audit checkpoint, the personal-data retention purge and the reviewers' notifications."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import timedelta
 from app.audit import checkpoints
 from app.celery_app import celery_app
 from app.core.db import session_scope
+from app.human import notifications
 from app.privacy import erasure
 from app.settings import get_settings
 from app.stages import reaper
@@ -38,3 +39,9 @@ def retention_purge() -> int:
         )
         session.commit()
         return result.total()
+
+
+@celery_app.task(name="opsgate.notify_reviewers")
+def notify_reviewers() -> dict[str, int]:
+    """Queue reminders for escalations near their deadline and post what is due."""
+    return notifications.run_due()

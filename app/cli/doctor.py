@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 import click
 from pydantic import ValidationError
@@ -240,6 +241,48 @@ def check_key_scopes(settings: Settings, production: bool) -> Iterator[Finding]:
         yield Finding("OPSGATE_API_KEYS scopes", "ok", f"{len(scoped)} scoped key(s)")
 
 
+def check_notifications(settings: Settings, production: bool) -> Iterator[Finding]:
+    """The reviewers' webhook: https in production; only its host is ever shown (the URL
+    carries the webhook's token)."""
+    secret = settings.notify_webhook_url
+    if secret is None:
+        yield Finding(
+            "OPSGATE_NOTIFY_WEBHOOK_URL",
+            "warn",
+            "not set: no notifications; reviewers see new escalations only in the console",
+            "set OPSGATE_NOTIFY_WEBHOOK_URL to a Slack incoming webhook or a JSON receiver",
+        )
+        return
+    parts = urlsplit(secret.get_secret_value().strip())
+    fix = "set OPSGATE_NOTIFY_WEBHOOK_URL to the receiver's full https:// URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        yield Finding("OPSGATE_NOTIFY_WEBHOOK_URL", "fail", "not an http(s) URL with a host", fix)
+    elif parts.scheme == "http" and production:
+        yield Finding(
+            "OPSGATE_NOTIFY_WEBHOOK_URL",
+            "fail",
+            f"http:// to {parts.hostname}: the URL's token would cross the network in clear",
+            fix,
+        )
+    else:
+        yield Finding(
+            "OPSGATE_NOTIFY_WEBHOOK_URL",
+            "ok",
+            f"{settings.notify_format} messages to {parts.hostname} ({parts.scheme}), reminders "
+            f"{settings.notify_reminder_before:.0f}s before a deadline",
+        )
+    if settings.console_url is None:
+        yield Finding(
+            "OPSGATE_CONSOLE_URL",
+            "warn",
+            "not set: notifications carry no link to the escalation",
+            "set OPSGATE_CONSOLE_URL to the console's external base URL, e.g. "
+            "https://opsgate.example.com",
+        )
+    else:
+        yield Finding("OPSGATE_CONSOLE_URL", "ok", f"links to {settings.console_url}/ui/...")
+
+
 def check_database(settings: Settings) -> Iterator[Finding]:
     """The database answers and its schema is at the migrations' head."""
     from app.core import db
@@ -395,6 +438,7 @@ def run_checks() -> list[Finding]:
         check_downstream,
         check_intake,
         check_key_scopes,
+        check_notifications,
     ):
         findings.extend(check(settings, production))
     findings.extend(check_database(settings))

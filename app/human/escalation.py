@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app import reasons
 from app.audit import chain
 from app.core.redaction import redact
+from app.human import notifications
 from app.jobs import lifecycle
 from app.models import Escalation, EscalationStatus, Job, StepStatus, utcnow
 from app.settings import get_settings
@@ -68,6 +69,8 @@ def escalate(
     if reason in APPROVABLE:
         esc.deadline = utcnow() + timedelta(seconds=get_settings().decision_deadline)
     session.add(esc)
+    # In this transaction, so the message is due exactly when the escalation exists.
+    notifications.on_opened(session, esc)
     lifecycle.transition(
         session, job, lifecycle.ESCALATED, actor=actor, reason=f"{reason}: {detail}"
     )

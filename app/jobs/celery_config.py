@@ -98,6 +98,12 @@ def make_celery() -> Celery:
                     "expires": settings.audit_checkpoint_seconds * 3,
                 },
             },
+            # The safety net of the reviewers' webhook: reminders, and retries of what failed.
+            "notify-reviewers": {
+                "task": "opsgate.notify_reviewers",
+                "schedule": settings.reaper_interval,
+                "options": {"queue": "maintenance", "expires": settings.reaper_interval * 3},
+            },
             "retention-purge": {
                 "task": "opsgate.retention_purge",
                 "schedule": 3600.0,

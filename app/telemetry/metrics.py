@@ -26,7 +26,17 @@ from sqlalchemy.orm import Session
 from app.core import broker
 from app.core.db import session_scope
 from app.jobs.lifecycle import QUEUES
-from app.models import Escalation, Job, ModelCall, OutboxMessage, ToolCall, as_utc, utcnow
+from app.models import (
+    Escalation,
+    Job,
+    ModelCall,
+    Notification,
+    NotificationStatus,
+    OutboxMessage,
+    ToolCall,
+    as_utc,
+    utcnow,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +71,7 @@ class FleetCollector(Collector):
             yield from _tool_calls(s)
             yield from _model_calls(s)
             yield from _outbox(s)
+            yield from _notifications(s)
         yield from _queue_wait()
 
 
@@ -216,6 +227,34 @@ def _costs(s: Session) -> Iterator[Metric]:
     ):
         per_task.add_metric([wf], float(total or 0) / n if n else 0.0)
     yield from (model_cost, per_task)
+
+
+def _notifications(s: Session) -> Iterator[Metric]:
+    done = CounterMetricFamily(
+        "opsgate_notifications",
+        "Reviewer webhook messages by kind and outcome: sent, or failed after every attempt "
+        "(alert on failed)",
+        labels=["kind", "outcome"],
+    )
+    pending = GaugeMetricFamily(
+        "opsgate_notifications_pending",
+        "Reviewer webhook messages not yet delivered, by kind",
+        labels=["kind"],
+    )
+    counts = {
+        (kind, st): n
+        for kind, st, n in s.execute(
+            select(Notification.kind, Notification.status, func.count()).group_by(
+                Notification.kind, Notification.status
+            )
+        )
+    }
+    for kind in ("opened", "reminder"):
+        for outcome in (NotificationStatus.SENT, NotificationStatus.FAILED):
+            done.add_metric([kind, outcome], counts.get((kind, outcome), 0))
+        pending.add_metric([kind], counts.get((kind, NotificationStatus.PENDING), 0))
+    yield done
+    yield pending
 
 
 def _outbox(s: Session) -> Iterator[Metric]:

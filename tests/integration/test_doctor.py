@@ -284,3 +284,50 @@ def test_oidc_in_production_needs_https_and_a_client_secret(
     assert [c["check"] for c in failed] == ["OPSGATE_OIDC_ISSUER"], text
     assert named in failed[0]["message"]
     assert "oidc-client-secret-0123456789" not in text
+
+
+# --- the reviewers' webhook ---------------------------------------------------------------------
+
+WEBHOOK = "https://hooks.slack.com/services/T0123/B0456/webhook-token-0123456789"
+
+
+def test_no_webhook_is_a_warning_that_nothing_is_notified(
+    pg_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, checks, _ = doctor(monkeypatch, **PRODUCTION)
+
+    webhook = finding(checks, "OPSGATE_NOTIFY_WEBHOOK_URL")
+    assert code == 0 and webhook["status"] == "warn" and "no notifications" in webhook["message"]
+
+
+def test_an_https_webhook_passes_showing_only_its_host(
+    pg_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, checks, text = doctor(
+        monkeypatch,
+        **PRODUCTION,
+        OPSGATE_NOTIFY_WEBHOOK_URL=WEBHOOK,
+        OPSGATE_CONSOLE_URL="https://opsgate.acme.com",
+    )
+
+    webhook = finding(checks, "OPSGATE_NOTIFY_WEBHOOK_URL")
+    assert code == 0 and webhook["status"] == "ok" and "hooks.slack.com" in webhook["message"]
+    assert "webhook-token" not in text and "/services/" not in text
+    assert finding(checks, "OPSGATE_CONSOLE_URL")["status"] == "ok"
+
+
+def test_an_http_webhook_fails_in_production_and_a_missing_console_url_is_named(
+    pg_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = WEBHOOK.replace("https://", "http://")
+
+    code, checks, text = doctor(monkeypatch, **PRODUCTION, OPSGATE_NOTIFY_WEBHOOK_URL=plain)
+
+    webhook = finding(checks, "OPSGATE_NOTIFY_WEBHOOK_URL")
+    assert code == 1 and webhook["status"] == "fail" and "https://" in webhook["fix"]
+    assert "webhook-token" not in text
+    console = finding(checks, "OPSGATE_CONSOLE_URL")
+    assert console["status"] == "warn" and "no link" in console["message"]
+    # Development accepts http (a local receiver)
+    code, checks, _ = doctor(monkeypatch, OPSGATE_ENV="development")
+    assert finding(checks, "OPSGATE_NOTIFY_WEBHOOK_URL")["status"] == "ok"
