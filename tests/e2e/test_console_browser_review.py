@@ -49,7 +49,9 @@ def offboarding(delivery: str) -> str:
 
 def sign_in_by_keyboard(page: Page, console: str, key: str) -> None:
     page.goto(f"{console}/ui/sign-in")
-    page.keyboard.type(key)  # the key field has the focus
+    # The key field has the focus when the page loads (autofocus): no click needed.
+    expect(page.get_by_label("API key")).to_be_focused()
+    page.keyboard.type(key)
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"/ui/escalations"))
 
