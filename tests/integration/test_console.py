@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
-from app.core.db import get_engine, session_scope
+from app.core.db import session_scope
 from app.identity import apikeys
 from app.models import Approval, Escalation, Job, UiSession, utcnow
-from tests.support.console import hidden, sign_in, signed_in
+from tests.support.console import hidden, sign_in, signed_in, statements_for
 from tests.support.env import policy_dir
 from tests.support.jobs import escalated_refund
 
@@ -213,25 +213,12 @@ def test_a_queue_page_costs_the_same_queries_for_three_items_or_sixty(
 ) -> None:
     signed_in(console, "rev-key-0001")
 
-    def statements() -> int:
-        seen: list[str] = []
-
-        def count(*args: Any) -> None:
-            seen.append(args[2])
-
-        event.listen(get_engine(), "before_cursor_execute", count)
-        try:
-            assert console.get("/ui/escalations").status_code == 200
-        finally:
-            event.remove(get_engine(), "before_cursor_execute", count)
-        return len(seen)
-
     for _ in range(3):
         escalated_refund()
-    few = statements()
+    few = statements_for(console, "/ui/escalations")
     for _ in range(57):
         escalated_refund()
-    many = statements()
+    many = statements_for(console, "/ui/escalations")
 
     assert few == many <= 8
     assert "page 1 of 3" in console.get("/ui/escalations").text

@@ -4,18 +4,15 @@ link, and admins' operator actions."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 
 from app.controls import killswitch
-from app.core.db import get_engine, session_scope
+from app.core.db import session_scope
 from app.identity import apikeys
 from app.models import Escalation, Job
 from tests.support.audit import tamper
-from tests.support.console import signed_in
+from tests.support.console import signed_in, statements_for
 from tests.support.env import reset_process_state
 from tests.support.jobs import escalated_refund
 
@@ -60,25 +57,12 @@ def test_a_jobs_page_costs_the_same_statements_for_five_jobs_or_sixty(
 ) -> None:
     signed_in(console, "rev-key-0001")
 
-    def statements() -> int:
-        seen: list[str] = []
-
-        def count(*args: Any) -> None:
-            seen.append(args[2])
-
-        event.listen(get_engine(), "before_cursor_execute", count)
-        try:
-            assert console.get("/ui/jobs").status_code == 200
-        finally:
-            event.remove(get_engine(), "before_cursor_execute", count)
-        return len(seen)
-
     for _ in range(5):
         escalated_refund()
-    few = statements()
+    few = statements_for(console, "/ui/jobs")
     for _ in range(55):
         escalated_refund()
-    many = statements()
+    many = statements_for(console, "/ui/jobs")
 
     assert few == many <= 8
     page = console.get("/ui/jobs").text

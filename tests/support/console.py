@@ -41,3 +41,23 @@ def signed_in(client: httpx.Client | Any, key: str) -> str:
     answer = sign_in(client, key)
     assert answer.status_code == 303, answer.text
     return hidden(client.get("/ui/escalations").text, "csrf_token")
+
+
+def statements_for(client: Any, path: str) -> int:
+    """How many SQL statements the database received while the page at `path` was served."""
+    from sqlalchemy import event
+
+    from app.core.db import get_engine
+
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(get_engine(), "before_cursor_execute", count)
+    try:
+        answer = client.get(path)
+        assert answer.status_code == 200, answer.text
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", count)
+    return len(seen)
