@@ -17,7 +17,7 @@ from app.identity import apikeys
 from app.models import Approval, Escalation, Job, UiSession, utcnow
 from tests.support.console import hidden, sign_in, signed_in, statements_for
 from tests.support.env import policy_dir
-from tests.support.jobs import escalated_refund
+from tests.support.jobs import detached, escalated_refund
 
 pytestmark = pytest.mark.integration
 
@@ -31,11 +31,7 @@ def post_decision(client: TestClient, esc_id: int, **form: str) -> Any:
 
 
 def escalation(esc_id: int) -> Escalation:
-    with session_scope() as s:
-        esc = s.get(Escalation, esc_id)
-        assert esc is not None
-        s.expunge(esc)
-        return esc
+    return detached(Escalation, esc_id)
 
 
 # --- sign-in and sessions --------------------------------------------------------------------

@@ -14,17 +14,13 @@ from app.models import Escalation, Job
 from tests.support.audit import tamper
 from tests.support.console import signed_in, statements_for
 from tests.support.env import reset_process_state
-from tests.support.jobs import escalated_refund
+from tests.support.jobs import detached, escalated_refund
 
 pytestmark = pytest.mark.integration
 
 
 def job(job_id: str) -> Job:
-    with session_scope() as s:
-        found = s.get(Job, job_id)
-        assert found is not None
-        s.expunge(found)
-        return found
+    return detached(Job, job_id)
 
 
 # --- the jobs page ----------------------------------------------------------------------------

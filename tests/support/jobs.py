@@ -154,3 +154,14 @@ def open_escalation_id(job_id: str) -> int:
             Escalation.job_id == job_id, Escalation.status == "open"
         )
         return int(s.scalars(query).one())
+
+
+def detached(model: Any, key: Any) -> Any:
+    """A row as it is now in the database, detached from its session (for assertions)."""
+    from app.core.db import session_scope
+
+    with session_scope() as s:
+        found = s.get(model, key)
+        assert found is not None, f"no {model.__name__} {key}"
+        s.expunge(found)
+        return found
