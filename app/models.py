@@ -108,7 +108,7 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     steps: Mapped[list[PlanStep]] = relationship(
-        back_populates="job", order_by="PlanStep.position", lazy="selectin"
+        back_populates="job", order_by="PlanStep.position", lazy="select"
     )
 
     # Optimistic locking: every UPDATE carries "WHERE version = <read version>", so two

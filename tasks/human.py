@@ -8,6 +8,7 @@ from app.celery_app import celery_app
 from app.core.db import session_scope
 from app.human import notifications
 from app.human.escalation import mark_notified
+from app.jobs import outbox
 
 log = structlog.get_logger(__name__)
 
@@ -17,6 +18,7 @@ def notify_human(job_id: str) -> int:
     """Stamp the job's new escalations as delivered and announce them to the reviewers (the
     webhook messages go out after that commit; beat retries what fails)."""
     with session_scope() as session:
+        outbox.consumed(session, job_id)
         delivered = mark_notified(session, job_id)
         for esc in delivered:
             log.warning(

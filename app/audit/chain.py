@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from app.models import AuditEvent, utcnow
@@ -15,6 +15,8 @@ from app.models import AuditEvent, utcnow
 GENESIS = "0" * 64
 # The chain of events that belong to no job (kill-switch flips, erasures of personal data).
 FLEET = "fleet"
+# session.info key: each job's chain head as this transaction left it, (next seq, last hash).
+_HEADS = "opsgate.audit_heads"
 
 
 def canonical_json(value: Any) -> str:
@@ -59,19 +61,31 @@ def append_many(
     *,
     first: bool = False,
 ) -> list[AuditEvent]:
-    """Append (kind, actor, payload) events in order, with one look-up of the chain's head."""
-    # `first`: the caller just created the job, so there is no chain to look up yet.
-    last = (
-        None
-        if first
-        else session.execute(
-            select(AuditEvent.seq, AuditEvent.hash)
-            .where(AuditEvent.job_id == job_id)
-            .order_by(AuditEvent.seq.desc())
-            .limit(1)
-        ).first()
-    )
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    """Append (kind, actor, payload) events in order.
+
+    The chain's head is looked up once per transaction and job: later appends in the same
+    transaction continue from the head this one leaves (kept in `session.info`, forgotten on
+    commit and on any rollback, savepoints included), and the events go to the database in the
+    session's next flush, as one batch.
+    """
+    heads: dict[str, tuple[int, str]] = session.info.setdefault(_HEADS, {})
+    if job_id in heads:
+        seq, prev = heads[job_id]
+    elif first:
+        # The caller just created the job, so there is no chain to look up yet.
+        seq, prev = 1, GENESIS
+    else:
+        # No autoflush: any event of this job still pending in the session went through the
+        # cache above, so the head is in the database; flushing here would only split the
+        # transaction's writes (the job's UPDATE, these events) into more round trips.
+        with session.no_autoflush:
+            last = session.execute(
+                select(AuditEvent.seq, AuditEvent.hash)
+                .where(AuditEvent.job_id == job_id)
+                .order_by(AuditEvent.seq.desc())
+                .limit(1)
+            ).first()
+        seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     added = []
     for kind, actor, payload in events:
         now = utcnow()
@@ -91,9 +105,17 @@ def append_many(
         session.add(event)
         added.append(event)
         seq, prev = seq + 1, digest
-    if len(added) > 1:
-        session.flush()  # a later append's look-up must see these
+    heads[job_id] = (seq, prev)
     return added
+
+
+def _forget_heads(session: Session, *_: Any) -> None:
+    session.info.pop(_HEADS, None)
+
+
+# A head is only good inside the transaction that read or wrote it.
+event.listen(Session, "after_commit", _forget_heads)
+event.listen(Session, "after_soft_rollback", _forget_heads)
 
 
 def reference(value: str) -> str:

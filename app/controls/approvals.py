@@ -138,12 +138,20 @@ def create(
 
 def latest_token(session: Session, step_pk: int) -> ApprovalToken | None:
     """The newest approval of a step, as plain data for the work outside the session."""
-    row = session.scalar(
-        select(Approval).where(Approval.step_pk == step_pk).order_by(Approval.created_at.desc())
-    )
-    if row is None:
-        return None
-    return ApprovalToken(row.id, row.token, row.used_at is not None)
+    return latest_tokens(session, [step_pk]).get(step_pk)
+
+
+def latest_tokens(session: Session, step_pks: list[int]) -> dict[int, ApprovalToken]:
+    """The newest approval of each of the steps that has one, in one query."""
+    latest: dict[int, ApprovalToken] = {}
+    if not step_pks:
+        return latest
+    for row in session.scalars(
+        select(Approval).where(Approval.step_pk.in_(step_pks)).order_by(Approval.created_at)
+    ):
+        assert row.step_pk is not None
+        latest[row.step_pk] = ApprovalToken(row.id, row.token, row.used_at is not None)
+    return latest
 
 
 def authorize(approval: ApprovalToken | None, expected_action: str) -> Verified:

@@ -61,6 +61,10 @@ STAGES: dict[str, Stage] = {
 }
 
 
+# session.info key: the stage messages written in the session's transaction, to send after it
+# commits.
+WRITTEN = "opsgate.outbox"
+
 # Every queue the fleet consumes: one per stage group, plus beat's maintenance work.
 QUEUES = ("plan", "verify", "execute", "human", "maintenance")
 
@@ -77,6 +81,8 @@ def enqueue_stage(session: Session, job: Job) -> OutboxMessage | None:
         return None
     msg = OutboxMessage(job_id=job.id, task=stage.task, queue=stage.queue)
     session.add(msg)
+    # Remembered for the send right after the commit (app.jobs.outbox.send_written).
+    session.info.setdefault(WRITTEN, []).append((job.id, stage.task, stage.queue))
     return msg
 
 
@@ -105,10 +111,6 @@ def transition(
     job.stage_deliveries = 0
     job.resume_at = resume_at
     job.updated_at = utcnow()
-    try:
-        session.flush()
-    except StaleDataError as exc:
-        raise StaleJob(f"job {job_id} was advanced by another worker") from exc
     session.add(
         JobEvent(
             job_id=job.id, from_status=from_status, to_status=to_status, reason=reason, actor=actor
@@ -124,3 +126,9 @@ def transition(
         {"from": from_status, "to": to_status, "reason": redact(reason) if reason else reason},
     )
     enqueue_stage(session, job)
+    # One flush for the job's versioned UPDATE and the rows above (a stale job fails here, and
+    # the transaction with them).
+    try:
+        session.flush()
+    except StaleDataError as exc:
+        raise StaleJob(f"job {job_id} was advanced by another worker") from exc

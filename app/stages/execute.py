@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import CursorResult, or_, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import chain
@@ -158,13 +158,24 @@ class ExecuteStage:
             # The executor's own policy decision, right before the call, is on the record too.
             chain.append(session, job.id, "policy_decision", "policy", asdict(done.decision))
         step = claim.step
-        row = session.get(PlanStep, step.pk)
-        assert row is not None
-        if row.status != StepStatus.SUCCEEDED:
-            if row.claim_token != claim.token:
+        # Store the result only under this delivery's claim; matching nothing means the step
+        # is done already (a replay) or another delivery holds it now.
+        stored: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(PlanStep)
+            .where(
+                PlanStep.id == step.pk,
+                PlanStep.status != StepStatus.SUCCEEDED,
+                PlanStep.claim_token == claim.token,
+            )
+            .values(status=StepStatus.SUCCEEDED, result=result, error=None, completed_at=utcnow())
+            .execution_options(synchronize_session=False),
+            # The pending audit events go with the transition's flush, in one batch.
+            execution_options={"autoflush": False},
+        )
+        if not stored.rowcount:
+            now = session.scalar(select(PlanStep.status).where(PlanStep.id == step.pk))
+            if now != StepStatus.SUCCEEDED:
                 raise StaleJob(f"step {step.step_id} was claimed by another delivery")
-            row.status, row.result, row.error = StepStatus.SUCCEEDED, result, None
-            row.completed_at = utcnow()
         chain.append(
             session,
             job.id,

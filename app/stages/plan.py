@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.audit import chain
 from app.controls import policy
 from app.controls.calls import CallRecorder
+from app.core.db import session_scope
 from app.core.redaction import redact
 from app.errors import EscalationRequired, PermanentError
 from app.jobs import lifecycle
@@ -75,6 +76,12 @@ def work_journal(session: Session, job_id: str) -> list[str]:
     return lines
 
 
+def read_journal(job_id: str) -> list[str]:
+    """The work journal, read in a short read-only transaction of its own."""
+    with session_scope() as session:
+        return work_journal(session, job_id)
+
+
 def count_attachments(context: PlanningContext) -> int:
     """Attachments on the ticket and its comments (the router sends those to `large`)."""
     ticket = context.get("ticket") or {}
@@ -98,10 +105,11 @@ class PlanStage:
     name = "plan"
     status = lifecycle.QUEUED
 
-    def prepare(self, session: Session, job: Job) -> list[str]:
-        return work_journal(session, job.id)
+    def prepare(self, session: Session, job: Job) -> None:
+        # The work journal is read only when the model plans (the rules tier needs none).
+        return None
 
-    def work(self, job: JobView, ctx: list[str], rec: CallRecorder) -> tuple[Plan, str]:
+    def work(self, job: JobView, ctx: None, rec: CallRecorder) -> tuple[Plan, str]:
         context = gather_context(job, rec)
         plan, tier = None, "rules"
         if job.workflow not in models_config().router.skip_rules:
@@ -122,7 +130,7 @@ class PlanStage:
                     "input": job.input,
                     **{k: v for k, v in context.items() if k not in RULES_ONLY},
                 },
-                journal=ctx,
+                journal=read_journal(job.id),
                 attachments=count_attachments(context),
             )
             plan, tier = model_planner.plan(request, rec, validate_plan)
@@ -154,7 +162,7 @@ class PlanStage:
         validate_plan(plan, job.workflow)
         return plan, tier
 
-    def apply(self, session: Session, job: Job, ctx: list[str], result: tuple[Plan, str]) -> None:
+    def apply(self, session: Session, job: Job, ctx: None, result: tuple[Plan, str]) -> None:
         plan, tier = result
         store_plan(session, job, plan, tier)
         lifecycle.transition(

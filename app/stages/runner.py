@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.controls import killswitch
 from app.controls.calls import CallRecorder
@@ -77,22 +78,25 @@ def run_stage(stage: StageWork, job_id: str) -> str:
     """Run one delivery of a stage message; returns what happened (for logs and tests)."""
     settings = get_settings()
     with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            log.warning("stage.unknown_job", stage=stage.name, job_id=job_id)
-            return "unknown"
-        if job.status != stage.status:
-            # A duplicate or late message: the job already moved on.
-            return "skipped"
-        # A plain UPDATE, outside the ORM's version counter: counting a delivery must not
-        # make a concurrent worker's result look stale.
-        deliveries = job.stage_deliveries + 1
-        session.execute(
+        # One statement takes the message: count the delivery (a plain UPDATE outside the
+        # ORM's version counter, so counting must not make a concurrent worker's result look
+        # stale) and load the job, only while it is in this stage's status.
+        job = session.scalars(
             update(Job)
-            .where(Job.id == job_id)
+            .where(Job.id == job_id, Job.status == stage.status)
             .values(stage_deliveries=Job.stage_deliveries + 1)
-            .execution_options(synchronize_session=False)
-        )
+            .returning(Job)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        ).one_or_none()
+        if job is None:
+            # A duplicate or late message (the job already moved on), or no such job.
+            exists = session.scalar(select(Job.status).where(Job.id == job_id))
+            if exists is None:
+                log.warning("stage.unknown_job", stage=stage.name, job_id=job_id)
+                return "unknown"
+            return "skipped"
+        outbox.consumed(session, job_id)
+        deliveries = job.stage_deliveries
         if deliveries > settings.max_deliveries:
             session.refresh(job)
             lifecycle.transition(
@@ -106,6 +110,10 @@ def run_stage(stage: StageWork, job_id: str) -> str:
             log.error("stage.dead_letter", stage=stage.name, job_id=job_id, deliveries=deliveries)
             return "dead_letter"
         ctx = stage.prepare(session, job)
+        # The plan's steps are what the stage's claim and work change; the second transaction
+        # reads them again if it needs them, never this transaction's copies.
+        session.expire(job, ["steps"])
+        snapshot = job
         view = JobView(
             job.id,
             job.workflow,
@@ -123,21 +131,27 @@ def run_stage(stage: StageWork, job_id: str) -> str:
     except EscalationRequired as exc:
         # A claimed step goes back (same key): an approval or a retry takes it up at once.
         _abandon(stage, ctx)
-        return _finish(view, rec, _escalator(stage.name, exc.reason, exc.detail, exc.evidence))
+        return _finish(
+            view, snapshot, rec, _escalator(stage.name, exc.reason, exc.detail, exc.evidence)
+        )
     except PermanentError as exc:
         _abandon(stage, ctx)
         return _finish(
-            view, rec, _escalator(stage.name, "tool_error", str(exc), {"kind": "permanent_error"})
+            view,
+            snapshot,
+            rec,
+            _escalator(stage.name, "tool_error", str(exc), {"kind": "permanent_error"}),
         )
     except Parked as exc:
         _abandon(stage, ctx)
-        return _finish(view, rec, _parker(stage.name, exc))
+        return _finish(view, snapshot, rec, _parker(stage.name, exc))
     except RetryableError as exc:
         _abandon(stage, ctx)
         if _spend_retry(view, rec) > settings.retry_budget:
             detail = f"retry budget of {settings.retry_budget} spent; last error: {exc}"
             return _finish(
                 view,
+                snapshot,
                 rec,
                 _escalator(
                     stage.name,
@@ -151,7 +165,7 @@ def run_stage(stage: StageWork, job_id: str) -> str:
         _abandon(stage, ctx)
         _record_calls(view, rec)
         raise
-    return _finish(view, rec, lambda s, j: stage.apply(s, j, ctx, result))
+    return _finish(view, snapshot, rec, lambda s, j: stage.apply(s, j, ctx, result))
 
 
 def _abandon(stage: StageWork, ctx: Any) -> None:
@@ -236,20 +250,24 @@ def _escalator(stage: str, reason: str, detail: str, evidence: dict[str, Any]) -
     return apply
 
 
-def _finish(view: JobView, rec: CallRecorder, apply: Any) -> str:
+def _finish(view: JobView, snapshot: Job, rec: CallRecorder, apply: Any) -> str:
     try:
         with session_scope() as session:
-            job = session.get(Job, view.id)
-            if job is None or job.version != view.version:
-                raise StaleJob(f"job {view.id} changed while this stage worked")
+            # The job as the first transaction left it, attached without reading it again: the
+            # versioned UPDATE of the transition is the check (a job another worker advanced
+            # meanwhile fails it, and this transaction with it).
+            job = session.merge(snapshot, load=False)
             rec.write(session, view.id, attempt=view.deliveries, requester=view.requester)
             apply(session, job)
-            session.commit()
+            try:
+                session.commit()
+            except StaleDataError as exc:
+                raise StaleJob(f"job {view.id} changed while this stage worked") from exc
             status = job.status
+            outbox.send_written(session)
     except StaleJob:
         log.info("stage.stale", job_id=view.id)
         return "stale"
-    outbox.publish_for_job(view.id)
     return status
 
 

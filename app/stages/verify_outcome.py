@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from sqlalchemy.orm import Session
 
@@ -20,16 +20,26 @@ from verifiers.base import Verdict
 from verifiers.chains import CHAINS
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What the read-back needs from the first transaction: the step, and how many the plan has
+    (so the second transaction need not load the plan again)."""
+
+    step: StoredStep
+    steps: int
+
+
 class VerifyOutcomeStage:
     """Stage `verify_outcome`: executed -> ready (next step) or completed."""
 
     name = "verify_outcome"
     status = lifecycle.EXECUTED
 
-    def prepare(self, session: Session, job: Job) -> StoredStep:
-        return StoredStep.of(job.steps[job.current_step])
+    def prepare(self, session: Session, job: Job) -> Outcome:
+        return Outcome(StoredStep.of(job.steps[job.current_step]), len(job.steps))
 
-    def work(self, job: JobView, step: StoredStep, rec: CallRecorder) -> Verdict:
+    def work(self, job: JobView, outcome: Outcome, rec: CallRecorder) -> Verdict:
+        step = outcome.step
         chain = CHAINS.get(step.tool)
         if chain is None:
             if get_tool(step.tool).risk is Risk.READ:
@@ -52,7 +62,8 @@ class VerifyOutcomeStage:
             )
         return verdict
 
-    def apply(self, session: Session, job: Job, step: StoredStep, verdict: Verdict) -> None:
+    def apply(self, session: Session, job: Job, outcome: Outcome, verdict: Verdict) -> None:
+        step = outcome.step
         audit.append(
             session,
             job.id,
@@ -60,7 +71,7 @@ class VerifyOutcomeStage:
             "verifier",
             dict(asdict(verdict), stage="outcome", step=step.step_id),
         )
-        if job.current_step + 1 < len(job.steps):
+        if job.current_step + 1 < outcome.steps:
             job.current_step += 1
             lifecycle.transition(
                 session,

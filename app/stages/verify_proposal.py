@@ -250,11 +250,12 @@ class VerifyProposalStage:
     status = lifecycle.PLANNED
 
     def prepare(self, session: Session, job: Job) -> Proposal:
+        tokens = approvals.latest_tokens(session, [s.id for s in job.steps])
         return Proposal(
             summary=job.plan_summary or "",
             tier=job.planner_tier or "rules",
             history=history_of(session, job),
-            steps=[StoredStep.of(s, approvals.latest_token(session, s.id)) for s in job.steps],
+            steps=[StoredStep.of(s, tokens.get(s.id)) for s in job.steps],
         )
 
     def work(

@@ -11,6 +11,7 @@ Redis (one pipelined round trip per task), which the scrape reads.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import structlog
 from prometheus_client.core import (
@@ -44,22 +45,41 @@ log = structlog.get_logger(__name__)
 TOOL_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _QUEUE_WAIT_KEY = "opsgate:metrics:queue_wait:"
+_TASK_WORK_KEY = "opsgate:metrics:task_work"
 
 
-def record_queue_wait(queue: str, seconds: float) -> None:
-    """Add one observation to the fleet's queue-wait histogram (never fails the task)."""
+def record_task(task: str, queue: str | None, waited: float | None, tally: Any) -> None:
+    """Add one task run to the fleet's figures, in one pipelined round trip (never fails the
+    task): how long its message queued (`waited`, None: not a stage message) and the
+    statements and commits it sent (`tally`, app.telemetry.dbwork)."""
     from redis.exceptions import RedisError
 
-    bucket = next((f"{b:g}" for b in QUEUE_WAIT_BUCKETS if seconds <= b), "+Inf")
-    key = _QUEUE_WAIT_KEY + queue
     try:
         pipe = broker.client().pipeline(transaction=False)
-        pipe.hincrby(key, bucket, 1)
-        pipe.hincrby(key, "count", 1)
-        pipe.hincrbyfloat(key, "sum", seconds)
+        if queue is not None and waited is not None:
+            bucket = next((f"{b:g}" for b in QUEUE_WAIT_BUCKETS if waited <= b), "+Inf")
+            key = _QUEUE_WAIT_KEY + queue
+            pipe.hincrby(key, bucket, 1)
+            pipe.hincrby(key, "count", 1)
+            pipe.hincrbyfloat(key, "sum", waited)
+        if tally is not None:
+            pipe.hincrby(_TASK_WORK_KEY, f"{task}|runs", 1)
+            pipe.hincrby(_TASK_WORK_KEY, f"{task}|statements", tally.statements)
+            pipe.hincrby(_TASK_WORK_KEY, f"{task}|commits", tally.commits)
         pipe.execute()
     except (RedisError, OSError) as exc:
-        log.debug("metrics.queue_wait_not_recorded", error=str(exc))
+        log.debug("metrics.task_not_recorded", task=task, error=str(exc))
+
+
+def task_work() -> dict[str, dict[str, int]]:
+    """Per task name: runs, statements and commits counted so far by the fleet."""
+    raw: dict[bytes | str, bytes | str] = broker.client().hgetall(_TASK_WORK_KEY)
+    out: dict[str, dict[str, int]] = {}
+    for field, value in raw.items():
+        name = field.decode() if isinstance(field, bytes) else field
+        task, _, what = name.rpartition("|")
+        out.setdefault(task, {"runs": 0, "statements": 0, "commits": 0})[what] = int(value)
+    return out
 
 
 class FleetCollector(Collector):
@@ -73,6 +93,7 @@ class FleetCollector(Collector):
             yield from _outbox(s)
             yield from _notifications(s)
         yield from _queue_wait()
+        yield from _task_work()
 
 
 def _jobs(s: Session) -> Iterator[Metric]:
@@ -306,3 +327,27 @@ def _cumulative(raw: dict[bytes, bytes]) -> tuple[list[tuple[str, float]], float
         buckets.append((f"{bound:g}", float(running)))
     buckets.append(("+Inf", float(fields.get("count", running))))
     return buckets, float(fields.get("sum", 0))
+
+
+def _task_work() -> Iterator[Metric]:
+    from redis.exceptions import RedisError
+
+    try:
+        work = task_work()
+    except (RedisError, OSError) as exc:
+        log.warning("metrics.task_work_unavailable", error=str(exc))
+        return
+    runs = CounterMetricFamily("opsgate_task_runs", "Task runs by task", labels=["task"])
+    statements = CounterMetricFamily(
+        "opsgate_task_db_statements",
+        "SQL statements sent by task runs (BEGIN/COMMIT/ROLLBACK not counted), by task",
+        labels=["task"],
+    )
+    commits = CounterMetricFamily(
+        "opsgate_task_db_commits", "Database commits made by task runs, by task", labels=["task"]
+    )
+    for task, figures in sorted(work.items()):
+        runs.add_metric([task], figures["runs"])
+        statements.add_metric([task], figures["statements"])
+        commits.add_metric([task], figures["commits"])
+    yield from (runs, statements, commits)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, MutableMapping
@@ -25,10 +26,12 @@ from app.core.redaction import redact
 from app.jobs.celery_config import PUBLISHED_HEADER
 from app.jobs.lifecycle import STAGES
 from app.settings import get_settings
-from app.telemetry import metrics
+from app.telemetry import dbwork, metrics
 
 # What this process turned on (OpenTelemetry by pid: its exporter thread is per process).
 _state: dict[str, Any] = {"sentry": False, "otel_pid": None, "provider": None}
+# The running task's queue wait, from task_prerun to task_postrun (each pool thread its own).
+_task_local = threading.local()
 # The log context copied into Sentry events as tags (searchable in Sentry).
 _TAGGED = ("job_id", "stage", "task_id", "request_id")
 # Strings in Sentry events left as they are: ids and timestamps, never personal data.
@@ -279,6 +282,7 @@ def connect_celery() -> None:
     """Connect the handlers (Celery's signals are global: once per process is enough)."""
     from celery import signals
 
+    dbwork.install()
     signals.worker_init.connect(_on_worker_init, weak=False, dispatch_uid="opsgate.obs.init")
     signals.worker_process_init.connect(
         _on_child_init, weak=False, dispatch_uid="opsgate.obs.child"
@@ -335,13 +339,14 @@ def _on_prerun(
     bound = {k: v for k, v in context.items() if v is not None}
     bind_contextvars(**bound)
     _tag_sentry(bound)
+    dbwork.start()
     request = getattr(task, "request", None)
-    if request is None:
-        return
-    published = request.get(PUBLISHED_HEADER)
-    if isinstance(published, int | float):
+    published = request.get(PUBLISHED_HEADER) if request is not None else None
+    if request is not None and isinstance(published, int | float):
         queue = (request.delivery_info or {}).get("routing_key") or "unknown"
-        metrics.record_queue_wait(queue, _waited(published, request.eta))
+        _task_local.queue_wait = (queue, _waited(published, request.eta))
+    else:
+        _task_local.queue_wait = (None, None)
 
 
 def _waited(published: float, eta: Any) -> float:
@@ -355,5 +360,10 @@ def _waited(published: float, eta: Any) -> float:
     return max(0.0, time.time() - start)
 
 
-def _on_postrun(**_: Any) -> None:
+def _on_postrun(task: Any = None, **_: Any) -> None:
+    """Record the run's queue wait and database work (one Redis round trip), unbind its ids."""
+    tally = dbwork.stop()
+    queue, waited = getattr(_task_local, "queue_wait", (None, None))
+    _task_local.queue_wait = (None, None)
+    metrics.record_task(getattr(task, "name", None) or "unknown", queue, waited, tally)
     structlog.contextvars.clear_contextvars()

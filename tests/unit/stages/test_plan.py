@@ -47,7 +47,7 @@ def test_a_refund_ticket_is_planned_by_the_rules_tier_and_stored(
     with session_scope() as s:
         job = s.get(Job, job_id)
         assert job is not None
-        stage.apply(s, job, [], (plan, tier))
+        stage.apply(s, job, None, (plan, tier))
         s.commit()
     with session_scope() as s:
         job = s.get(Job, job_id)

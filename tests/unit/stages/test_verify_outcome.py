@@ -15,12 +15,11 @@ from app.controls.calls import CallRecorder
 from app.core.db import session_scope
 from app.errors import EscalationRequired
 from app.jobs import lifecycle
-from app.jobs.steps import StoredStep
 from app.models import AuditEvent, Escalation, Job
 from app.stages import runner
 from app.stages.execute import ExecuteStage
 from app.stages.runner import JobView
-from app.stages.verify_outcome import VerifyOutcomeStage
+from app.stages.verify_outcome import Outcome, VerifyOutcomeStage
 from tests.support.sandbox import Sandbox
 from verifiers.base import Verdict
 
@@ -46,7 +45,7 @@ def executed_job(job_with_plan: Callable[..., str]) -> Callable[..., str]:
     return make
 
 
-def prepared(job_id: str) -> tuple[StoredStep, JobView]:
+def prepared(job_id: str) -> tuple[Outcome, JobView]:
     with session_scope() as session:
         job = session.get(Job, job_id)
         assert job is not None
@@ -57,7 +56,7 @@ def prepared(job_id: str) -> tuple[StoredStep, JobView]:
     return step, view
 
 
-def apply(job_id: str, step: StoredStep, verdict: Verdict) -> None:
+def apply(job_id: str, step: Outcome, verdict: Verdict) -> None:
     with session_scope() as session:
         job = session.get(Job, job_id)
         assert job is not None
@@ -70,14 +69,14 @@ def test_a_refund_that_happened_is_confirmed_on_the_charge(
 ) -> None:
     job_id = executed_job(("stripe.refund", REFUND))
     step, view = prepared(job_id)
-    assert step.step_id == "s1" and step.result is not None
+    assert step.step.step_id == "s1" and step.step.result is not None
     rec = CallRecorder(stage="verify_outcome", workflow="support_refund")
 
     verdict = VerifyOutcomeStage().work(view, step, rec)
 
     assert (verdict.ok, verdict.rule) == (True, "refund_confirmed")
     assert verdict.evidence == {
-        "refund_id": step.result["id"],
+        "refund_id": step.step.result["id"],
         "charge_id": "ch_1001",
         "amount": 2500,
     }
@@ -95,7 +94,7 @@ def test_a_lost_write_escalates_outcome_mismatch_with_the_evidence(
     ).raise_for_status()
     job_id = executed_job(("stripe.refund", REFUND))
     step, view = prepared(job_id)
-    assert step.result is not None and step.result.get("id")
+    assert step.step.result is not None and step.step.result.get("id")
     rec = CallRecorder(stage="verify_outcome", workflow="support_refund")
 
     with pytest.raises(EscalationRequired) as mismatch:
@@ -105,7 +104,7 @@ def test_a_lost_write_escalates_outcome_mismatch_with_the_evidence(
     assert mismatch.value.evidence == {
         "tool": "stripe.refund",
         "rule": "refund_exists",
-        "refund_id": step.result["id"],
+        "refund_id": step.step.result["id"],
         "charge_id": "ch_1001",
         "amount": 2500,
     }
@@ -180,7 +179,7 @@ def test_the_last_confirmed_step_completes_the_job(
     assert runner.run_stage(VerifyOutcomeStage(), job_id) == lifecycle.READY
     assert runner.run_stage(ExecuteStage(), job_id) == lifecycle.EXECUTED
     step, view = prepared(job_id)
-    assert step.step_id == "s2"
+    assert step.step.step_id == "s2"
     rec = CallRecorder(stage="verify_outcome", workflow="support_refund")
 
     verdict = VerifyOutcomeStage().work(view, step, rec)
