@@ -38,6 +38,10 @@ NAMING = {
 }
 
 
+# The previous hash of a chain's first audit event.
+GENESIS_HASH = "0" * 64
+
+
 def utcnow() -> datetime:
     """Timezone-aware now, the only clock the models use."""
     return datetime.now(UTC)
@@ -102,6 +106,13 @@ class Job(Base):
     parked_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Transient-error retries spent so far, over all stages (the job's retry budget).
     retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The head of the job's audit chain (its last event's seq and hash), kept with the job so
+    # a stage appends without looking the head up (app.audit.chain); 0 and the genesis hash
+    # before the first event. The unique (job_id, seq) of the events still refuses a fork.
+    audit_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    audit_head: Mapped[str] = mapped_column(
+        String(64), default=GENESIS_HASH, server_default=GENESIS_HASH
+    )
     # Set when a read-back after a write did not confirm the change (outcome_mismatch).
     incident: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -7,12 +7,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, inspect, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
-from app.models import AuditEvent, utcnow
+from app.models import GENESIS_HASH, AuditEvent, Job, utcnow
 
-GENESIS = "0" * 64
+GENESIS = GENESIS_HASH
 # The chain of events that belong to no job (kill-switch flips, erasures of personal data).
 FLEET = "fleet"
 # session.info key: each job's chain head as this transaction left it, (next seq, last hash).
@@ -63,17 +64,22 @@ def append_many(
 ) -> list[AuditEvent]:
     """Append (kind, actor, payload) events in order.
 
-    The chain's head is looked up once per transaction and job: later appends in the same
-    transaction continue from the head this one leaves (kept in `session.info`, forgotten on
-    commit and on any rollback, savepoints included), and the events go to the database in the
-    session's next flush, as one batch.
+    The chain's head comes from the job row when the session holds the job (a stage always
+    does), and the new head goes back on the job, in the job's own UPDATE; otherwise the head
+    is looked up among the events, and written to the job row with a plain UPDATE. Later
+    appends in the same transaction continue from the head this one leaves (kept in
+    `session.info`, forgotten on commit and on any rollback, savepoints included). The events
+    go to the database in the session's next flush, as one batch.
     """
     heads: dict[str, tuple[int, str]] = session.info.setdefault(_HEADS, {})
+    job = _loaded_job(session, job_id)
     if job_id in heads:
         seq, prev = heads[job_id]
     elif first:
         # The caller just created the job, so there is no chain to look up yet.
         seq, prev = 1, GENESIS
+    elif job is not None:
+        seq, prev = job.audit_seq + 1, job.audit_head
     else:
         # No autoflush: any event of this job still pending in the session went through the
         # cache above, so the head is in the database; flushing here would only split the
@@ -106,7 +112,28 @@ def append_many(
         added.append(event)
         seq, prev = seq + 1, digest
     heads[job_id] = (seq, prev)
+    if job is not None:
+        job.audit_seq, job.audit_head = seq - 1, prev
+    elif job_id != FLEET:
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(audit_seq=seq - 1, audit_head=prev)
+            .execution_options(synchronize_session=False),
+            execution_options={"autoflush": False},
+        )
     return added
+
+
+def _loaded_job(session: Session, job_id: str) -> Job | None:
+    """The session's job `job_id` with its audit head loaded (no SQL), or None: a job the
+    session has read, or one it is creating."""
+    found = session.identity_map.get(identity_key(Job, job_id))
+    if found is None:
+        found = next((o for o in session.new if isinstance(o, Job) and o.id == job_id), None)
+    if not isinstance(found, Job) or "audit_seq" in inspect(found).unloaded:
+        return None
+    return found
 
 
 def _forget_heads(session: Session, *_: Any) -> None:
