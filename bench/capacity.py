@@ -223,6 +223,52 @@ def per(value: float, jobs: int) -> float:
     return value / max(jobs, 1)
 
 
+def statement_lines(
+    n: int,
+    own: LocalCounts,
+    calls: Counter[str] | None,
+    pgb0: dict[str, int] | None,
+    pgb1: dict[str, int] | None,
+) -> tuple[float | None, dict[str, float] | None]:
+    """Print the statement counts there are; return statements per job and pgbouncer's."""
+    statements: float | None = None
+    if calls is not None:
+        total = sum(v for k, v in calls.items() if k.split()[0].upper() not in TXN_CONTROL)
+        statements = per(total, n)
+        say(
+            f"    statements (pg_stat_statements, BEGIN/COMMIT/ROLLBACK left out): "
+            f"{statements:.1f} per job, of which by the workers "
+            f"{per(total - own.statements, n):.1f}"
+        )
+        for key, v in calls.most_common(12):
+            say(f"      {key:<40} {per(v, n):6.1f}")
+    else:
+        say(
+            "    statements: pg_stat_statements is not in this server's "
+            "shared_preload_libraries (pgbouncer's count with --pgbouncer; bench.pipeline's "
+            "worker counter otherwise)"
+        )
+    pgb: dict[str, float] | None = None
+    if pgb0 is not None and pgb1 is not None:
+        pgb = {k: per(pgb1[k] - pgb0.get(k, 0), n) for k in pgb1}
+        say(
+            f"    through pgbouncer: {pgb['total_query_count']:.1f} queries (BEGIN/COMMIT "
+            f"included) in {pgb['total_xact_count']:.1f} transactions per job, "
+            f"{pgb['total_received'] / 1024:.1f} KiB received, "
+            f"{pgb['total_sent'] / 1024:.1f} KiB sent"
+        )
+        # psycopg sends BEGIN and COMMIT/ROLLBACK as queries of their own: two per transaction.
+        estimate = pgb["total_query_count"] - 2 * pgb["total_xact_count"]
+        say(
+            f"    statements without BEGIN/COMMIT ~ queries - 2 x transactions = {estimate:.1f} "
+            f"per job; by the workers ~ {estimate - per(own.statements, n):.1f}"
+        )
+        if statements is None:
+            statements = estimate
+
+    return statements, pgb
+
+
 def measure(run: Run) -> int:
     """The run; prints the per-job figures and the JSON line; returns the exit code."""
     import redis
@@ -341,33 +387,7 @@ def measure(run: Run) -> int:
     )
     worker_commits = per(delta["xact_commit"] - own.commits, n)
     say(f"    commits by the workers: {worker_commits:.1f} per job")
-    statements: float | None = None
-    if has_pss:
-        calls = pss1 - pss0
-        total = sum(v for k, v in calls.items() if k.split()[0].upper() not in TXN_CONTROL)
-        statements = per(total, n)
-        say(
-            f"    statements (pg_stat_statements, BEGIN/COMMIT/ROLLBACK left out): "
-            f"{statements:.1f} per job, of which by the workers "
-            f"{per(total - own.statements, n):.1f}"
-        )
-        for key, v in calls.most_common(12):
-            say(f"      {key:<40} {per(v, n):6.1f}")
-    else:
-        say(
-            "    statements: pg_stat_statements is not in this server's "
-            "shared_preload_libraries (pgbouncer's count with --pgbouncer; bench.pipeline's "
-            "worker counter otherwise)"
-        )
-    pgb: dict[str, float] | None = None
-    if pgb0 is not None and pgb1 is not None:
-        pgb = {k: per(pgb1[k] - pgb0.get(k, 0), n) for k in pgb1}
-        say(
-            f"    through pgbouncer: {pgb['total_query_count']:.1f} queries (BEGIN/COMMIT "
-            f"included) in {pgb['total_xact_count']:.1f} transactions per job, "
-            f"{pgb['total_received'] / 1024:.1f} KiB received, "
-            f"{pgb['total_sent'] / 1024:.1f} KiB sent"
-        )
+    statements, pgb = statement_lines(n, own, pss1 - pss0 if has_pss else None, pgb0, pgb1)
 
     # rows and bytes
     say()
@@ -406,8 +426,10 @@ def measure(run: Run) -> int:
         )
         + "):"
     )
+    # Commands a Lua script runs count too: the breaker's script reads one HMGET per window
+    # bucket on every downstream call, so HMGET dominates while the round trips are EVALSHAs.
     say(
-        f"    {per(rtotal, n):.1f} commands: "
+        f"    {per(rtotal, n):.1f} commands (inside Lua scripts included): "
         + ", ".join(f"{k} {per(v, n):.1f}" for k, v in rcalls.most_common(10))
     )
     net_in, net_out = per(r1["net_in"] - r0["net_in"], n), per(r1["net_out"] - r0["net_out"], n)
@@ -447,7 +469,12 @@ def measure(run: Run) -> int:
         "redis_cpu_ms": round(redis_ms, 3) if redis_ms is not None else None,
         "bench_process_cpu_ms": round(cpu_ms["bench process (intake + polling)"], 2),
         "pg_statements": round(statements, 1) if statements is not None else None,
-        "pg_statements_source": "pg_stat_statements" if has_pss else None,
+        "pg_statements_source": (
+            "pg_stat_statements" if has_pss else "pgbouncer (queries - 2 x xacts)" if pgb else None
+        ),
+        "pg_statements_workers": (
+            round(statements - per(own.statements, n), 1) if statements is not None else None
+        ),
         "pgbouncer_queries": round(pgb["total_query_count"], 1) if pgb else None,
         "pgbouncer_xacts": round(pgb["total_xact_count"], 1) if pgb else None,
         "pg_commits": round(per(delta["xact_commit"], n), 2),
