@@ -141,6 +141,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="PostgreSQL to create (and drop) the run's database with",
     )
     p.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="put Debian's pgbouncer (from PATH) in transaction mode between opsgate and the "
+        "run's database: workers and intake connect through it with ?prepare_threshold=none "
+        "(docs/scaling.md), migrations go direct",
+    )
+    p.add_argument(
+        "--pgbouncer-prepared",
+        action="store_true",
+        help="with --pgbouncer: keep psycopg's server-side prepared statements on, to see "
+        "what breaks without the setting (pgbouncer < 1.21)",
+    )
+    p.add_argument(
         "--database",
         choices=("postgresql", "sqlite"),
         default="postgresql",
@@ -678,6 +691,11 @@ def prepare(run: Run) -> tuple[dict[str, str], str, dict[str, list[Any]]]:
         run.db_created = True
     else:
         db_url = f"sqlite:///{run.tmp / 'opsgate.db'}"
+    direct_url = db_url  # migrations run against PostgreSQL itself, never through a pooler
+    if getattr(args, "pgbouncer", False) and args.database == "postgresql":
+        db_url, _ = procs.start_pgbouncer(run.children, run.tmp / "pgbouncer", direct_url)
+        if not getattr(args, "pgbouncer_prepared", False):
+            db_url += "?prepare_threshold=none"
     sandbox_url = f"http://127.0.0.1:{free_port()}"
     env = opsgate_env(args, db_url, run.tmp, sandbox_url, run.run_id)
     apply_env_here(env)
@@ -687,10 +705,11 @@ def prepare(run: Run) -> tuple[dict[str, str], str, dict[str, list[Any]]]:
         f"{args.workers} worker(s) x {args.pool} pool x concurrency {args.concurrency}, "
         f"redis {args.redis_url}, {args.database} "
         f"{run.dbname if run.db_created else db_url}"
+        + (f" through pgbouncer ({db_url})" if db_url != direct_url else "")
     )
     subprocess.run(
         [sys.executable, "-m", "app", "db", "upgrade"],
-        env=env,
+        env={**env, "OPSGATE_DATABASE_URL": direct_url},
         cwd=ROOT,
         check=True,
         capture_output=True,
@@ -766,6 +785,7 @@ def summary(run: Run, bare_side: Side, pipe: PipelineResult) -> tuple[dict[str, 
         "pool": args.pool,
         "concurrency": args.concurrency,
         "database": args.database,
+        "pgbouncer": args.pgbouncer,
         "valid": valid,
         "completed": side.done,
         "escalated": pipe.counts.get("escalated", 0),

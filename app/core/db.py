@@ -39,6 +39,25 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _prepare_threshold_from_url(
+    dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]
+) -> None:
+    """Honour `?prepare_threshold=none` (or N) in a PostgreSQL URL.
+
+    Behind PgBouncer in transaction mode (before 1.21, or without max_prepared_statements),
+    each transaction may run on another server connection, so psycopg's server-side prepared
+    statements (made after 5 executions on a connection) are missing or, worse, another
+    statement of the same name. psycopg turns them off with prepare_threshold=None, but
+    SQLAlchemy hands URL query values to psycopg as strings; this makes the URL say it."""
+    value = cparams.get("prepare_threshold")
+    if dialect.name == "postgresql" and isinstance(value, str):
+        cparams["prepare_threshold"] = None if value.lower() in ("", "none") else int(value)
+
+
+# On the Engine class: every engine (workers, intake, migrations, doctor) reads the same URL.
+event.listen(Engine, "do_connect", _prepare_threshold_from_url)
+
+
 def make_engine(url: str, pool_size: int | None = None) -> Engine:
     """Build an engine with the settings each backend needs."""
     if url.startswith("sqlite"):
