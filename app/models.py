@@ -1,5 +1,5 @@
-"""SQLAlchemy 2 models: jobs, plan steps, events, audit, tool and model calls, escalations,
-outbox."""
+"""SQLAlchemy 2 models: jobs (each its own outbox), plan steps, events, audit, tool and model
+calls, escalations."""
 
 from __future__ import annotations
 
@@ -74,6 +74,7 @@ class Job(Base):
         Index("ix_jobs_status_updated", "status", "updated_at"),
         # The soft check reads a subject's earlier jobs.
         Index("ix_jobs_workflow_external", "workflow", "external_id"),
+        Index("ix_jobs_message_due", "message_due_at"),
         UniqueConstraint("submitted_by", "idempotency_key", name="uq_jobs_submitted_by_idem"),
     )
 
@@ -109,6 +110,12 @@ class Job(Base):
     # The head of the job's audit chain (its last event's seq and hash), kept with the job so
     # a stage appends without looking the head up (app.audit.chain); 0 and the genesis hash
     # before the first event. The unique (job_id, seq) of the events still refuses a fork.
+    # When the message for the job's current stage was written and not yet taken by a worker
+    # (None: taken, or no stage works on this status). The job row is the transactional
+    # outbox: the transition that writes the message sets this in the job's own UPDATE, the
+    # stage that takes the message clears it in the UPDATE that counts the delivery, and the
+    # relay sends again what waited longer than the grace period (app.jobs.outbox).
+    message_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     audit_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     audit_head: Mapped[str] = mapped_column(
         String(64), default=GENESIS_HASH, server_default=GENESIS_HASH
@@ -409,21 +416,6 @@ class Notification(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     escalation: Mapped[Escalation] = relationship()
-
-
-class OutboxMessage(Base):
-    """A stage message to publish after its transaction commits (transactional outbox)."""
-
-    __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "published_at", "created_at"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
-    task: Mapped[str] = mapped_column(String(64))
-    queue: Mapped[str] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Delivery(Base):

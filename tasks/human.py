@@ -18,7 +18,7 @@ def notify_human(job_id: str) -> int:
     """Stamp the job's new escalations as delivered and announce them to the reviewers (the
     webhook messages go out after that commit; beat retries what fails)."""
     with session_scope() as session:
-        outbox.consumed(session, job_id)
+        outbox.taken(session, job_id)
         delivered = mark_notified(session, job_id)
         for esc in delivered:
             log.warning(

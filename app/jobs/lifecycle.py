@@ -11,7 +11,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from app.audit import chain
 from app.core.redaction import redact
 from app.errors import IllegalTransition, StaleJob
-from app.models import Job, JobEvent, OutboxMessage, utcnow
+from app.models import Job, JobEvent, utcnow
 
 QUEUED = "queued"  # waiting for the planner
 PLANNED = "planned"  # plan stored, waiting for proposal verification
@@ -74,16 +74,16 @@ def can_transition(from_status: str, to_status: str) -> bool:
     return to_status in TRANSITIONS.get(from_status, frozenset())
 
 
-def enqueue_stage(session: Session, job: Job) -> OutboxMessage | None:
-    """Add the outbox message for the stage that works on the job's current status."""
+def enqueue_stage(session: Session, job: Job) -> Stage | None:
+    """Write the message for the stage that works on the job's current status: due now, on the
+    job row itself (it goes out in the job's UPDATE), sent right after the commit."""
     stage = STAGES.get(job.status)
+    job.message_due_at = utcnow() if stage is not None else None
     if stage is None:
         return None
-    msg = OutboxMessage(job_id=job.id, task=stage.task, queue=stage.queue)
-    session.add(msg)
     # Remembered for the send right after the commit (app.jobs.outbox.send_written).
     session.info.setdefault(WRITTEN, []).append((job.id, stage.task, stage.queue))
-    return msg
+    return stage
 
 
 def transition(

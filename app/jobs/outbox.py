@@ -1,12 +1,14 @@
-"""Publishing committed stage messages to Celery (transactional outbox relay).
+"""Publishing committed stage messages to Celery: the job row is the transactional outbox.
 
-A stage message is an outbox row written in the transaction that moved the job. Right after
-that commit the writer sends the messages it wrote from memory (`send`), with no database work;
-the row stays pending until the stage that takes the message marks it consumed in the
-transaction it opens anyway (`consumed`). A row still pending after the grace period (the
-writer died between its commit and the send, or the broker refused it) is sent again by the
-relay, and marked. So a message is never lost, and is sent twice only when it waited longer
-than the grace period to be taken (the stages skip a duplicate with one statement).
+A stage message is written by the transaction that moves the job: `lifecycle.enqueue_stage`
+sets the job's `message_due_at` (it goes out in the job's own UPDATE or INSERT, no row of its
+own). Right after the commit the writer sends what it wrote from memory (`send_written`), with
+no database work. The stage that takes the message clears `message_due_at` in the UPDATE that
+counts its delivery (`app.stages.runner`), and the human task in its own transaction (`taken`).
+A message still due after the grace period (the writer died between its commit and the send,
+or the broker refused it) is sent again by the relay, which clears it. So a message is never
+lost, and is sent twice only when it waited longer than the grace period to be taken (a stage
+skips a duplicate with one statement).
 """
 
 from __future__ import annotations
@@ -16,93 +18,94 @@ from datetime import timedelta
 import structlog
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from app.core.db import session_scope
 from app.jobs import lifecycle
 from app.jobs.celery_config import publisher
-from app.models import OutboxMessage, utcnow
+from app.models import Job, utcnow
 
 log = structlog.get_logger(__name__)
 
 _BATCH = 500
 
 
-def send_written(session: Session) -> int:
-    """After the commit: send the messages this session's transaction wrote, from memory."""
-    written: list[tuple[str, str, str]] = session.info.pop(lifecycle.WRITTEN, [])
+def _send(messages: list[tuple[str, str, str]]) -> int:
+    """Send (job id, task, queue) messages in order; stop at the first the broker refuses."""
     app = publisher()
     sent = 0
-    for job_id, task, queue in written:
+    for job_id, task, queue in messages:
         try:
             app.send_task(task, args=[job_id], queue=queue)
         except (KombuOperationalError, RedisError, OSError) as exc:
-            # The broker is down: the row stays pending and the relay sends it later.
+            # The broker is down: the message stays due and the relay sends it later.
             log.warning("outbox.publish_failed", job_id=job_id, task=task, error=str(exc))
             break
         sent += 1
     return sent
 
 
-def consumed(session: Session, job_id: str) -> None:
-    """Mark the job's pending messages taken (in the transaction of the stage that took one)."""
+def send_written(session: Session) -> int:
+    """After the commit: send the messages this session's transaction wrote, from memory."""
+    return _send(session.info.pop(lifecycle.WRITTEN, []))
+
+
+def taken(session: Session, job_id: str) -> None:
+    """Mark the job's message taken (in the transaction of the task that took it)."""
     session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.job_id == job_id, OutboxMessage.published_at.is_(None))
-        .values(published_at=utcnow())
+        update(Job)
+        .where(Job.id == job_id, Job.message_due_at.is_not(None))
+        .values(message_due_at=None)
         .execution_options(synchronize_session=False)
     )
 
 
-def _publish(rows: list[OutboxMessage]) -> int:
-    app = publisher()
-    sent = 0
-    for row in rows:
-        row.attempts += 1
-        try:
-            app.send_task(row.task, args=[row.job_id], queue=row.queue)
-        except (KombuOperationalError, RedisError, OSError) as exc:
-            # The broker is down: the message stays pending and the relay sends it later.
-            log.warning("outbox.publish_failed", job_id=row.job_id, task=row.task, error=str(exc))
-            break
-        row.published_at = utcnow()
-        sent += 1
+def _due(session: Session, *where: ColumnElement[bool], limit: int | None = None) -> int:
+    """Send the message of each job matching `where` whose message is still due, and clear it."""
+    query = (
+        select(Job.id, Job.status)
+        .where(Job.message_due_at.is_not(None), *where)
+        .order_by(Job.message_due_at)
+        .with_for_update(skip_locked=True)
+    )
+    rows = session.execute(query.limit(limit) if limit else query).all()
+    messages = [
+        (job_id, stage.task, stage.queue)
+        for job_id, status in rows
+        if (stage := lifecycle.STAGES.get(status)) is not None
+    ]
+    sent = _send(messages)
+    # Jobs whose status has no stage (a message left behind) are cleared with the sent ones;
+    # a job whose send failed stays due.
+    failed = {m[0] for m in messages[sent:]}
+    done = [job_id for job_id, _ in rows if job_id not in failed]
+    if done:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(done))
+            .values(message_due_at=None)
+            .execution_options(synchronize_session=False)
+        )
     return sent
 
 
 def publish_for_job(job_id: str) -> int:
-    """Publish a job's pending messages right after the transaction that wrote them."""
+    """Send a job's due message after a transaction that did not keep its session's record of
+    it (API and CLI commands that commit, then publish)."""
     with session_scope() as session:
-        rows = list(
-            session.scalars(
-                select(OutboxMessage)
-                .where(OutboxMessage.job_id == job_id, OutboxMessage.published_at.is_(None))
-                .order_by(OutboxMessage.id)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        sent = _publish(rows)
+        sent = _due(session, Job.id == job_id)
         session.commit()
     return sent
 
 
 def relay(grace_seconds: float) -> int:
-    """Publish every message still pending after the grace period (run by beat)."""
+    """Send every message still due after the grace period (run by beat)."""
     cutoff = utcnow() - timedelta(seconds=grace_seconds)
     total = 0
     while True:
         with session_scope() as session:
-            rows = list(
-                session.scalars(
-                    select(OutboxMessage)
-                    .where(OutboxMessage.published_at.is_(None), OutboxMessage.created_at <= cutoff)
-                    .order_by(OutboxMessage.id)
-                    .limit(_BATCH)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            sent = _publish(rows)
+            sent = _due(session, Job.message_due_at <= cutoff, limit=_BATCH)
             session.commit()
         total += sent
         if sent < _BATCH:

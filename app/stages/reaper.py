@@ -13,7 +13,7 @@ from app.core.db import session_scope
 from app.errors import StaleJob
 from app.human import decisions
 from app.jobs import lifecycle, outbox
-from app.models import Job, OutboxMessage, utcnow
+from app.models import Job, utcnow
 from app.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -28,19 +28,26 @@ def nudge_stale(stale_after: float) -> int:
     cutoff = utcnow() - timedelta(seconds=stale_after)
     nudged = 0
     with session_scope() as session:
-        pending = select(OutboxMessage.job_id).where(OutboxMessage.published_at.is_(None))
         stale = session.scalars(
-            select(Job)
+            select(Job.id)
             .where(
-                Job.status.in_(lifecycle.ACTIVE), Job.updated_at < cutoff, Job.id.not_in(pending)
+                Job.status.in_(lifecycle.ACTIVE),
+                Job.updated_at < cutoff,
+                Job.message_due_at.is_(None),
             )
             .limit(500)
         ).all()
-        for job in stale:
-            lifecycle.enqueue_stage(session, job)
-            # Plain UPDATE: a nudge is not progress and must not bump the job's version.
-            session.execute(update(Job).where(Job.id == job.id).values(updated_at=utcnow()))
-            nudged += 1
+        if stale:
+            # Plain UPDATE: a nudge is not progress and must not bump the job's version. The
+            # message is due again now, and the relay that follows sends it.
+            now = utcnow()
+            session.execute(
+                update(Job)
+                .where(Job.id.in_(stale))
+                .values(message_due_at=now, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        nudged = len(stale)
         session.commit()
     if nudged:
         log.warning("reaper.nudged", jobs=nudged)

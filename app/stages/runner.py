@@ -84,7 +84,8 @@ def run_stage(stage: StageWork, job_id: str) -> str:
         job = session.scalars(
             update(Job)
             .where(Job.id == job_id, Job.status == stage.status)
-            .values(stage_deliveries=Job.stage_deliveries + 1)
+            # ... and mark its message taken (the job row is the outbox: app.jobs.outbox).
+            .values(stage_deliveries=Job.stage_deliveries + 1, message_due_at=None)
             .returning(Job)
             .execution_options(synchronize_session=False, populate_existing=True)
         ).one_or_none()
@@ -95,7 +96,6 @@ def run_stage(stage: StageWork, job_id: str) -> str:
                 log.warning("stage.unknown_job", stage=stage.name, job_id=job_id)
                 return "unknown"
             return "skipped"
-        outbox.consumed(session, job_id)
         deliveries = job.stage_deliveries
         if deliveries > settings.max_deliveries:
             session.refresh(job)

@@ -33,7 +33,6 @@ from app.models import (
     ModelCall,
     Notification,
     NotificationStatus,
-    OutboxMessage,
     ToolCall,
     as_utc,
     utcnow,
@@ -279,15 +278,15 @@ def _notifications(s: Session) -> Iterator[Metric]:
 
 
 def _outbox(s: Session) -> Iterator[Metric]:
-    pending = GaugeMetricFamily("opsgate_outbox_pending", "Stage messages not yet published")
+    pending = GaugeMetricFamily(
+        "opsgate_outbox_pending", "Stage messages not yet taken by a worker"
+    )
     oldest = GaugeMetricFamily(
         "opsgate_outbox_oldest_pending_seconds",
-        "Age of the oldest stage message not yet published (0 when none)",
+        "Age of the oldest stage message not yet taken by a worker (0 when none)",
     )
     count, first = s.execute(
-        select(func.count(), func.min(OutboxMessage.created_at)).where(
-            OutboxMessage.published_at.is_(None)
-        )
+        select(func.count(), func.min(Job.message_due_at)).where(Job.message_due_at.is_not(None))
     ).one()
     pending.add_metric([], count or 0)
     since = as_utc(first)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from app.core.db import session_scope
 from app.jobs import lifecycle
-from app.models import Delivery, Escalation, Job, OutboxMessage
+from app.models import Delivery, Escalation, Job
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.integration
@@ -322,7 +322,7 @@ def test_accepted_jobs_survive_redis_being_down(
     # Given an API whose Redis is the test's own server
     env = {"OPSGATE_REDIS_URL": own_redis.url}
     api = start_api(env)
-    # When Redis stops, deliveries are still accepted (the job and its outbox row are stored)
+    # When Redis stops, deliveries are still accepted (the job is stored with its message due)
     own_redis.stop()
     tickets = [(4821, 101), (4822, 102), (4827, 106)]
     ids = []
@@ -336,9 +336,7 @@ def test_accepted_jobs_survive_redis_being_down(
         with session_scope() as s:
             return int(
                 s.scalar(
-                    select(func.count())
-                    .select_from(OutboxMessage)
-                    .where(OutboxMessage.published_at.is_(None))
+                    select(func.count()).select_from(Job).where(Job.message_due_at.is_not(None))
                 )
                 or 0
             )

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from app.core.db import session_scope
 from app.jobs import lifecycle
-from app.models import Escalation, Job, ModelCall, OutboxMessage, ToolCall
+from app.models import Escalation, Job, ModelCall, ToolCall
 from tests.support.env import reset_process_state
 from tests.support.processes import Proc, wait_for
 from tests.support.redis_server import RedisServer
@@ -247,7 +247,7 @@ def test_sentry_gets_one_trace_per_job_and_redacted_task_errors_tagged_with_the_
 
     # When a task crashes on a job carrying personal data (a corrupt row: no target login)
     from app.jobs import outbox
-    from app.models import new_id
+    from app.models import new_id, utcnow
 
     with session_scope() as s:
         bad = Job(
@@ -260,9 +260,9 @@ def test_sentry_gets_one_trace_per_job_and_redacted_task_errors_tagged_with_the_
             submitted_by="test",
             input={"request_type": "password_reset", "note": "call +44 20 7946 0958"},
             status=lifecycle.QUEUED,
+            message_due_at=utcnow(),
         )
         s.add(bad)
-        s.add(OutboxMessage(job_id=bad.id, task="opsgate.plan", queue="plan"))
         s.commit()
         bad_id = bad.id
     outbox.publish_for_job(bad_id)

@@ -196,24 +196,21 @@ def test_failed_checks_escalate_with_the_rule(
 def test_reaper_republishes_a_job_whose_message_was_lost(
     pg_env, sandbox: Sandbox, start_worker, monkeypatch
 ):
-    # Given a queued job whose stage message was marked published but never reached Redis
-    from app.models import OutboxMessage, utcnow
+    # Given a queued job whose stage message was marked taken but never reached Redis
+    from app.jobs import outbox
     from app.stages import reaper
 
     sub = submissions.parse_submission(submission(4821, "evt-lost"))
     with session_scope() as s:
         job, _ = submissions.accept(s, sub, submitted_by="test")
         s.flush()
-        for msg in s.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job.id)):
-            msg.published_at = utcnow()
+        outbox.taken(s, job.id)
         s.commit()
         job_id = job.id
     start_worker()
     assert status_of(job_id) == lifecycle.QUEUED
     # When the reaper runs with a zero staleness window
     result = reaper.nudge_stale(0)
-    from app.jobs import outbox
-
     outbox.relay(0)
     # Then the job is picked up and completes
     assert result >= 1

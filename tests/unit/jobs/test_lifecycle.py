@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from app.core.db import session_scope
 from app.errors import IllegalTransition, StaleJob
 from app.jobs import lifecycle
-from app.models import AuditEvent, Job, JobEvent, OutboxMessage
+from app.models import AuditEvent, Job, JobEvent
 
 # The state machine as specified (written out here, not read from app.jobs.lifecycle, so a change to
 # the table in the code shows up as a failing test).
@@ -97,19 +97,19 @@ def test_failed_is_terminal_except_for_the_operator_retry() -> None:
     assert exits == set(lifecycle.ACTIVE)
 
 
-def _counts(job_id: str) -> tuple[int, int, int]:
-    """(job events, audit events, outbox rows) recorded for the job."""
+def _counts(job_id: str) -> tuple[int, int]:
+    """(job events, audit events) recorded for the job."""
     with session_scope() as s:
         return tuple(  # type: ignore[return-value]
             int(
                 s.scalar(select(func.count()).select_from(model).where(model.job_id == job_id)) or 0
             )
-            for model in (JobEvent, AuditEvent, OutboxMessage)
+            for model in (JobEvent, AuditEvent)
         )
 
 
 def test_transition_records_event_audit_and_next_stage_message(new_job: Callable[..., str]) -> None:
-    # Given a queued job (intake wrote one event, one audit entry, one outbox row)
+    # Given a queued job (intake wrote one event, one audit entry, and its message is due)
     job_id = new_job()
     before = _counts(job_id)
 
@@ -119,9 +119,12 @@ def test_transition_records_event_audit_and_next_stage_message(new_job: Callable
         assert job is not None
         lifecycle.transition(s, job, lifecycle.PLANNED, actor="worker:plan", reason="plan stored")
         s.commit()
+        # (the session keeps the message it wrote, to send right after the commit)
+        written = s.info.get(lifecycle.WRITTEN)
 
     # Then one more of each, describing exactly that move
-    assert _counts(job_id) == (before[0] + 1, before[1] + 1, before[2] + 1)
+    assert _counts(job_id) == (before[0] + 1, before[1] + 1)
+    assert written == [(job_id, "opsgate.verify_proposal", "verify")]
     with session_scope() as s:
         job = s.get(Job, job_id)
         assert job is not None and job.status == "planned" and job.status_reason == "plan stored"
@@ -145,17 +148,8 @@ def test_transition_records_event_audit_and_next_stage_message(new_job: Callable
             "to": "planned",
             "reason": "plan stored",
         }
-        msg = s.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.job_id == job_id)
-            .order_by(OutboxMessage.id.desc())
-        ).first()
-        assert msg is not None
-        assert (msg.task, msg.queue, msg.published_at) == (
-            "opsgate.verify_proposal",
-            "verify",
-            None,
-        )
+        # And the next stage's message is due on the job row until a worker takes it
+        assert job.message_due_at is not None
 
 
 @pytest.mark.parametrize(
@@ -182,13 +176,9 @@ def test_each_stage_status_queues_its_task(
         job = s.get(Job, job_id)
         walk(s, job, *path)
         s.commit()
-        last = s.scalars(
-            select(OutboxMessage)
-            .where(OutboxMessage.job_id == job_id)
-            .order_by(OutboxMessage.id.desc())
-        ).first()
-    assert last is not None
-    assert (last.task, last.queue) == expected
+        last = s.info[lifecycle.WRITTEN][-1]
+        assert job is not None and job.message_due_at is not None
+    assert last[1:] == expected
 
 
 @pytest.mark.parametrize(
@@ -210,16 +200,19 @@ def test_terminal_and_parked_states_queue_no_task(
         job = s.get(Job, job_id)
         walk(s, job, *path[:-1])
         s.commit()
-    events, audits, outbox_rows = _counts(job_id)
+    events, audits = _counts(job_id)
 
     # When it takes the last step
     with session_scope() as s:
         job = s.get(Job, job_id)
         walk(s, job, path[-1])
         s.commit()
+        written = s.info.get(lifecycle.WRITTEN)
+        due = job.message_due_at
 
     # Then the move is recorded but nothing is queued
-    assert _counts(job_id) == (events + 1, audits + 1, outbox_rows)
+    assert _counts(job_id) == (events + 1, audits + 1)
+    assert not written and due is None
 
 
 def test_forbidden_move_raises_and_changes_nothing(new_job: Callable[..., str]) -> None:
@@ -286,5 +279,7 @@ def test_second_writer_of_a_job_gets_stale_job(new_job: Callable[..., str]) -> N
             select(JobEvent.to_status).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
         ).all()
         assert moves == ["queued", "planned"]
-        tasks = s.scalars(select(OutboxMessage.task).where(OutboxMessage.job_id == job_id)).all()
-        assert "opsgate.notify_human" not in tasks
+    # And only the winner's message was written (the loser's transaction wrote nothing)
+    assert lifecycle.WRITTEN not in second.info or all(
+        task != "opsgate.notify_human" for _, task, _ in second.info[lifecycle.WRITTEN]
+    )

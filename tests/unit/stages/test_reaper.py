@@ -1,5 +1,5 @@
-"""app/stages/reaper.py + app/jobs/outbox.py on SQLite, no broker: stalled active jobs get a new
-message."""
+"""app/stages/reaper.py + app/jobs/outbox.py on SQLite, no broker: stalled active jobs get their
+message due again."""
 
 from __future__ import annotations
 
@@ -9,35 +9,33 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from app.core.db import session_scope
-from app.models import Job, OutboxMessage, utcnow
+from app.jobs import lifecycle
+from app.models import Job, utcnow
 from app.stages import reaper
 
 
 def _settle(job_id: str, *statuses: str, walk: Callable[..., None]) -> None:
-    """Walk the job, mark its messages published, and make it look idle for two hours."""
+    """Walk the job, mark its message taken, and make it look idle for two hours."""
     with session_scope() as s:
         job = s.get(Job, job_id)
         walk(s, job, *statuses)
         s.commit()
         s.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.job_id == job_id)
-            .values(published_at=utcnow())
-        )
-        s.execute(
-            update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(hours=2))
+            update(Job)
+            .where(Job.id == job_id)
+            .values(updated_at=utcnow() - timedelta(hours=2), message_due_at=None)
         )
         s.commit()
 
 
 def _pending(job_id: str) -> list[tuple[str, str]]:
+    """The job's message that is due, as (task, queue), if one is."""
     with session_scope() as s:
-        rows = s.scalars(
-            select(OutboxMessage).where(
-                OutboxMessage.job_id == job_id, OutboxMessage.published_at.is_(None)
-            )
-        )
-        return [(m.task, m.queue) for m in rows]
+        job = s.scalar(select(Job).where(Job.id == job_id, Job.message_due_at.is_not(None)))
+        if job is None:
+            return []
+        stage = lifecycle.STAGES[job.status]
+        return [(stage.task, stage.queue)]
 
 
 def _version(job_id: str) -> int:
@@ -103,7 +101,7 @@ def test_nudge_refreshes_the_clock_so_the_next_pass_waits(
 
     assert reaper.nudge_stale(3600) == 1
     with session_scope() as s:
-        s.execute(update(OutboxMessage).values(published_at=utcnow()))
+        s.execute(update(Job).values(message_due_at=None))
         s.commit()
 
     # Then a second pass within the hour does not pile up another message
