@@ -215,5 +215,5 @@ def store_plan(session: Session, job: Job, plan: Plan, tier: str) -> None:
             ],
         },
     )
-    session.flush()
-    session.refresh(job, ["steps"])
+    # The steps are read again on their next use in this session (with the rows above).
+    session.expire(job, ["steps"])
