@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -355,3 +357,65 @@ def pgbouncer_stats(pgbouncer_url: str, dbname: str) -> dict[str, int] | None:
             if rec.get("database") == dbname:
                 return {k: int(v) for k, v in rec.items() if k.startswith("total_")}
     return None
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+
+def rss_mb(pid: int) -> float | None:
+    """VmRSS of a process in MB (from /proc/PID/status), or None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024  # reported in kB
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class RssSampler:
+    """Samples VmRSS of every process in the given process groups (a worker and, with a
+    prefork pool, its pool children) on a background thread while a timed window runs."""
+
+    groups: dict[str, int]  # label -> process group id (the leader's pid)
+    interval: float = 0.5
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        stats = _all_stats()
+        for label, pgid in self.groups.items():
+            for pid, st in stats.items():
+                if st[2] == pgid:
+                    value = rss_mb(pid)
+                    if value is not None:
+                        name = label if pid == pgid else f"{label} pool child {pid}"
+                        self.samples.setdefault(name, []).append(value)
+
+    def _loop(self) -> None:
+        while True:
+            self._sample()
+            if self._stop.wait(self.interval):
+                return
+
+    def start(self) -> RssSampler:
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        """Stop sampling; per process: max and median MB and the number of samples."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        return {
+            name: {
+                "max_mb": round(max(values), 1),
+                "median_mb": round(statistics.median(values), 1),
+                "samples": len(values),
+            }
+            for name, values in self.samples.items()
+            if values
+        }

@@ -3,10 +3,16 @@ calls are slow (issue 4), next to a bare Celery threads pool in the same run.
 
 Set-up
   The sandbox answers every downstream request after --sandbox-latency-ms (default 50 ms,
-  `POST /_sandbox/faults {"system": "*", "latency_ms": 50}`). A model stand-in (200 ms a
-  call) belongs in the critical path too, once a model tier runs in the pipeline: today the
+  `POST /_sandbox/faults {"system": "*", "latency_ms": 50}`). In the default profile the
   planner is the deterministic rules tier and no job calls a model, so --model-latency-ms is
-  accepted, reported as "not in the critical path yet", and changes nothing.
+  accepted, reported as "not in the critical path", and changes nothing.
+  `--profile production` is the fleet as it runs in production: every downstream request
+  held 200 ms, the planner and the soft check's judge going through the model tier
+  (support_refund in the router's skip_rules) to the sandbox's scripted OpenAI-compatible
+  server answering each call in 1000 ms (bench/saturation_model.py scripts a valid plan per
+  case), and 2 worker processes x 16 threads (concurrency 32). Any of these flags given
+  explicitly wins over the profile's value. It also samples each worker process's VmRSS
+  (and its pool children's) every 0.5 s during the timed window (target <= 150 MB).
 
 What it measures
   1. jobs/s: `support_refund` jobs (refundable tickets made by `POST /_sandbox/refund_cases`)
@@ -19,7 +25,9 @@ What it measures
      jobs submitted, queue released, clock started); on this machine that costs the bare
      pool ~8% of its ratio (0.88 against 0.96, measured), so it is not the default.
   2. the ideal: C x workers / critical path, where the critical path of one job is the sum of
-     the sandbox round trips it makes in sequence, each costing the injected latency. The
+     the sandbox round trips it makes in sequence, each costing the injected latency, plus
+     (production profile) its model calls, each costing the model latency (counted by the
+     scripted server, cross-checked with the model_calls table). The
      round trips are measured, not assumed: the sandbox counts every request it delays (the
      latency fault is set with a huge `count`, whose `remaining` goes down by one per
      request), divided by the jobs; tool_calls gives the same figure per stage (one row is one
@@ -46,6 +54,7 @@ and always stops its own sandbox and worker processes, creates a fresh PostgreSQ
 something else flushes it mid-run).
 
     .venv/bin/python -m bench.saturation [--concurrency 16] [--jobs N] [--workers 1]
+    .venv/bin/python -m bench.saturation --profile production [--workers 4 --concurrency 8]
 """
 
 from __future__ import annotations
@@ -68,6 +77,7 @@ if str(ROOT) not in sys.path:  # also runnable as `python bench/saturation.py`
     sys.path.insert(0, str(ROOT))
 
 from bench import report  # noqa: E402
+from bench import saturation_model as sm  # noqa: E402
 from bench import saturation_report as sr  # noqa: E402
 from bench.pipeline import (  # noqa: E402
     QUEUES,
@@ -86,6 +96,7 @@ from bench.pipeline import (  # noqa: E402
 from bench.procs import (  # noqa: E402
     Child,
     Children,
+    RssSampler,
     cpu_report,
     cpu_snapshot,
     other_load,
@@ -94,11 +105,28 @@ from bench.procs import (  # noqa: E402
 from bench.saturation_run import SatRun  # noqa: E402
 
 TARGET = 0.9
+RSS_TARGET_MB = 150.0
 COUNTER = 10**12  # the latency fault's `count`: never runs out, counts requests down
 MODEL_NOTE = (
-    "not in the critical path yet: the planner is the deterministic rules tier, no job calls "
-    "a model"
+    "not in the critical path (default profile): the planner is the deterministic rules tier, "
+    "no job calls a model; --profile production plans through the model tier"
 )
+# What each profile sets unless the flag is given: sandbox latency, model latency (None: no
+# model in the path), worker processes, threads per worker.
+PROFILES: dict[str, dict[str, Any]] = {
+    "default": {
+        "sandbox_latency_ms": 50.0,
+        "model_latency_ms": None,
+        "workers": 1,
+        "concurrency": 16,
+    },
+    "production": {
+        "sandbox_latency_ms": 200.0,
+        "model_latency_ms": 1000.0,
+        "workers": 2,
+        "concurrency": 16,
+    },
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -111,7 +139,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f">= {TARGET}. The last output line is a JSON object.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--concurrency", type=int, default=16, help="threads per worker, both sides")
+    p.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default="default",
+        help="default: rules planner, sandbox 50 ms, 1 worker x 16 threads; production: model "
+        "tier planning against the scripted server at 1000 ms a call, sandbox 200 ms, "
+        "2 workers x 16 threads (flags given explicitly win)",
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=None, help="threads per worker, both sides (profile)"
+    )
     p.add_argument(
         "--jobs",
         type=int,
@@ -119,7 +157,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="timed jobs (and bare chains); default 20 x concurrency x workers, about 10 s "
         "of ideal run time per side (the whole run then takes about a minute)",
     )
-    p.add_argument("--workers", type=int, default=1, help="opsgate worker processes")
+    p.add_argument("--workers", type=int, default=None, help="opsgate worker processes (profile)")
     p.add_argument(
         "--warmup",
         type=int,
@@ -129,16 +167,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--sandbox-latency-ms",
         type=float,
-        default=50.0,
-        help="latency the sandbox adds to every downstream request",
+        default=None,
+        help="latency the sandbox adds to every downstream request (profile: 50 or 200)",
     )
     p.add_argument(
         "--model-latency-ms",
         type=float,
         default=None,
-        help="latency of a model stand-in call (200 ms is the issue's figure); "
-        + MODEL_NOTE
-        + ", so it is only reported",
+        help="production profile: the scripted model server's answer time per call (1000); "
+        "default profile: " + MODEL_NOTE + ", so it is only reported",
     )
     p.add_argument(
         "--redis-url",
@@ -182,6 +219,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait per phase")
     p.add_argument("--keep-temp", action="store_true", help="keep the temp dir (logs, records)")
     args = p.parse_args(argv)
+    for key, value in PROFILES[args.profile].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.model_in_path = args.profile == "production"
+    if (args.model_in_path and not args.model_latency_ms) or (args.model_latency_ms or 0) < 0:
+        p.error("--model-latency-ms must be > 0 with --profile production (and never < 0)")
     if args.concurrency < 1 or args.workers < 1:
         p.error("--concurrency and --workers must be >= 1")
     threads = args.concurrency * args.workers
@@ -374,6 +417,8 @@ class PipeSide:
     db_before: dict[str, int] | None
     db_after: dict[str, int] | None
     tables: list[str]
+    model_requests: int = 0  # chat completions the scripted server received in the window
+    rss: dict[str, dict[str, float]] = field(default_factory=dict)  # per worker process
 
     @property
     def rate(self) -> float:
@@ -420,6 +465,7 @@ def run_pipeline(
     tables_before = sr.table_stats()
     sessions_before = sr.db_sessions(run.dbname)
     left_before = requests_left(sandbox)
+    model_before = sm.requests_seen(sandbox) if args.model_in_path else 0
     if args.preload:
         hold(celery_app, "plan", names_of(workers))
         started = time.time()
@@ -430,6 +476,7 @@ def run_pipeline(
         )
     before = cpu_snapshot({"opsgate workers": groups(workers), "sandbox": groups(sandbox_child)})
     starts = log_sizes(workers)
+    rss = RssSampler({w.name: w.proc.pid for w in workers}).start()
     t0 = time.time()
     if not args.preload:
         job_ids = submit(run.run_id, "t", timed)
@@ -437,8 +484,10 @@ def run_pipeline(
     else:
         release(celery_app, "plan", names_of(workers))
     counts = wait_settled(job_ids, args.timeout, "pipeline jobs", alive)
+    rss_seen = rss.stop()
     after = cpu_snapshot({"opsgate workers": groups(workers), "sandbox": groups(sandbox_child)})
     left_after = requests_left(sandbox)
+    model_after = sm.requests_seen(sandbox) if args.model_in_path else 0
     stamps = sr.completion_times(job_ids)
     end = stamps[-1] if stamps else time.time()
     time.sleep(1.2)  # PostgreSQL flushes its per-backend statistics at most once a second
@@ -470,6 +519,8 @@ def run_pipeline(
             ),
             *sr.table_scan_lines(tables_before, tables_after, counts.get("completed", 0)),
         ],
+        model_requests=model_after - model_before,
+        rss=rss_seen,
     )
     return side, workers
 
@@ -532,6 +583,8 @@ def prepare(run: SatRun) -> tuple[dict[str, str], str, list[dict[str, Any]]]:
     port = free_port()
     sandbox = f"http://127.0.0.1:{port}"
     env = opsgate_env(args, db_url, run.tmp, sandbox, run.run_id)
+    if args.model_in_path:
+        env.update(sm.model_env(sandbox, sm.config_dir(ROOT / "config", run.tmp / "config")))
     apply_env_here(env)
     subprocess.run(
         [sys.executable, "-m", "app", "db", "upgrade"],
@@ -543,6 +596,8 @@ def prepare(run: SatRun) -> tuple[dict[str, str], str, list[dict[str, Any]]]:
     start_sandbox(run.children, env, run.tmp, port, run.tmp / "sandbox.db")
     cases = refund_cases(sandbox, args.warmup + args.jobs + args.profile_jobs)
     set_latency(sandbox, args.sandbox_latency_ms)
+    if args.model_in_path:
+        sm.script(sandbox, cases, args.model_latency_ms)
     return env, sandbox, cases
 
 
@@ -556,8 +611,16 @@ def measure(run: SatRun) -> int:
         f"sandbox latency {args.sandbox_latency_ms:g} ms per request, redis {args.redis_url}, "
         f"postgresql {run.dbname}"
     )
-    model = f"{args.model_latency_ms:g} ms requested, " if args.model_latency_ms is not None else ""
-    say(f"model stand-in: {model}{MODEL_NOTE}")
+    if args.model_in_path:
+        say(
+            f"model tier: the planner and the judge call the sandbox's scripted server, "
+            f"{args.model_latency_ms:g} ms per call (profile {args.profile})"
+        )
+    else:
+        model = (
+            f"{args.model_latency_ms:g} ms requested, " if args.model_latency_ms is not None else ""
+        )
+        say(f"model stand-in: {model}{MODEL_NOTE}")
     env, sandbox, cases = prepare(run)
     records = run.tmp / "records"
 
@@ -577,14 +640,37 @@ def measure(run: SatRun) -> int:
     row_trips = sum(r.rows * r.round_trips for r in rows) / n
     calls_per_job = pipe.sandbox_requests / n
     shape, shape_jobs, shape_seen = sr.hop_shape(pipe.job_ids, rows)
-    critical_s = calls_per_job * lat_s
+    model_lat_s = (args.model_latency_ms or 0.0) / 1000 if args.model_in_path else 0.0
+    model_rows = sm.call_rows(pipe.job_ids) if args.model_in_path else []
+    model_per_job = pipe.model_requests / n
+    critical_s = calls_per_job * lat_s + model_per_job * model_lat_s
     ideal = threads / critical_s if critical_s > 0 else 0.0
     ratio = pipe.rate / ideal if ideal else 0.0
     say(
         f"critical path: {calls_per_job:.2f} sandbox round trips per job (sandbox request "
         f"counter: {pipe.sandbox_requests} requests / {pipe.jobs} jobs) x "
-        f"{args.sandbox_latency_ms:g} ms = {1000 * critical_s:.0f} ms"
+        f"{args.sandbox_latency_ms:g} ms"
+        + (
+            f" + {model_per_job:.2f} model calls per job (scripted server's request count: "
+            f"{pipe.model_requests} / {pipe.jobs}) x {args.model_latency_ms:g} ms"
+            if args.model_in_path
+            else ""
+        )
+        + f" = {1000 * critical_s:.0f} ms"
     )
+    if args.model_in_path:
+        say(
+            "  model_calls: "
+            + (
+                ", ".join(
+                    f"{stage} {calls / n:.2f}/job ({hits} cache hits, avg {avg:.0f} ms)"
+                    for stage, calls, hits, avg in model_rows
+                )
+                or "none"
+            )
+        )
+        if abs(sum(c - h for _, c, h, _ in model_rows) / n - model_per_job) > 0.05:
+            say("  WARNING: model_calls and the scripted server's request count disagree")
     say(
         f"  tool_calls: {row_calls:.2f} rows per job standing for {row_trips:.2f} round trips; "
         "hops (stage: round trips) "
@@ -603,7 +689,12 @@ def measure(run: SatRun) -> int:
     run.reset_redis()
 
     bare: BareSide | None = None
-    hops = [(s, t * lat_s) for s, t in shape] or [("plan", critical_s)]
+    hops = [(s, t * lat_s) for s, t in shape]
+    if args.model_in_path:
+        # Each stage's model calls (server-side count split by model_calls' stages) join its hop.
+        per_stage = {st: (c - h) / n * model_lat_s for st, c, h, _ in model_rows}
+        hops = sm.with_model_hops(hops, per_stage)
+    hops = hops or [("plan", critical_s)]
     bare_sleep = sum(s for _, s in hops)
     if not args.skip_bare:
         say(
@@ -628,6 +719,19 @@ def measure(run: SatRun) -> int:
         + (" (the figures are disturbed; rerun on a quiet machine)" if noisy else "")
     )
 
+    rss_max = max((v["max_mb"] for v in pipe.rss.values()), default=None)
+    rss_median = max((v["median_mb"] for v in pipe.rss.values()), default=None)
+    say(
+        "worker RSS in the timed window (VmRSS, sampled every 0.5 s; target <= "
+        f"{RSS_TARGET_MB:g} MB per worker process): "
+        + (
+            "; ".join(
+                f"{name} max {v['max_mb']:.1f} MB, median {v['median_mb']:.1f} MB"
+                for name, v in pipe.rss.items()
+            )
+            or "no samples"
+        )
+    )
     valid = (
         pipe.done == pipe.jobs
         and not pipe.escalations
@@ -658,7 +762,9 @@ def measure(run: SatRun) -> int:
         "concurrency": args.concurrency,
         "calls_per_job": round(calls_per_job, 3),
         "sandbox_latency_ms": args.sandbox_latency_ms,
-        "model_latency_ms": None,
+        "profile": args.profile,
+        "model_latency_ms": args.model_latency_ms if args.model_in_path else None,
+        "model_calls_per_job": round(model_per_job, 3) if args.model_in_path else None,
         "jobs": pipe.jobs,
         "workers": args.workers,
         "completed": pipe.done,
@@ -668,11 +774,15 @@ def measure(run: SatRun) -> int:
         "bare_ratio": round(bare_ratio, 4) if bare_ratio is not None else None,
         "bare_chains_per_s": round(bare.rate, 3) if bare else None,
         "bare_ideal_chains_per_s": round(bare_ideal, 3) if bare else None,
-        "model_tier": MODEL_NOTE,
+        "model_tier": "small (scripted server)" if args.model_in_path else MODEL_NOTE,
         "model_latency_ms_requested": args.model_latency_ms,
         "pipeline_seconds": round(pipe.seconds, 2),
         "bare_seconds": round(bare.seconds, 2) if bare else None,
         "other_load_pipeline": round(pipe.other_load, 3),
+        "rss_max_mb": rss_max,
+        "rss_median_mb": rss_median,
+        "rss_target_mb": RSS_TARGET_MB,
+        "rss_per_process": pipe.rss,
         "run_seconds": round(time.monotonic() - run.started, 1),
     }
     run.children.stop_all()

@@ -98,6 +98,7 @@ COUNT_LABELS = (
     ("checkout", "pool checkouts"),
     ("publish", "publishes"),
     ("redis", "other Redis commands"),
+    ("model", "model calls"),
 )
 
 
@@ -133,6 +134,7 @@ def thread_budget_lines(
         row("database: pool checkout (incl. pre-ping round trip, waits)", total["checkout"]),
         row("Redis: publishing the next stage (kombu)", total["publish"]),
         row("Redis: other commands (breaker, kill switch, limits)", total["redis"]),
+        row("model calls (openai SDK; the scripted server's delay included)", total["model"]),
         row("in tasks, untimed: Python CPU, GIL waits, logging, audit hashing", other),
         row("outside tasks: Celery fetch/ack/events, idle at ramp-up and drain", outside),
         f"    (in-task wall {_ms(total['wall']).strip()} ms/job, of which the threads' own CPU "
@@ -153,7 +155,7 @@ def task_table_lines(records: list[dict[str, Any]], jobs: int) -> list[str]:
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_name[r["name"]].append(r)
-    head = "    {:<24} {:>6} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}".format(
+    head = "    {:<24} {:>6} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}".format(
         "task",
         "/job",
         "wall",
@@ -163,6 +165,7 @@ def task_table_lines(records: list[dict[str, Any]], jobs: int) -> list[str]:
         "chkout",
         "publish",
         "redis",
+        "model",
         "other",
         "own CPU",
     )
@@ -176,7 +179,7 @@ def task_table_lines(records: list[dict[str, Any]], jobs: int) -> list[str]:
         avg = {k: statistics.fmean(r[k] for r in rs) for k in ("wall", "cpu", *CATEGORIES)}
         other = avg["wall"] - sum(avg[k] for k in CATEGORIES)
         lines.append(
-            "    {:<24} {:>6.2f} {} {} {} {} {} {} {} {} {}".format(
+            "    {:<24} {:>6.2f} {} {} {} {} {} {} {} {} {} {}".format(
                 name.removeprefix("opsgate."),
                 len(rs) / max(jobs, 1),
                 _ms(avg["wall"]).rjust(8),
@@ -186,6 +189,7 @@ def task_table_lines(records: list[dict[str, Any]], jobs: int) -> list[str]:
                 _ms(avg["checkout"]),
                 _ms(avg["publish"]),
                 _ms(avg["redis"]),
+                _ms(avg["model"]),
                 _ms(other),
                 _ms(avg["cpu"]).rjust(8),
             )

@@ -13,6 +13,8 @@ task_postrun), it adds up the wall-clock time spent inside:
             pool_pre_ping round trip)
   publish   kombu Producer.publish (the next stage's message to Redis)
   redis     other Redis commands (breaker, kill switch, rate limits, ...)
+  model     httpx2.Client.send (the openai SDK's own HTTP client: model calls, the wait for
+            the model's answer included)
 
 Only the outermost timed region counts (a Redis command inside a publish is publish time), so
 the categories do not overlap; `other` = wall - all of them = Python CPU, waits for the GIL and
@@ -39,7 +41,7 @@ from typing import Any
 
 from celery import signals
 
-CATEGORIES = ("http", "sql", "commit", "checkout", "publish", "redis")
+CATEGORIES = ("http", "sql", "commit", "checkout", "publish", "redis", "model")
 
 _local = threading.local()
 _write_lock = threading.Lock()
@@ -113,6 +115,12 @@ def install() -> None:
     _patch(kombu.messaging.Producer, "publish", "publish")
     _patch(redis.client.Redis, "execute_command", "redis")
     _patch(redis.client.Pipeline, "execute", "redis")
+    try:  # the openai SDK sends through httpx2, a package apart from httpx
+        import httpx2
+
+        _patch(httpx2.Client, "send", "model")
+    except ImportError:
+        pass
 
 
 @signals.task_prerun.connect
