@@ -171,7 +171,9 @@ class Settings(BaseSettings):
     )
     retention_days: int = Field(90, ge=1, validation_alias=_env("OPSGATE_RETENTION_DAYS"))
     stale_after: float = Field(120.0, validation_alias=_env("OPSGATE_STALE_AFTER"))
-    outbox_grace: float = Field(3.0, validation_alias=_env("OPSGATE_OUTBOX_GRACE"))
+    # How long a stage message may wait to be taken before the relay sends it again (it is sent
+    # right after its commit; a message still waiting in a backlog past this is sent twice).
+    outbox_grace: float = Field(30.0, validation_alias=_env("OPSGATE_OUTBOX_GRACE"))
     retry_max: int = Field(4, validation_alias=_env("OPSGATE_RETRY_MAX"))
     # Circuit breaker per downstream system (shared through Redis).
     breaker_window: float = Field(30.0, validation_alias=_env("OPSGATE_BREAKER_WINDOW"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -69,6 +71,24 @@ WRITTEN = "opsgate.outbox"
 QUEUES = ("plan", "verify", "execute", "human", "maintenance")
 
 
+def _forget_written(session: Session, *_: object) -> None:
+    session.info.pop(WRITTEN, None)
+
+
+# Messages are sent only for what committed: a rollback (a savepoint's too) forgets them, and
+# the relay sends whatever is still due on the job rows.
+event.listen(Session, "after_soft_rollback", _forget_written)
+
+
+def advanced_elsewhere(exc: Exception) -> bool:
+    """Whether a flush failed because another writer moved the job first: its versioned UPDATE
+    matched no row, or the job's audit chain already has the events' sequence numbers (the
+    flush may write those before the job's UPDATE)."""
+    if isinstance(exc, StaleDataError):
+        return True
+    return isinstance(exc, IntegrityError) and "audit_events" in str(exc.orig)
+
+
 def can_transition(from_status: str, to_status: str) -> bool:
     """Whether the state machine links the two statuses."""
     return to_status in TRANSITIONS.get(from_status, frozenset())
@@ -130,5 +150,7 @@ def transition(
     # the transaction with them).
     try:
         session.flush()
-    except StaleDataError as exc:
+    except (StaleDataError, IntegrityError) as exc:
+        if not advanced_elsewhere(exc):
+            raise
         raise StaleJob(f"job {job_id} was advanced by another worker") from exc

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -261,7 +262,9 @@ def _finish(view: JobView, snapshot: Job, rec: CallRecorder, apply: Any) -> str:
             apply(session, job)
             try:
                 session.commit()
-            except StaleDataError as exc:
+            except (StaleDataError, IntegrityError) as exc:
+                if not lifecycle.advanced_elsewhere(exc):
+                    raise
                 raise StaleJob(f"job {view.id} changed while this stage worked") from exc
             status = job.status
             outbox.send_written(session)
