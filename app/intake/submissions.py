@@ -7,13 +7,13 @@ from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Insert, insert, select
+from sqlalchemy import Connection, Insert, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.audit import chain
-from app.core.db import session_scope
+from app.core.db import get_engine
 from app.errors import ConflictError, InputError, one_line
 from app.jobs import lifecycle, outbox
 from app.models import Base, Job, new_id, utcnow
@@ -113,7 +113,7 @@ def _insert_job(dialect: str) -> Insert:
 
 
 def accept_core(
-    session: Session,
+    conn: Connection,
     sub: Submission,
     *,
     submitted_by: str,
@@ -128,8 +128,8 @@ def accept_core(
     instead of returning the original (the jobs API's Idempotency-Key contract).
     """
     digest, key, job_id, now = request_hash(sub), intake_key(sub), new_id(), utcnow()
-    inserted = session.execute(
-        _insert_job(session.get_bind().dialect.name),
+    inserted = conn.execute(
+        _insert_job(conn.dialect.name),
         {
             "id": job_id,
             "source": sub.source,
@@ -148,9 +148,9 @@ def accept_core(
     ).first()
     if inserted is None:
         return Accepted(
-            _original(session, sub, key, digest, submitted_by, idempotency_key, check_body), False
+            _original(conn, sub, key, digest, submitted_by, idempotency_key, check_body), False
         )
-    session.execute(
+    conn.execute(
         _INSERT_EVENT,
         {
             "job_id": job_id,
@@ -161,7 +161,7 @@ def accept_core(
             "at": now,
         },
     )
-    session.execute(
+    conn.execute(
         _INSERT_AUDIT,
         chain.first_event_values(
             job_id,
@@ -177,7 +177,7 @@ def accept_core(
         ),
     )
     message = outbox.Message(job_id, _FIRST_STAGE.task, _FIRST_STAGE.queue)
-    session.execute(
+    conn.execute(
         _INSERT_OUTBOX,
         {"job_id": job_id, "task": message.task, "queue": message.queue, "created_at": now},
     )
@@ -185,7 +185,7 @@ def accept_core(
 
 
 def _original(
-    session: Session,
+    conn: Connection,
     sub: Submission,
     key: str,
     digest: str,
@@ -196,7 +196,7 @@ def _original(
     """The job a repeat delivery (or a reused Idempotency-Key) names; ConflictError when the
     caller asked for body checks and the body differs."""
     if idempotency_key is not None:
-        prior = session.execute(
+        prior = conn.execute(
             select(_JOBS.c.id, _JOBS.c.request_hash).where(
                 _JOBS.c.submitted_by == submitted_by, _JOBS.c.idempotency_key == idempotency_key
             )
@@ -208,7 +208,7 @@ def _original(
                     f"with a different request (job {prior.id})"
                 )
             return str(prior.id)
-    existing = session.execute(
+    existing = conn.execute(
         select(_JOBS.c.id, _JOBS.c.request_hash).where(_JOBS.c.intake_key == key)
     ).first()
     if existing is None:
@@ -233,7 +233,7 @@ def accept(
     """`accept_core`, returning the job as an ORM object (for callers that go on using it in
     the same session); the caller commits, then publishes (app.jobs.outbox)."""
     done = accept_core(
-        session,
+        session.connection(),
         sub,
         submitted_by=submitted_by,
         idempotency_key=idempotency_key,
@@ -248,9 +248,9 @@ def submit(raw: Any, *, submitted_by: str) -> tuple[str, bool]:
     """Validate, store and publish one submission; returns (job id, created)."""
 
     sub = parse_submission(raw)
-    with session_scope() as session:
-        done = accept_core(session, sub, submitted_by=submitted_by)
-        session.commit()
+    # A Core connection, not a Session: nothing here needs the ORM's unit of work.
+    with get_engine().begin() as conn:
+        done = accept_core(conn, sub, submitted_by=submitted_by)
     outbox.send_after_commit(done.messages)
     return done.job_id, done.created
 
@@ -272,10 +272,10 @@ def accept_delivery(
     Returns one Accepted per submission; the caller sends their messages after this returns
     (app.jobs.outbox.send_after_commit).
     """
-    with session_scope() as session:
+    with get_engine().begin() as conn:  # committed on exit, rolled back on error
         results = [
             accept_core(
-                session,
+                conn,
                 sub,
                 submitted_by=submitted_by,
                 idempotency_key=idempotency_key,
@@ -284,7 +284,7 @@ def accept_delivery(
             for sub in subs
         ]
         if any(done.created for done in results):
-            session.execute(
+            conn.execute(
                 _INSERT_DELIVERY,
                 {
                     "source": source,
@@ -297,5 +297,4 @@ def accept_delivery(
                     "received_at": utcnow(),
                 },
             )
-        session.commit()
     return results
