@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Connection, Insert, insert, select
+from sqlalchemy import Connection, Insert, Select, bindparam, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -92,12 +92,12 @@ class Accepted:
 
 
 _JOBS = Base.metadata.tables["jobs"]
-# Built once: plain Core INSERTs (no ORM unit of work, no RETURNING of ids nobody reads).
-_INSERT_EVENT = insert(Base.metadata.tables["job_events"])
-_INSERT_AUDIT = insert(Base.metadata.tables["audit_events"])
-_INSERT_OUTBOX = insert(Base.metadata.tables["outbox"])
-_INSERT_DELIVERY = insert(Base.metadata.tables["deliveries"])
+_TABLES = Base.metadata.tables
+# Built once: plain Core INSERTs (no ORM unit of work).
+_INSERT_DELIVERY = insert(_TABLES["deliveries"])
 _FIRST_STAGE = lifecycle.STAGES[lifecycle.QUEUED]
+# The rows a new job comes with, by table: its event, first audit event, outbox message.
+_WITH_JOB = {"job_events": "ev", "audit_events": "au", "outbox": "ob"}
 
 
 @cache
@@ -112,6 +112,31 @@ def _insert_job(dialect: str) -> Insert:
     return ins.on_conflict_do_nothing().returning(_JOBS.c.id)
 
 
+@cache
+def _insert_job_with_rows(columns: tuple[tuple[str, tuple[str, ...]], ...]) -> Select[Any]:
+    """PostgreSQL: the job and the rows it comes with in ONE statement (one round trip).
+
+    `WITH job AS (INSERT INTO jobs ... ON CONFLICT DO NOTHING RETURNING id), ev AS (INSERT
+    INTO job_events SELECT ... FROM job), ...`: a repeat inserts no job, so the dependent
+    INSERTs select no row and insert nothing. Foreign keys are checked at the end of the
+    statement, when the job exists. `columns` names each table's columns, jobs first.
+    """
+    (_, job_cols), *others = columns
+    job = (
+        pg_insert(_JOBS)
+        .values({c: bindparam(f"jobs_{c}", type_=_JOBS.c[c].type) for c in job_cols})
+        .on_conflict_do_nothing()
+        .returning(_JOBS.c.id)
+        .cte("job")
+    )
+    ctes = []
+    for name, cols in others:
+        table, cols_ = _TABLES[name], [c for c in cols if c != "job_id"]
+        rows = select(job.c.id, *[bindparam(f"{name}_{c}", type_=table.c[c].type) for c in cols_])
+        ctes.append(insert(table).from_select(["job_id", *cols_], rows).cte(_WITH_JOB[name]))
+    return select(job.c.id).add_cte(*ctes)
+
+
 def accept_core(
     conn: Connection,
     sub: Submission,
@@ -120,17 +145,17 @@ def accept_core(
     idempotency_key: str | None = None,
     check_body: bool = False,
 ) -> Accepted:
-    """Create the job (status queued), its event, first audit event and outbox row with one
-    Core INSERT each, or find the original for a repeat; the caller commits, then sends
-    `Accepted.messages` (app.jobs.outbox.send_after_commit).
+    """Create the job (status queued), its event, first audit event and outbox row, or find
+    the original for a repeat; the caller commits, then sends `Accepted.messages`
+    (app.jobs.outbox.send_after_commit). One statement on PostgreSQL, one per row on SQLite.
 
     With `check_body`, a repeat whose body differs from the original raises ConflictError
     instead of returning the original (the jobs API's Idempotency-Key contract).
     """
     digest, key, job_id, now = request_hash(sub), intake_key(sub), new_id(), utcnow()
-    inserted = conn.execute(
-        _insert_job(conn.dialect.name),
-        {
+    message = outbox.Message(job_id, _FIRST_STAGE.task, _FIRST_STAGE.queue)
+    rows: dict[str, dict[str, Any]] = {
+        "jobs": {
             "id": job_id,
             "source": sub.source,
             "external_id": sub.external_id,
@@ -142,17 +167,15 @@ def accept_core(
             "status": lifecycle.QUEUED,
             "request_hash": digest,
             "idempotency_key": idempotency_key,
+            "version": 1,
+            "stage_deliveries": 0,
+            "current_step": 0,
+            "retries": 0,
+            "incident": False,
             "created_at": now,
             "updated_at": now,
         },
-    ).first()
-    if inserted is None:
-        return Accepted(
-            _original(conn, sub, key, digest, submitted_by, idempotency_key, check_body), False
-        )
-    conn.execute(
-        _INSERT_EVENT,
-        {
+        "job_events": {
             "job_id": job_id,
             "from_status": None,
             "to_status": lifecycle.QUEUED,
@@ -160,10 +183,7 @@ def accept_core(
             "actor": submitted_by,
             "at": now,
         },
-    )
-    conn.execute(
-        _INSERT_AUDIT,
-        chain.first_event_values(
+        "audit_events": chain.first_event_values(
             job_id,
             "intake",
             submitted_by,
@@ -175,12 +195,27 @@ def accept_core(
                 "input_hash": chain.sha256_hex(chain.canonical_json(sub.input)),
             },
         ),
-    )
-    message = outbox.Message(job_id, _FIRST_STAGE.task, _FIRST_STAGE.queue)
-    conn.execute(
-        _INSERT_OUTBOX,
-        {"job_id": job_id, "task": message.task, "queue": message.queue, "created_at": now},
-    )
+        "outbox": {
+            "job_id": job_id,
+            "task": message.task,
+            "queue": message.queue,
+            "created_at": now,
+            "attempts": 0,
+        },
+    }
+    if conn.dialect.name == "postgresql":
+        stmt = _insert_job_with_rows(tuple((t, tuple(r)) for t, r in rows.items()))
+        params = {f"{t}_{c}": v for t, r in rows.items() for c, v in r.items()}
+        created = conn.execute(stmt, params).first() is not None
+    else:
+        created = conn.execute(_insert_job(conn.dialect.name), rows["jobs"]).first() is not None
+        if created:
+            for name in _WITH_JOB:
+                conn.execute(insert(_TABLES[name]), rows[name])
+    if not created:
+        return Accepted(
+            _original(conn, sub, key, digest, submitted_by, idempotency_key, check_body), False
+        )
     return Accepted(job_id, True, (message,))
 
 
