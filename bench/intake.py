@@ -7,7 +7,7 @@ What it measures
   opsgate side: `python -m app api` (uvicorn, one process) answering POST /webhooks/zendesk:
     content-type and size checks, HMAC-SHA256 signature verification (5-minute window), JSON
     parse, mapping to a submission (pydantic), ONE PostgreSQL transaction writing the job, its
-    job_event, audit event, outbox row and the delivery (one INSERT each), then 202, then
+    job_event, audit event and outbox row (one statement) and the delivery, then 202, then
     the after-commit send of the outbox message to Redis (Celery `send_task`, no database
     work: the row stays pending until the plan stage or the relay marks it) as a background
     task.
@@ -654,7 +654,7 @@ def cpu_split_lines(data: dict[str, Any], prof_dir: Path, n: int) -> list[str]:
             v[2] for v in raw.values()
         )
     for label, phase in (
-        ("the transaction (5 INSERTs + COMMIT, threadpool)", "intake.accept_delivery"),
+        ("the transaction (threadpool: the INSERTs and COMMIT)", "intake.accept_delivery"),
         ("the after-commit send (Celery send_task to Redis)", "outbox.send_after_commit"),
     ):
         for name, samples in data["phases"].items():

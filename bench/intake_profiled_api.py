@@ -122,6 +122,10 @@ _TABLE = re.compile(r"^\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)", re.I)
 
 
 def _sql_label(statement: str) -> str:
+    if statement.lstrip().upper().startswith("WITH"):
+        # The intake's one statement on PostgreSQL: data-modifying CTEs, one table each.
+        tables = re.findall(r"INSERT INTO (\w+)", statement)
+        return "sql: WITH ... INSERT INTO " + " + ".join(tables)
     m = _WORDS.match(statement)
     if not m:
         return "sql: " + statement.strip().split(None, 1)[0].upper()
