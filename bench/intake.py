@@ -1,39 +1,49 @@
-"""Benchmark: signed Zendesk webhook accepts/s through opsgate's real intake, against a bare
-FastAPI endpoint served the same way, in one run, on this machine.
+"""Benchmark: signed Zendesk webhook accepts/s through opsgate's real intake, against two
+baselines served the same way, in one run, on this machine: a FastAPI endpoint that commits
+one row to the same PostgreSQL (the floor for "accepted means never lost"; the targets are
+against it) and one that writes nothing (printed for reference).
 
 What it measures
   opsgate side: `python -m app api` (uvicorn, one process) answering POST /webhooks/zendesk:
     content-type and size checks, HMAC-SHA256 signature verification (5-minute window), JSON
     parse, mapping to a submission (pydantic), ONE PostgreSQL transaction writing the job, its
-    job_event, audit event, outbox row and the delivery, then 202, then the after-commit
-    publish of the outbox message to Redis (Celery `send_task`) as a background task.
+    job_event, audit event and outbox row (one statement) and the delivery, then 202, then
+    the after-commit send of the outbox message to Redis (Celery `send_task`, no database
+    work: the row stays pending until the plan stage or the relay marks it) as a background
+    task.
+  floor side: bench/intake_floor.py, a FastAPI endpoint that INSERTs the body's SHA-256 into
+    a table of the run's database and COMMITs (threadpool, psycopg through a SQLAlchemy Core
+    engine made by opsgate's own `make_engine`, so the same pool settings), then 202.
   bare side: bench/intake_bare.py, a FastAPI endpoint that reads the body and answers 202,
     served by `python -m uvicorn` with the options `opsgate api` gives uvicorn (one process,
     loop/http "auto" = uvloop/httptools when installed, log level warning, no access log).
-  Both sides get the same client (bench/intake_client.py): distinct Zendesk event deliveries
+  All sides get the same client (bench/intake_client.py): distinct Zendesk event deliveries
   (distinct event id, so each one creates a job), signed exactly as Zendesk signs them, all
   built before the clock starts; `--concurrency` requests in flight on keep-alive
   connections; `--warmup` untimed requests first; then `--requests` timed ones. The clock
   runs from the moment the connections are open until the last answer arrived. The bare
-  side runs first, then opsgate (each of `--rounds` rounds runs both).
+  side runs first, then the floor, then opsgate (each of `--rounds` rounds runs all).
 
 How to read the output
-  `ratio` = opsgate accepts/s / bare accepts/s (target >= 0.5); `p99_ms` is the 99th
-  percentile latency of the opsgate accepts, as the client saw it. Every opsgate answer must
-  be 202: any other status or a transport error makes the run invalid (`valid` false, exit
-  status 1). After the timed run the database is checked: one job per accepted request
-  (warm-up included), one delivery row each, every outbox message published (the pending
-  count is reported) and the messages waiting in Redis on the `plan` queue.
+  Against the floor (targets): `floor_ratio` = opsgate accepts/s / floor accepts/s (>= 0.5),
+  `floor_cpu_ratio` = CPU ms per request of the opsgate api process / of the floor server
+  process (<= 2), `floor_p99_ratio` = opsgate p99 / floor p99 (<= 2); latencies are as the
+  client saw them. `ratio` = opsgate accepts/s / no-write bare accepts/s, for reference.
+  Every answer must be 202: any other status or a transport error makes the run invalid
+  (`valid` false, exit status 1). After the timed run the database is checked: one job per
+  accepted request (warm-up included), one delivery row and one outbox row each, and one
+  message per job waiting in Redis on the `plan` queue (the after-commit send reached the
+  broker).
   Before the JSON line: CPU seconds per component in each timed window (the server, the load
   client, PostgreSQL, Redis: the machine has 2 cores and all of them share it), PostgreSQL
-  work per request and, when the ratio is below the target (or with --profile), an extra
+  work per request and, when a floor target is missed (or with --profile), an extra
   untimed batch against the API run under bench/intake_profiled_api.py: per-phase wall-clock
   timings of a request (signature, parse, thread hand-off, the transaction and each SQL
   statement, the publish) and the top of a cProfile (CPU time) of the event-loop thread and
   of the threadpool threads. The last line is one JSON object.
 
 It creates a fresh PostgreSQL database (dropped at the end), FLUSHes the Redis database it is
-given (start and end), starts and always stops its two servers, also on error or Ctrl-C.
+given (start and end), starts and always stops its three servers, also on error or Ctrl-C.
 
     .venv/bin/python -m bench.intake [--requests 2000] [--concurrency 16]
 """
@@ -74,7 +84,10 @@ from bench.procs import (  # noqa: E402
     wait_until,
 )
 
-TARGET = 0.5
+TARGET = 0.5  # throughput against the no-write endpoint (reference since the floor exists)
+FLOOR_RATE = 0.5  # opsgate accepts/s over the write floor's, at least
+FLOOR_CPU = 2.0  # opsgate api CPU per request over the floor server's, at most
+FLOOR_P99 = 2.0  # opsgate p99 over the floor's, at most
 HOST = "127.0.0.1"
 CLIENT = "load client (this process)"
 
@@ -209,14 +222,14 @@ def start_server(
     return Server(name, child, port)
 
 
-def bare_argv(port: int) -> list[str]:
+def bare_argv(port: int, module: str = "bench.intake_bare") -> list[str]:
     """uvicorn with the options `opsgate api` passes to uvicorn.run (app/cli/services.py):
     one process, loop and http 'auto', log level warning, access log off."""
     return [
         sys.executable,
         "-m",
         "uvicorn",
-        "bench.intake_bare:app",
+        f"{module}:app",
         "--host",
         HOST,
         "--port",
@@ -368,15 +381,15 @@ def timed_side(
 
 
 def db_counts(db_url: str) -> dict[str, int]:
-    """Jobs, deliveries, outbox rows published and pending in the run's database."""
+    """Jobs, deliveries, and jobs whose plan message is taken or still due (run's database)."""
     import psycopg
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT (SELECT COUNT(*) FROM jobs),"
             " (SELECT COUNT(*) FROM deliveries),"
-            " (SELECT COUNT(*) FROM outbox WHERE published_at IS NOT NULL),"
-            " (SELECT COUNT(*) FROM outbox WHERE published_at IS NULL),"
+            " (SELECT COUNT(*) FROM jobs WHERE message_due_at IS NULL),"
+            " (SELECT COUNT(*) FROM jobs WHERE message_due_at IS NOT NULL),"
             " (SELECT COUNT(*) FROM job_events), (SELECT COUNT(*) FROM audit_events)"
         ).fetchone()
     assert row is not None
@@ -459,11 +472,14 @@ def queued_in_redis(redis_client: Any, queue: str = "plan") -> int:
     return total
 
 
-def wait_published(db_url: str, timeout: float = 15.0) -> tuple[dict[str, int], float]:
-    """Counts once no outbox message is pending (or the timeout passed), and how long it took."""
+def wait_sent(
+    db_url: str, redis_client: Any, timeout: float = 15.0
+) -> tuple[dict[str, int], float]:
+    """Counts once every job's message waits in Redis (or the timeout passed), and how long it
+    took: the after-commit send leaves the outbox row pending, so Redis is where it shows."""
     t0 = time.monotonic()
     counts = db_counts(db_url)
-    while counts["outbox_pending"] and time.monotonic() - t0 < timeout:
+    while queued_in_redis(redis_client) < counts["jobs"] and time.monotonic() - t0 < timeout:
         time.sleep(0.05)
         counts = db_counts(db_url)
     return counts, time.monotonic() - t0
@@ -593,7 +609,7 @@ def run_profile(args: argparse.Namespace, run: Run, env: dict[str, str], secret:
     if args.warmup:
         load(args, server, secret, f"{run.run_id}-pw", args.warmup)
     result = load(args, server, secret, f"{run.run_id}-p", args.profile_requests)
-    wait_published(run.db_url)
+    wait_sent(run.db_url, run.redis_client)
     time.sleep(0.3)  # the last publish's thread leaves its profiled call
     try:
         httpx.post(f"http://{HOST}:{port}/_bench/profile-dump", timeout=60)
@@ -620,9 +636,34 @@ def run_profile(args: argparse.Namespace, run: Run, env: dict[str, str], secret:
     )
     lines += cprofile_lines(
         sorted(prof_dir.glob("thread-*.pstats")),
-        "threadpool threads (accept_delivery + publish_for_job)",
+        "threadpool threads (accept_delivery + send_after_commit)",
         n,
     )
+    return [*lines, *cpu_split_lines(data, prof_dir, n)]
+
+
+def cpu_split_lines(data: dict[str, Any], prof_dir: Path, n: int) -> list[str]:
+    """The opsgate api's CPU per request in three parts (profiled; the profiler inflates all
+    of them, the shares travel): the event loop (HTTP, routing, middleware, signature and
+    parsing), the transaction in the threadpool, and the after-commit send to Redis."""
+    parts: dict[str, float] = {}
+    files = [prof_dir / "loop.pstats"]
+    if files[0].exists() and files[0].stat().st_size:
+        raw: dict[Any, Any] = pstats.Stats(str(files[0])).stats  # type: ignore[attr-defined]
+        parts["event loop (HTTP, routing, middleware, signature, parsing)"] = sum(
+            v[2] for v in raw.values()
+        )
+    for label, phase in (
+        ("the transaction (threadpool: the INSERTs and COMMIT)", "intake.accept_delivery"),
+        ("the after-commit send (Celery send_task to Redis)", "outbox.send_after_commit"),
+    ):
+        for name, samples in data["phases"].items():
+            if name.startswith(phase):
+                parts[label] = sum(s[1] for s in samples if s[1] >= 0)
+    total = sum(parts.values()) or 1e-9
+    lines = ["  the opsgate api's CPU per request in three parts (profiled thread CPU):"]
+    for label, used in parts.items():
+        lines.append(f"    {label:<62} {1000 * used / n:7.3f} ms  {100 * used / total:5.1f}%")
     return lines
 
 
@@ -733,9 +774,10 @@ class DbStats:
 
 @dataclass
 class Outcome:
-    """Both sides' figures and the checks of the opsgate side."""
+    """The three sides' figures and the checks of the opsgate side."""
 
     bare: Side
+    floor: Side
     ops: Side
     stacks: dict[str, str]
     db_before: DbStats
@@ -748,106 +790,164 @@ class Outcome:
     def ratio(self) -> float:
         return self.ops.rate / self.bare.rate if self.bare.rate else 0.0
 
+    @property
+    def floor_ratio(self) -> float:
+        return self.ops.rate / self.floor.rate if self.floor.rate else 0.0
 
-def start_servers(run: Run, env: dict[str, str]) -> tuple[Server, Server, dict[str, str]]:
-    """The bare server and `opsgate api`, both up; and the stack each one loaded."""
-    bare_port, ops_port = free_port(), free_port()
+    @property
+    def floor_cpu_ratio(self) -> float:
+        """CPU per request of the opsgate api process over the floor server process's."""
+        ops, floor = server_ms(self.ops, OPS), server_ms(self.floor, FLOOR)
+        return ops / floor if floor else float("inf")
+
+    @property
+    def floor_p99_ratio(self) -> float:
+        return self.ops.percentile_ms(0.99) / max(self.floor.percentile_ms(0.99), 1e-9)
+
+    @property
+    def floor_met(self) -> bool:
+        return (
+            self.floor_ratio >= FLOOR_RATE
+            and self.floor_cpu_ratio <= FLOOR_CPU
+            and self.floor_p99_ratio <= FLOOR_P99
+        )
+
+
+BARE, FLOOR, OPS = "bare fastapi", "floor fastapi+pg", "opsgate api"
+
+
+def server_ms(side: Side, name: str) -> float:
+    """CPU ms per accepted request of one server process in a side's timed windows."""
+    return 1000 * side.cpu_ms[name] / max(side.accepted, 1)
+
+
+def start_servers(run: Run, env: dict[str, str]) -> tuple[Server, Server, Server, dict[str, str]]:
+    """The bare server, the write floor and `opsgate api`, all up; and the stack each loaded."""
+    bare_port, floor_port, ops_port = free_port(), free_port(), free_port()
     bare = start_server(
         run.children,
-        "bare fastapi",
+        BARE,
         bare_argv(bare_port),
         env,
         run.tmp / "bare.log",
         bare_port,
         "/openapi.json",
     )
+    floor = start_server(
+        run.children,
+        FLOOR,
+        bare_argv(floor_port, "bench.intake_floor"),
+        env,
+        run.tmp / "floor.log",
+        floor_port,
+        "/openapi.json",
+    )
     ops = start_server(
         run.children,
-        "opsgate api",
+        OPS,
         opsgate_argv(ops_port),
         env,
         run.tmp / "opsgate.log",
         ops_port,
         "/healthz",
     )
-    stacks = {s.name: server_stack(s.child.proc.pid) for s in (bare, ops)}
+    stacks = {s.name: server_stack(s.child.proc.pid) for s in (bare, floor, ops)}
     same = len(set(stacks.values())) == 1
     say(
         "servers: "
         + ", ".join(f"{k}: uvicorn {v}" for k, v in stacks.items())
         + (" (same stack)" if same else " <- DIFFERENT stacks: the comparison is not like for like")
     )
-    return bare, ops, stacks
+    return bare, floor, ops, stacks
 
 
-def run_rounds(run: Run, bare: Server, ops: Server, secret: str) -> tuple[Side, Side, DbStats]:
-    """Every round: the bare side, then the opsgate side (warm-ups in the first round)."""
+def run_rounds(
+    run: Run, bare: Server, floor: Server, ops: Server, secret: str
+) -> tuple[Side, Side, Side, DbStats]:
+    """Every round: the bare side, the floor, then opsgate (warm-ups in the first round)."""
     args = run.args
-    bare_side, ops_side = Side("bare"), Side("opsgate")
+    bare_side, floor_side, ops_side = Side("bare"), Side("floor"), Side("opsgate")
     before: DbStats | None = None
     for r in range(args.rounds):
         say(f"round {r + 1}/{args.rounds}:")
         timed_side(args, bare_side, bare, secret, f"{run.run_id}-b{r}", warm=r == 0)
+        timed_side(args, floor_side, floor, secret, f"{run.run_id}-f{r}", warm=r == 0)
         if r == 0 and args.warmup:
             w = load(args, ops, secret, f"{run.run_id}-ow", args.warmup)
             if w.errors:
                 say(f"  opsgate warm-up: {w.errors} errors: {w.failures[:3]}")
-            wait_published(run.db_url)
+            wait_sent(run.db_url, run.redis_client)
         if before is None:
             time.sleep(1.1)  # PostgreSQL flushes its statistics at most once a second
             before = DbStats.read(run)
         timed_side(args, ops_side, ops, secret, f"{run.run_id}-o{r}", warm=False)
     assert before is not None
-    return bare_side, ops_side, before
+    return bare_side, floor_side, ops_side, before
 
 
 def check(run: Run, out: Outcome) -> None:
     """One job, delivery and published message per accepted request (warm-up included)."""
     args, ops_side = run.args, out.ops
-    out.counts, drain = wait_published(run.db_url)
+    out.counts, drain = wait_sent(run.db_url, run.redis_client)
     out.in_redis = queued_in_redis(run.redis_client)
     counts, expected = out.counts, args.warmup + ops_side.accepted
     say(
         f"after the run: {counts['jobs']} jobs (expected {expected}: {args.warmup} warm-up "
         f"+ {ops_side.accepted} timed accepts), {counts['deliveries']} deliveries, outbox "
-        f"{counts['outbox_published']} published / {counts['outbox_pending']} pending "
-        f"(checked {1.1 + drain:.1f}s after the last answer), {out.in_redis} messages "
-        f"waiting on the Redis `plan` queue"
+        f"messages {counts['outbox_published']} taken / {counts['outbox_pending']} due "
+        f"(no worker runs: a stage or the relay marks them), {out.in_redis} messages "
+        f"waiting on the Redis `plan` queue (checked {1.1 + drain:.1f}s after the last answer)"
     )
-    errors = ops_side.errors + out.bare.errors
+    errors = ops_side.errors + out.bare.errors + out.floor.errors
     stored = (
         counts["jobs"] == expected
         and counts["deliveries"] == expected
-        and counts["outbox_pending"] == 0
-        and counts["outbox_published"] == expected
+        and counts["outbox_pending"] + counts["outbox_published"] == expected
         and out.in_redis == expected
     )
     out.valid = errors == 0 and stored
     if errors:
         say(
-            f"INVALID: {ops_side.errors} opsgate and {out.bare.errors} bare requests were "
-            "not answered 202"
+            f"INVALID: {ops_side.errors} opsgate, {out.floor.errors} floor and "
+            f"{out.bare.errors} bare requests were not answered 202"
         )
     elif not stored:
         say(
-            "INVALID: the database or Redis does not hold one job, delivery and published "
-            "message per accepted request"
+            "INVALID: the database or Redis does not hold one job, delivery, outbox row and "
+            "sent message per accepted request"
         )
 
 
 def headline(out: Outcome) -> None:
-    """The ratio, the latencies and how quiet the machine was."""
-    ops_side, bare_side = out.ops, out.bare
+    """The ratios against the floor, the reference ratio, and how quiet the machine was."""
+    ops_side, floor_side, bare_side = out.ops, out.floor, out.bare
     say(
-        f"opsgate {ops_side.rate:.1f} accepts/s vs bare {bare_side.rate:.1f} accepts/s: "
-        f"ratio {out.ratio:.3f} (target >= {TARGET}); opsgate p50 "
-        f"{ops_side.percentile_ms(0.5):.2f} ms, p99 {ops_side.percentile_ms(0.99):.2f} ms; "
-        f"bare p99 {bare_side.percentile_ms(0.99):.2f} ms"
+        f"opsgate {ops_side.rate:.1f} accepts/s, p50 {ops_side.percentile_ms(0.5):.2f} ms, "
+        f"p99 {ops_side.percentile_ms(0.99):.2f} ms, {server_ms(ops_side, OPS):.3f} ms CPU/req"
     )
-    noisy = max(bare_side.other + ops_side.other) > 0.1
+    say(
+        f"floor (one committed row) {floor_side.rate:.1f} accepts/s, p50 "
+        f"{floor_side.percentile_ms(0.5):.2f} ms, p99 {floor_side.percentile_ms(0.99):.2f} ms, "
+        f"{server_ms(floor_side, FLOOR):.3f} ms CPU/req"
+    )
+    say(
+        f"bare (no write, reference) {bare_side.rate:.1f} accepts/s, p50 "
+        f"{bare_side.percentile_ms(0.5):.2f} ms, p99 {bare_side.percentile_ms(0.99):.2f} ms, "
+        f"{server_ms(bare_side, BARE):.3f} ms CPU/req"
+    )
+    say(
+        f"against the floor: throughput {out.floor_ratio:.3f} (target >= {FLOOR_RATE}), "
+        f"CPU per request {out.floor_cpu_ratio:.2f}x (target <= {FLOOR_CPU}x), p99 "
+        f"{out.floor_p99_ratio:.2f}x (target <= {FLOOR_P99}x): "
+        + ("all met" if out.floor_met else "NOT all met")
+        + f"; against the no-write endpoint: {out.ratio:.3f}"
+    )
+    others = bare_side.other + floor_side.other + ops_side.other
+    noisy = max(others) > 0.1
     say(
         f"CPU used by processes outside this run: "
         f"{100 * max(bare_side.other):.0f}% of the machine (bare windows), "
+        f"{100 * max(floor_side.other):.0f}% (floor windows), "
         f"{100 * max(ops_side.other):.0f}% (opsgate windows)"
         + (" (the figures are disturbed; rerun on a quiet machine)" if noisy else "")
     )
@@ -856,7 +956,7 @@ def headline(out: Outcome) -> None:
 def cpu_lines(run: Run, out: Outcome) -> list[str]:
     """CPU per component in each timed window, and what the figures imply."""
     lines: list[str] = []
-    for side in (out.bare, out.ops):
+    for side in (out.bare, out.floor, out.ops):
         lines.append(f" {side.name} side:")
         for k, window in enumerate(side.cpu):
             if run.args.rounds > 1:
@@ -877,7 +977,8 @@ def cpu_lines(run: Run, out: Outcome) -> list[str]:
             used = side.cpu_ms[name]
         return 1000 * used / max(side.accepted, 1)
 
-    api_ms, bare_ms = per_req(out.ops, "opsgate api"), per_req(out.bare, "bare fastapi")
+    api_ms, bare_ms = per_req(out.ops, OPS), per_req(out.bare, BARE)
+    floor_ms = per_req(out.floor, FLOOR)
     lines.append(
         f"  the opsgate api process used {api_ms:.2f} ms of CPU per accept: one Python "
         f"process (one GIL) tops out near {1000 / max(api_ms, 1e-9):.0f} accepts/s "
@@ -887,8 +988,13 @@ def cpu_lines(run: Run, out: Outcome) -> list[str]:
         f"  CPU per request of this run's processes (server, client, PostgreSQL, Redis): "
         f"bare {per_req(out.bare):.3f} ms, opsgate {per_req(out.ops):.3f} ms "
         f"({per_req(out.ops) / max(per_req(out.bare), 1e-9):.0f}x); the bare server alone "
-        f"{bare_ms:.3f} ms, so a ratio of {TARGET} needs the opsgate api process near "
-        f"{bare_ms / TARGET:.3f} ms"
+        f"{bare_ms:.3f} ms"
+    )
+    lines.append(
+        f"  against the write floor: floor server {floor_ms:.3f} ms per request, all its "
+        f"processes {per_req(out.floor):.3f} ms; CPU <= {FLOOR_CPU}x needs the opsgate api "
+        f"process at or under {FLOOR_CPU * floor_ms:.3f} ms (it used {api_ms:.3f} ms, "
+        f"{api_ms - floor_ms:+.3f} ms over the floor's)"
     )
     return lines
 
@@ -910,7 +1016,13 @@ def db_lines(out: Outcome) -> list[str]:
 
 
 def explain(
-    run: Run, out: Outcome, bare: Server, ops: Server, env: dict[str, str], secret: str
+    run: Run,
+    out: Outcome,
+    bare: Server,
+    floor: Server,
+    ops: Server,
+    env: dict[str, str],
+    secret: str,
 ) -> None:
     """Print where the time goes: CPU per component, PostgreSQL work, the profiled batch."""
     say()
@@ -920,6 +1032,7 @@ def explain(
     if not run.args.profile_requests:
         return
     run.children.stop(ops.child)
+    run.children.stop(floor.child)
     run.children.stop(bare.child)
     say(
         " profile of the opsgate API (extra untimed batch, "
@@ -936,25 +1049,39 @@ def result_json(run: Run, out: Outcome) -> dict[str, Any]:
     """The object of the last output line."""
     args = run.args
     return {
-        "metric": "intake_vs_bare_fastapi",
+        "metric": "intake_vs_write_floor",
+        "floor_ratio": round(out.floor_ratio, 4),
+        "floor_ratio_target": FLOOR_RATE,
+        "floor_cpu_ratio": round(out.floor_cpu_ratio, 3),
+        "floor_cpu_ratio_target": FLOOR_CPU,
+        "floor_p99_ratio": round(out.floor_p99_ratio, 3),
+        "floor_p99_ratio_target": FLOOR_P99,
+        "floor_targets_met": out.floor_met,
+        "opsgate_per_s": round(out.ops.rate, 1),
+        "opsgate_cpu_ms_per_req": round(server_ms(out.ops, OPS), 3),
+        "p50_ms": round(out.ops.percentile_ms(0.5), 2),
+        "p99_ms": round(out.ops.percentile_ms(0.99), 2),
+        "floor_per_s": round(out.floor.rate, 1),
+        "floor_cpu_ms_per_req": round(server_ms(out.floor, FLOOR), 3),
+        "floor_p50_ms": round(out.floor.percentile_ms(0.5), 2),
+        "floor_p99_ms": round(out.floor.percentile_ms(0.99), 2),
         "ratio": round(out.ratio, 4),
         "target": TARGET,
-        "p99_ms": round(out.ops.percentile_ms(0.99), 2),
-        "opsgate_per_s": round(out.ops.rate, 1),
         "bare_per_s": round(out.bare.rate, 1),
+        "bare_cpu_ms_per_req": round(server_ms(out.bare, BARE), 3),
+        "bare_p50_ms": round(out.bare.percentile_ms(0.5), 2),
         "requests": args.requests,
         "concurrency": args.concurrency,
         "database": "postgresql",
         "rounds": args.rounds,
         "warmup": args.warmup,
         "valid": out.valid,
-        "errors": out.ops.errors + out.bare.errors,
-        "p50_ms": round(out.ops.percentile_ms(0.5), 2),
+        "errors": out.ops.errors + out.bare.errors + out.floor.errors,
         "bare_p99_ms": round(out.bare.percentile_ms(0.99), 2),
         "jobs": out.counts.get("jobs"),
         "outbox_pending": out.counts.get("outbox_pending"),
         "server_stack": out.stacks.get("opsgate api"),
-        "other_load": round(max(out.bare.other + out.ops.other), 3),
+        "other_load": round(max(out.bare.other + out.floor.other + out.ops.other), 3),
         "run_seconds": round(time.monotonic() - run.started, 1),
     }
 
@@ -968,17 +1095,17 @@ def measure(run: Run) -> int:
         f"round(s) (+{args.warmup} warm-up each), concurrency {args.concurrency}, "
         f"postgresql {run.dbname}, redis {args.redis_url}, {os.cpu_count()} cores"
     )
-    bare, ops, stacks = start_servers(run, env)
-    bare_side, ops_side, db_before = run_rounds(run, bare, ops, secret)
-    run.children.check_alive([bare.child, ops.child])
+    bare, floor, ops, stacks = start_servers(run, env)
+    bare_side, floor_side, ops_side, db_before = run_rounds(run, bare, floor, ops, secret)
+    run.children.check_alive([bare.child, floor.child, ops.child])
     # Read PostgreSQL's statistics before the checks add their own queries (the publishes
     # finish within milliseconds; the statistics are flushed at most once a second).
     time.sleep(1.1)
-    out = Outcome(bare_side, ops_side, stacks, db_before, DbStats.read(run))
+    out = Outcome(bare_side, floor_side, ops_side, stacks, db_before, DbStats.read(run))
     check(run, out)
     headline(out)
-    if out.ratio < TARGET or args.profile or not out.valid:
-        explain(run, out, bare, ops, env, secret)
+    if not out.floor_met or args.profile or not out.valid:
+        explain(run, out, bare, floor, ops, env, secret)
     run.children.stop_all()
     say()
     print(json.dumps(result_json(run, out)), flush=True)

@@ -7,12 +7,12 @@ The first SKIP requests to /webhooks/zendesk (the warm-up) are not recorded. Aft
 
 * the event-loop thread (uvicorn, Starlette, FastAPI, the endpoint's own code) runs under one
   cProfile, and each threadpool thread under its own while it runs `submissions.accept_delivery`
-  or `outbox.publish_for_job`; the clock is each thread's CPU time, so waits on the database,
+  or `outbox.send_after_commit`; the clock is each thread's CPU time, so waits on the database,
   Redis and the GIL are not in it (the phase timers below show them);
 * wall-clock timers around each phase of a request: the whole ASGI call (until the response
   is sent, and until the after-commit publish finished), signature verification, parsing,
-  the hand-off to the threadpool, `accept_delivery` and `publish_for_job` (wall and thread
-  CPU), the Celery publish, every SQL statement (grouped by kind and table), the pool's
+  the hand-off to the threadpool, `accept_delivery` and `send_after_commit` (wall and thread
+  CPU, the Celery publish), every SQL statement (grouped by kind and table), the pool's
   pre-ping, and `Session.commit`.
 
 On `POST /_bench/profile-dump` (sent by the bench once the load is over and every publish
@@ -122,6 +122,10 @@ _TABLE = re.compile(r"^\s*(?:INSERT INTO|UPDATE|DELETE FROM)\s+(\w+)", re.I)
 
 
 def _sql_label(statement: str) -> str:
+    if statement.lstrip().upper().startswith("WITH"):
+        # The intake's one statement on PostgreSQL: data-modifying CTEs, one table each.
+        tables = re.findall(r"INSERT INTO (\w+)", statement)
+        return "sql: WITH ... INSERT INTO " + " + ".join(tables)
     m = _WORDS.match(statement)
     if not m:
         return "sql: " + statement.strip().split(None, 1)[0].upper()
@@ -170,11 +174,9 @@ def _install() -> None:
     submissions.accept_delivery = in_thread(
         "intake.accept_delivery (thread; DB transaction)", submissions.accept_delivery
     )
-    outbox.publish_for_job = in_thread(
-        "outbox.publish_for_job (thread; background)", outbox.publish_for_job
-    )
-    outbox._publish = timed(
-        "  outbox._publish (celery send_task + bookkeeping)", outbox._publish, cpu=True
+    outbox.send_after_commit = in_thread(
+        "outbox.send_after_commit (thread; background; celery send_task)",
+        outbox.send_after_commit,
     )
     original_rit = webhooks.run_in_threadpool
     webhooks.run_in_threadpool = timed_async(

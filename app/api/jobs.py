@@ -74,9 +74,8 @@ async def create_job(
         idempotency_key=idempotency_key,
         check_body=True,
     )
-    job_id, created = results[0]
-    if created:
-        background.add_task(outbox.publish_for_job, job_id)
+    job_id, created = results[0].job_id, results[0].created
+    webhooks.publish_after(results, background)
     answer = {"job_id": job_id, "created": created, "status_url": f"/v1/jobs/{job_id}"}
     return JSONResponse(
         answer, status_code=202 if created else 200, headers={"Location": f"/v1/jobs/{job_id}"}

@@ -34,16 +34,20 @@ def audit_headers(request: Request) -> dict[str, str]:
     return {k: headers[k] for k in _KEEP if k in headers}
 
 
-def _publish_all(job_ids: list[str]) -> None:
-    for job_id in job_ids:
-        outbox.publish_for_job(job_id)
+def publish_after(results: list[submissions.Accepted], background: BackgroundTasks) -> None:
+    """Send the committed jobs' first messages once the answer is on its way."""
+    messages = [msg for done in results for msg in done.messages]
+    if messages:
+        background.add_task(outbox.send_after_commit, messages)
 
 
-def _answer(results: list[tuple[str, bool]], background: BackgroundTasks) -> dict[str, Any]:
-    created = [job_id for job_id, new in results if new]
-    background.add_task(_publish_all, created)
+def _answer(results: list[submissions.Accepted], background: BackgroundTasks) -> dict[str, Any]:
+    publish_after(results, background)
     return {
-        "jobs": [{"job_id": j, "created": new, "status_url": f"/v1/jobs/{j}"} for j, new in results]
+        "jobs": [
+            {"job_id": d.job_id, "created": d.created, "status_url": f"/v1/jobs/{d.job_id}"}
+            for d in results
+        ]
     }
 
 
@@ -69,7 +73,7 @@ async def zendesk_webhook(request: Request, background: BackgroundTasks) -> JSON
         body=body.decode("utf-8", "replace"),
     )
     answer = _answer(results, background)
-    return JSONResponse(answer, status_code=202 if results[0][1] else 200)
+    return JSONResponse(answer, status_code=202 if results[0].created else 200)
 
 
 def _check_ip(request: Request, allowed: str) -> None:

@@ -145,6 +145,25 @@ event.listen(Session, "after_commit", _forget_heads)
 event.listen(Session, "after_soft_rollback", _forget_heads)
 
 
+def first_event_values(
+    job_id: str, kind: str, actor: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """The column values of a brand-new job's first event (seq 1, linked to GENESIS), for a
+    caller that inserts it with one Core INSERT: a new job has no head to look up."""
+    now = utcnow()
+    body = json.loads(canonical_json(dict(payload, at=now.isoformat())))  # store what is hashed
+    return {
+        "job_id": job_id,
+        "seq": 1,
+        "kind": kind,
+        "actor": actor,
+        "payload": body,
+        "prev_hash": GENESIS,
+        "hash": event_hash(GENESIS, job_id, 1, kind, actor, body),
+        "at": now,
+    }
+
+
 def reference(value: str) -> str:
     """A stable reference to personal data (a requester, a login) for chained payloads: the
     value itself stays in its own store, where it can be erased."""

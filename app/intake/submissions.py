@@ -1,19 +1,22 @@
-"""Intake: every genuine submission becomes exactly one queued job (plus its outbox message)."""
+"""Intake: every genuine submission becomes exactly one queued job, its plan message due on it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Insert, Select, bindparam, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.audit import chain
-from app.core.db import session_scope
+from app.core.db import get_engine
 from app.errors import ConflictError, InputError, one_line
 from app.jobs import lifecycle, outbox
-from app.models import Delivery, Job, JobEvent
+from app.models import Base, Job, new_id, utcnow
 from app.workflows import registry
 
 
@@ -78,6 +81,181 @@ def request_hash(sub: Submission) -> str:
     return chain.sha256_hex(chain.canonical_json(body))
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """One submission's outcome: its job, whether this call created it, and (if it did) the
+    outbox messages to send once the transaction has committed."""
+
+    job_id: str
+    created: bool
+    messages: tuple[outbox.Message, ...] = ()
+
+
+_JOBS = Base.metadata.tables["jobs"]
+_TABLES = Base.metadata.tables
+# Built once: plain Core INSERTs (no ORM unit of work).
+_INSERT_DELIVERY = insert(_TABLES["deliveries"])
+_FIRST_STAGE = lifecycle.STAGES[lifecycle.QUEUED]
+# The rows a new job comes with, by table: its event and first audit event. (Its plan message
+# is the job row's own `message_due_at`: the job row is the outbox.)
+_WITH_JOB = {"job_events": "ev", "audit_events": "au"}
+
+
+@cache
+def _insert_job(dialect: str) -> Insert:
+    """INSERT a job unless its intake key (or its caller's Idempotency-Key) is taken.
+
+    One statement instead of SELECT-then-INSERT in a savepoint: a concurrent duplicate waits
+    for the winner's commit and then inserts nothing, so there is no race and no error path.
+    Built once per dialect (both spell ON CONFLICT the same way; SQLite since 3.24).
+    """
+    ins = sqlite_insert(_JOBS) if dialect == "sqlite" else pg_insert(_JOBS)
+    return ins.on_conflict_do_nothing().returning(_JOBS.c.id)
+
+
+@cache
+def _insert_job_with_rows(columns: tuple[tuple[str, tuple[str, ...]], ...]) -> Select[Any]:
+    """PostgreSQL: the job and the rows it comes with in ONE statement (one round trip).
+
+    `WITH job AS (INSERT INTO jobs ... ON CONFLICT DO NOTHING RETURNING id), ev AS (INSERT
+    INTO job_events SELECT ... FROM job), ...`: a repeat inserts no job, so the dependent
+    INSERTs select no row and insert nothing. Foreign keys are checked at the end of the
+    statement, when the job exists. `columns` names each table's columns, jobs first.
+    """
+    (_, job_cols), *others = columns
+    job = (
+        pg_insert(_JOBS)
+        .values({c: bindparam(f"jobs_{c}", type_=_JOBS.c[c].type) for c in job_cols})
+        .on_conflict_do_nothing()
+        .returning(_JOBS.c.id)
+        .cte("job")
+    )
+    ctes = []
+    for name, cols in others:
+        table, cols_ = _TABLES[name], [c for c in cols if c != "job_id"]
+        rows = select(job.c.id, *[bindparam(f"{name}_{c}", type_=table.c[c].type) for c in cols_])
+        ctes.append(insert(table).from_select(["job_id", *cols_], rows).cte(_WITH_JOB[name]))
+    return select(job.c.id).add_cte(*ctes)
+
+
+def accept_core(
+    conn: Connection,
+    sub: Submission,
+    *,
+    submitted_by: str,
+    idempotency_key: str | None = None,
+    check_body: bool = False,
+) -> Accepted:
+    """Create the job (status queued, its plan message due), its event and first audit event,
+    or find the original for a repeat; the caller commits, then sends `Accepted.messages`
+    (app.jobs.outbox.send_after_commit). One statement on PostgreSQL, one per row on SQLite.
+
+    With `check_body`, a repeat whose body differs from the original raises ConflictError
+    instead of returning the original (the jobs API's Idempotency-Key contract).
+    """
+    digest, key, job_id, now = request_hash(sub), intake_key(sub), new_id(), utcnow()
+    message = outbox.Message(job_id, _FIRST_STAGE.task, _FIRST_STAGE.queue)
+    first = chain.first_event_values(
+        job_id,
+        "intake",
+        submitted_by,
+        {
+            "source": sub.source,
+            "intake_key": key,
+            "workflow": sub.workflow,
+            "requester_ref": chain.sha256_hex(sub.requester)[:16],
+            "input_hash": chain.sha256_hex(chain.canonical_json(sub.input)),
+        },
+    )
+    rows: dict[str, dict[str, Any]] = {
+        "jobs": {
+            "id": job_id,
+            "source": sub.source,
+            "external_id": sub.external_id,
+            "intake_key": key,
+            "workflow": sub.workflow,
+            "requester": sub.requester,
+            "submitted_by": submitted_by,
+            "input": sub.input,
+            "status": lifecycle.QUEUED,
+            "request_hash": digest,
+            "idempotency_key": idempotency_key,
+            "version": 1,
+            "stage_deliveries": 0,
+            "current_step": 0,
+            "retries": 0,
+            "incident": False,
+            "created_at": now,
+            "updated_at": now,
+            "message_due_at": now,
+            # The chain's head is the first event below.
+            "audit_seq": first["seq"],
+            "audit_head": first["hash"],
+        },
+        "job_events": {
+            "job_id": job_id,
+            "from_status": None,
+            "to_status": lifecycle.QUEUED,
+            "reason": "accepted",
+            "actor": submitted_by,
+            "at": now,
+        },
+        "audit_events": first,
+    }
+    if conn.dialect.name == "postgresql":
+        stmt = _insert_job_with_rows(tuple((t, tuple(r)) for t, r in rows.items()))
+        params = {f"{t}_{c}": v for t, r in rows.items() for c, v in r.items()}
+        created = conn.execute(stmt, params).first() is not None
+    else:
+        created = conn.execute(_insert_job(conn.dialect.name), rows["jobs"]).first() is not None
+        if created:
+            for name in _WITH_JOB:
+                conn.execute(insert(_TABLES[name]), rows[name])
+    if not created:
+        return Accepted(
+            _original(conn, sub, key, digest, submitted_by, idempotency_key, check_body), False
+        )
+    return Accepted(job_id, True, (message,))
+
+
+def _original(
+    conn: Connection,
+    sub: Submission,
+    key: str,
+    digest: str,
+    submitted_by: str,
+    idempotency_key: str | None,
+    check_body: bool,
+) -> str:
+    """The job a repeat delivery (or a reused Idempotency-Key) names; ConflictError when the
+    caller asked for body checks and the body differs."""
+    if idempotency_key is not None:
+        prior = conn.execute(
+            select(_JOBS.c.id, _JOBS.c.request_hash).where(
+                _JOBS.c.submitted_by == submitted_by, _JOBS.c.idempotency_key == idempotency_key
+            )
+        ).first()
+        if prior is not None:
+            if prior.request_hash != digest:
+                raise ConflictError(
+                    f"Idempotency-Key {idempotency_key!r} was already used "
+                    f"with a different request (job {prior.id})"
+                )
+            return str(prior.id)
+    existing = conn.execute(
+        select(_JOBS.c.id, _JOBS.c.request_hash).where(_JOBS.c.intake_key == key)
+    ).first()
+    if existing is None:
+        # The INSERT met a conflict, so the row existed when it ran; gone now means deleted.
+        raise ConflictError(f"{sub.external_id!r} conflicted with a job that no longer exists")
+    if check_body and existing.request_hash != digest:
+        raise ConflictError(
+            f"{sub.external_id!r} was already submitted with a different "
+            f"request (job {existing.id})"
+        )
+    return str(existing.id)
+
+
 def accept(
     session: Session,
     sub: Submission,
@@ -86,105 +264,29 @@ def accept(
     idempotency_key: str | None = None,
     check_body: bool = False,
 ) -> tuple[Job, bool]:
-    """Create the job (status queued) with its outbox message; a repeat returns the original.
-
-    Returns (job, created); the caller commits, then publishes (app.jobs.outbox). With
-    `check_body`, a repeat whose body differs from the original raises ConflictError
-    instead of returning the original (the jobs API's Idempotency-Key contract).
-    """
-    digest = request_hash(sub)
-    if idempotency_key is not None:
-        prior = session.scalar(
-            select(Job).where(
-                Job.submitted_by == submitted_by, Job.idempotency_key == idempotency_key
-            )
-        )
-        if prior is not None:
-            if prior.request_hash != digest:
-                raise ConflictError(
-                    f"Idempotency-Key {idempotency_key!r} was already used "
-                    f"with a different request (job {prior.id})"
-                )
-            return prior, False
-    key = intake_key(sub)
-    existing = session.scalar(select(Job).where(Job.intake_key == key))
-    if existing is None:
-        job = Job(
-            source=sub.source,
-            external_id=sub.external_id,
-            intake_key=key,
-            workflow=sub.workflow,
-            requester=sub.requester,
-            submitted_by=submitted_by,
-            input=sub.input,
-            status=lifecycle.QUEUED,
-            request_hash=digest,
-            idempotency_key=idempotency_key,
-        )
-        try:
-            with session.begin_nested():
-                session.add(job)
-                session.flush()
-        except IntegrityError:
-            # A concurrent delivery of the same event (or key) won the unique constraint.
-            existing = session.scalar(select(Job).where(Job.intake_key == key))
-            if existing is None and idempotency_key is not None:
-                existing = session.scalar(
-                    select(Job).where(
-                        Job.submitted_by == submitted_by, Job.idempotency_key == idempotency_key
-                    )
-                )
-            if existing is None:
-                raise
-        else:
-            _record_intake(session, job, sub, key, submitted_by)
-            return job, True
-    if check_body and existing.request_hash != digest:
-        raise ConflictError(
-            f"{sub.external_id!r} was already submitted with a different "
-            f"request (job {existing.id})"
-        )
-    return existing, False
-
-
-def _record_intake(session: Session, job: Job, sub: Submission, key: str, actor: str) -> None:
-    session.add(
-        JobEvent(
-            job_id=job.id,
-            from_status=None,
-            to_status=lifecycle.QUEUED,
-            reason="accepted",
-            actor=actor,
-        )
+    """`accept_core`, returning the job as an ORM object (for callers that go on using it in
+    the same session); the caller commits, then publishes (app.jobs.outbox)."""
+    done = accept_core(
+        session.connection(),
+        sub,
+        submitted_by=submitted_by,
+        idempotency_key=idempotency_key,
+        check_body=check_body,
     )
-    chain.append(
-        session,
-        job.id,
-        "intake",
-        actor,
-        {
-            "source": sub.source,
-            "intake_key": key,
-            "workflow": sub.workflow,
-            "requester_ref": chain.sha256_hex(sub.requester)[:16],
-            "input_hash": chain.sha256_hex(chain.canonical_json(sub.input)),
-        },
-        first=True,
-    )
-    lifecycle.enqueue_stage(session, job)
+    job = session.get(Job, done.job_id)
+    assert job is not None  # inserted or found in this transaction
+    return job, done.created
 
 
 def submit(raw: Any, *, submitted_by: str) -> tuple[str, bool]:
     """Validate, store and publish one submission; returns (job id, created)."""
 
     sub = parse_submission(raw)
-    with session_scope() as session:
-        job, created = accept(session, sub, submitted_by=submitted_by)
-        session.commit()
-        job_id = job.id
-    if created:
-        outbox.publish_for_job(job_id)
-    return job_id, created
+    # A Core connection, not a Session: nothing here needs the ORM's unit of work.
+    with get_engine().begin() as conn:
+        done = accept_core(conn, sub, submitted_by=submitted_by)
+    outbox.send_after_commit(done.messages)
+    return done.job_id, done.created
 
 
 def accept_delivery(
@@ -197,34 +299,36 @@ def accept_delivery(
     body: str,
     idempotency_key: str | None = None,
     check_body: bool = False,
-) -> list[tuple[str, bool]]:
+) -> list[Accepted]:
     """Store every submission of one delivery and the delivery itself in ONE transaction.
 
     Either all of them are stored or none (a Salesforce message is acknowledged only then).
-    Returns (job id, created) per submission; the caller publishes after this returns.
+    Returns one Accepted per submission; the caller sends their messages after this returns
+    (app.jobs.outbox.send_after_commit).
     """
-    with session_scope() as session:
-        results = []
-        for sub in subs:
-            job, created = accept(
-                session,
+    with get_engine().begin() as conn:  # committed on exit, rolled back on error
+        results = [
+            accept_core(
+                conn,
                 sub,
                 submitted_by=submitted_by,
                 idempotency_key=idempotency_key,
                 check_body=check_body,
             )
-            results.append((job.id, created))
-        if any(created for _, created in results):
-            session.add(
-                Delivery(
-                    source=source,
-                    delivery_key=",".join(intake_key(s) for s in subs)[:400],
-                    content_type=content_type,
-                    headers=headers,
-                    body=body,
-                    body_sha256=chain.sha256_hex(body),
-                    job_ids=[job_id for job_id, created in results if created],
-                )
+            for sub in subs
+        ]
+        if any(done.created for done in results):
+            conn.execute(
+                _INSERT_DELIVERY,
+                {
+                    "source": source,
+                    "delivery_key": ",".join(intake_key(s) for s in subs)[:400],
+                    "content_type": content_type,
+                    "headers": headers,
+                    "body": body,
+                    "body_sha256": chain.sha256_hex(body),
+                    "job_ids": [done.job_id for done in results if done.created],
+                    "received_at": utcnow(),
+                },
             )
-        session.commit()
     return results

@@ -13,6 +13,8 @@ skips a duplicate with one statement).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
@@ -110,3 +112,18 @@ def relay(grace_seconds: float) -> int:
         total += sent
         if sent < _BATCH:
             return total
+
+
+@dataclass(frozen=True)
+class Message:
+    """A stage message a transaction just wrote (on its job row), as the publisher needs it."""
+
+    job_id: str
+    task: str
+    queue: str
+
+
+def send_after_commit(messages: Iterable[Message]) -> int:
+    """Send messages whose jobs just committed them (intake's Core path), with no database
+    work: a crash or a broker outage before the send loses nothing (the relay sends them)."""
+    return _send([(m.job_id, m.task, m.queue) for m in messages])
