@@ -3,11 +3,12 @@ or model_calls (and model calls in the audit chain)."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy.orm import Session
 
@@ -64,6 +65,8 @@ class CallRecorder:
     workflow: str = ""
     calls: list[RecordedCall] = field(default_factory=list)
     model_calls: list[RecordedModelCall] = field(default_factory=list)
+    # Successful reads by request, for as long as no write intervenes (see `run`).
+    _reads: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def run(
         self,
@@ -77,7 +80,17 @@ class CallRecorder:
         catalog: bool = False,
     ) -> T:
         """Run one call past the gates at the call (app.controls.gates.AT_CALL), recording
-        request, answer and outcome; the system's breaker counts the outcome."""
+        request, answer and outcome; the system's breaker counts the outcome.
+
+        A read this recorder already made with the same request answers from its first answer
+        (one stage's work reads a record once, however many of its checks need it); any write
+        forgets what was read, so a read after a write goes to the system again.
+        """
+        memo_key = None if write else audit.canonical_json([tool, request])
+        if memo_key is not None and memo_key in self._reads:
+            return cast(T, copy.deepcopy(self._reads[memo_key]))
+        if write:
+            self._reads.clear()
         gates.run(
             gates.AT_CALL,
             gates.GateCall(
@@ -103,6 +116,8 @@ class CallRecorder:
             self._failed(tool, system, identity, request, exc, started)
             raise
         breaker.record(system, ok=True)
+        if memo_key is not None:
+            self._reads[memo_key] = copy.deepcopy(result)
         shown = result if isinstance(result, dict) else {"items": result}
         elapsed = (time.perf_counter() - started) * 1000
         self.calls.append(RecordedCall(tool, system, identity, request, shown, "ok", elapsed))

@@ -133,26 +133,26 @@ def run_stage(stage: StageWork, job_id: str) -> str:
         # A claimed step goes back (same key): an approval or a retry takes it up at once.
         _abandon(stage, ctx)
         return _finish(
-            view, snapshot, rec, _escalator(stage.name, exc.reason, exc.detail, exc.evidence)
+            view, None, rec, _escalator(stage.name, exc.reason, exc.detail, exc.evidence)
         )
     except PermanentError as exc:
         _abandon(stage, ctx)
         return _finish(
             view,
-            snapshot,
+            None,
             rec,
             _escalator(stage.name, "tool_error", str(exc), {"kind": "permanent_error"}),
         )
     except Parked as exc:
         _abandon(stage, ctx)
-        return _finish(view, snapshot, rec, _parker(stage.name, exc))
+        return _finish(view, None, rec, _parker(stage.name, exc))
     except RetryableError as exc:
         _abandon(stage, ctx)
         if _spend_retry(view, rec) > settings.retry_budget:
             detail = f"retry budget of {settings.retry_budget} spent; last error: {exc}"
             return _finish(
                 view,
-                snapshot,
+                None,
                 rec,
                 _escalator(
                     stage.name,
@@ -251,13 +251,24 @@ def _escalator(stage: str, reason: str, detail: str, evidence: dict[str, Any]) -
     return apply
 
 
-def _finish(view: JobView, snapshot: Job, rec: CallRecorder, apply: Any) -> str:
+def _finish(view: JobView, snapshot: Job | None, rec: CallRecorder, apply: Any) -> str:
+    """The second transaction: record the calls, apply the result, commit, send the message.
+
+    `snapshot` is the job as the first transaction left it, attached without reading it again
+    when nothing was written since (the stage's work succeeded): the versioned UPDATE of the
+    transition is the check that no other worker advanced the job meanwhile. After an early
+    stop (a claim given back, a retry counted and its calls recorded, which moves the job's
+    audit head) the job is read again and its version compared.
+    """
     try:
         with session_scope() as session:
-            # The job as the first transaction left it, attached without reading it again: the
-            # versioned UPDATE of the transition is the check (a job another worker advanced
-            # meanwhile fails it, and this transaction with it).
-            job = session.merge(snapshot, load=False)
+            if snapshot is not None:
+                job = session.merge(snapshot, load=False)
+            else:
+                found = session.get(Job, view.id)
+                if found is None or found.version != view.version:
+                    raise StaleJob(f"job {view.id} changed while this stage worked")
+                job = found
             rec.write(session, view.id, attempt=view.deliveries, requester=view.requester)
             apply(session, job)
             try:
