@@ -11,7 +11,9 @@ What it measures
   For each: the statements the driver sent per transaction (counted at psycopg's cursor, so
   the pre-ping's SELECT 1 is seen; BEGIN/COMMIT are not statements), the transactions the
   server committed per transaction (pg_stat_database of the run's own database: the pre-ping
-  runs in autocommit, a transaction of its own), and the wall time per transaction.
+  runs in autocommit, a transaction of its own), and the wall time per transaction; the time
+  also for a read-only transaction (a SELECT and COMMIT: no WAL flush, so the round trip that
+  the pre-ping adds is not hidden behind the disk).
   Then, for each engine and for a bare pool with neither check (`none`), the errors callers
   see when every pooled connection was closed by the server (pg_terminate_backend, as a
   restart does) and `--pool` transactions follow one after the other.
@@ -19,9 +21,10 @@ What it measures
 How to read the output
   `statements_per_txn` and `commits_per_txn` per engine (the saving is one statement and one
   server transaction per checkout); `time_ratio` = opsgate's time per transaction over
-  pre_ping's (below 1: faster); `errors_after_restart` must be 0 for both engines (`none`
-  shows what the check is for); `check_us` is the checkout check's own cost. The last line is
-  one JSON object; `valid` is false (exit 1) if a caller saw an error with either engine.
+  pre_ping's, for the `write` and the `read` transaction (below 1: faster);
+  `errors_after_restart` must be 0 for both engines (`none` shows what the check is for);
+  `check_us` is the checkout check's own cost. The last line is one JSON object; `valid` is
+  false (exit 1) if a caller saw an error with either engine.
 
 It creates a fresh PostgreSQL database (dropped at the end).
 
@@ -90,6 +93,13 @@ def transaction(engine: Engine) -> None:
         session.commit()
 
 
+def read_transaction(engine: Engine) -> None:
+    """A read-only transaction (no WAL flush at COMMIT): the round trips show, not the disk."""
+    with Session(engine) as session:
+        session.execute(text("SELECT n FROM counter WHERE id = 1")).scalar_one()
+        session.commit()
+
+
 def server_transactions(admin_url: str, name: str) -> int:
     """Committed transactions of database `name`, once no connection to it is left (a backend
     reports its counts when it exits)."""
@@ -145,14 +155,53 @@ def check_cost_us(engine: Engine, n: int = 20000) -> float:
         raw.close()
 
 
+def per_transaction(make: Callable[[], Engine], admin_url: str, name: str) -> tuple[float, float]:
+    """Statements the driver sent and transactions the server committed, per transaction.
+
+    One engine at a time (the server counts per database): a run of 1 transaction and one of
+    BLOCK + 1 on fresh engines, so connecting (and the dialect's first-connect queries)
+    cancels out of the difference.
+    """
+    runs = []
+    for count in (1, BLOCK + 1):
+        before = server_transactions(admin_url, name)
+        counted = Counted(make())
+        for _ in range(count):
+            transaction(counted.engine)
+        counted.engine.dispose()
+        runs.append((counted.statements, server_transactions(admin_url, name) - before))
+    return (runs[1][0] - runs[0][0]) / BLOCK, (runs[1][1] - runs[0][1]) / BLOCK
+
+
+def timings(engines: dict[str, Engine], txns: int) -> tuple[dict[str, dict[str, float]], int]:
+    """Milliseconds per transaction, per kind and engine, alternating in blocks on warm pools."""
+    kinds = {"write": transaction, "read": read_transaction}
+    elapsed = {(kind, side): 0.0 for kind in kinds for side in engines}
+    for engine in engines.values():
+        transaction(engine)
+    done = 0
+    while done < txns:
+        for kind, run in kinds.items():
+            for side, engine in engines.items():
+                start = time.perf_counter()
+                for _ in range(BLOCK):
+                    run(engine)
+                elapsed[kind, side] += time.perf_counter() - start
+        done += BLOCK
+    ms = {
+        kind: {side: round(elapsed[kind, side] / done * 1000, 3) for side in engines}
+        for kind in kinds
+    }
+    return ms, done
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     name = f"opsgate_bench_pool_{secrets.token_hex(4)}"
     url = create_database(args.pg_admin_url, name)
     sa_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
-    admin_db = url
     try:
-        with psycopg.connect(admin_db, autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE TABLE counter (id int PRIMARY KEY, n int NOT NULL)")
             conn.execute("INSERT INTO counter VALUES (1, 0)")
 
@@ -166,54 +215,28 @@ def main(argv: list[str] | None = None) -> int:
             return create_engine(sa_url, pool_size=args.pool)
 
         sides = {"pre_ping": pre_ping, "opsgate": ours}
-        statements: dict[str, float] = {}
-        commits: dict[str, float] = {}
-        elapsed: dict[str, float] = dict.fromkeys(sides, 0.0)
-        # Statement and commit counts, one engine at a time (the server counts per database):
-        # a run of 1 transaction and one of BLOCK + 1 on fresh engines, so connecting (and the
-        # dialect's first-connect queries) cancels out of the difference.
-        for side, make in sides.items():
-            runs = []
-            for count in (1, BLOCK + 1):
-                before = server_transactions(args.pg_admin_url, name)
-                counted = Counted(make())
-                for _ in range(count):
-                    transaction(counted.engine)
-                counted.engine.dispose()
-                runs.append(
-                    (counted.statements, server_transactions(args.pg_admin_url, name) - before)
-                )
-            statements[side] = (runs[1][0] - runs[0][0]) / BLOCK
-            commits[side] = (runs[1][1] - runs[0][1]) / BLOCK
-        # Time, alternating in blocks on warm pools.
+        counts = {
+            side: per_transaction(make, args.pg_admin_url, name) for side, make in sides.items()
+        }
         engines = {side: make() for side, make in sides.items()}
-        for engine in engines.values():
-            transaction(engine)
-        done = 0
-        while done < args.txns:
-            for side, engine in engines.items():
-                start = time.perf_counter()
-                for _ in range(BLOCK):
-                    transaction(engine)
-                elapsed[side] += time.perf_counter() - start
-            done += BLOCK
+        ms, done = timings(engines, args.txns)
         check_us = check_cost_us(engines["opsgate"])
         for engine in engines.values():
             engine.dispose()
         errors = {
-            side: errors_after_restart(make, admin_db.replace(name, "postgres", 1), args.pool)
+            side: errors_after_restart(make, args.pg_admin_url, args.pool)
             for side, make in {**sides, "none": none}.items()
         }
     finally:
         drop_database(args.pg_admin_url, name)
-    ms = {side: round(elapsed[side] / done * 1000, 3) for side in sides}
+    ratio = {kind: round(ms[kind]["opsgate"] / ms[kind]["pre_ping"], 3) for kind in ms}
     result = {
         "bench": "db_pool",
         "txns": done,
-        "statements_per_txn": {k: round(v, 2) for k, v in statements.items()},
-        "commits_per_txn": {k: round(v, 2) for k, v in commits.items()},
+        "statements_per_txn": {k: round(v[0], 2) for k, v in counts.items()},
+        "commits_per_txn": {k: round(v[1], 2) for k, v in counts.items()},
         "ms_per_txn": ms,
-        "time_ratio": round(ms["opsgate"] / ms["pre_ping"], 3),
+        "time_ratio": ratio,
         "check_us": round(check_us, 2),
         "errors_after_restart": errors,
         "pool": args.pool,
@@ -224,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         f"statements pre_ping {result['statements_per_txn']['pre_ping']} -> "
         f"opsgate {result['statements_per_txn']['opsgate']}; server commits "
         f"{result['commits_per_txn']['pre_ping']} -> {result['commits_per_txn']['opsgate']}; "
-        f"{ms['pre_ping']} ms -> {ms['opsgate']} ms (ratio {result['time_ratio']}); "
-        f"checkout check {result['check_us']} us"
+        f"{ms['write']['pre_ping']} ms -> {ms['write']['opsgate']} ms (ratio {ratio['write']}); "
+        f"read-only (SELECT + commit): {ms['read']['pre_ping']} ms -> {ms['read']['opsgate']} ms "
+        f"(ratio {ratio['read']}); checkout check {result['check_us']} us"
     )
     print(
         f"after the server closed all {args.pool} pooled connections, errors seen by the next "
