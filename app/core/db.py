@@ -82,10 +82,16 @@ def _closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
     """
     if dbapi_conn.closed:
         raise DisconnectionError("the connection was closed")
-    poller = select.poll()
-    # poll(), not select(): select() cannot watch a descriptor above 1023.
-    poller.register(dbapi_conn.fileno(), select.POLLIN | select.POLLPRI)
-    if poller.poll(0):
+    fd = dbapi_conn.fileno()
+    # poll(), not select(): select() cannot watch a descriptor above 1023. gevent's monkey
+    # patching removes select.poll; its select() has no such limit.
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        readable = bool(poller.poll(0))
+    else:
+        readable = bool(select.select([fd], [], [], 0)[0])
+    if readable:
         raise DisconnectionError("the server closed the connection while it was in the pool")
 
 
