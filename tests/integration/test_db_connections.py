@@ -1,9 +1,13 @@
 """The connection pool against a real PostgreSQL: no statement beyond the transaction's own on
 a healthy pool, connections the server closed replaced before the caller's first statement,
-and nothing retried once a transaction has sent a statement (a COMMIT least of all)."""
+and nothing retried once a transaction has sent a statement (a COMMIT least of all, even one
+the server applied and whose answer was lost)."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -11,11 +15,11 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app.core.db import get_engine, session_scope
+from app.core.db import get_engine, make_engine, session_scope
 from app.settings import get_settings
 
 pytestmark = pytest.mark.integration
@@ -170,3 +174,76 @@ def test_a_transaction_whose_connection_dies_once_it_has_begun_is_not_retried(
     # And the pool serves the next transaction on a fresh connection, where nothing was kept
     with session_scope() as session:
         assert session.scalar(text(f"SELECT count(*) FROM {probe}")) == 0
+
+
+class LosesCommitAnswer:
+    """A TCP proxy in front of PostgreSQL that forwards a COMMIT, lets the server apply it, and
+    then cuts the client's connection instead of passing the answer on: the COMMIT whose
+    outcome the client cannot know."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.commit_sent = threading.Event()
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._to_server, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._to_client, args=(server, client), daemon=True).start()
+
+    def _to_server(self, client: socket.socket, server: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                server.sendall(data)
+                # psycopg sends COMMIT as a simple query: 'Q', length, "COMMIT\0".
+                if b"COMMIT\x00" in data:
+                    self.commit_sent.set()
+
+    def _to_client(self, server: socket.socket, client: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := server.recv(65536):
+                if self.commit_sent.is_set() and not self.cut.is_set():
+                    self.cut.set()
+                    # shutdown, not only close: the other thread's recv() holds the socket
+                    # open, and only shutdown sends the FIN the client must see.
+                    for sock in (client, server):
+                        sock.shutdown(socket.SHUT_RDWR)
+                        sock.close()
+                    return
+                client.sendall(data)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_commit_whose_answer_is_lost_is_not_sent_again(
+    pg_env: dict[str, str], probe: str
+) -> None:
+    url = make_url(get_settings().resolved_database_url())
+    proxy = LosesCommitAnswer((url.host or "127.0.0.1", url.port or 5432))
+    engine = make_engine(url.set(host="127.0.0.1", port=proxy.port).render_as_string(False), 2)
+    counter = Counter()
+    counter.install(engine)
+    try:
+        # Given a transaction whose COMMIT reaches the server, and whose answer never arrives
+        with counter.counting() as sent, pytest.raises(OperationalError):  # noqa: SIM117
+            with Session(engine) as session:
+                session.execute(text(f"INSERT INTO {probe} (id) VALUES ('once')"))
+                session.commit()
+        # Then the caller sees the error, and nothing of the transaction was sent again
+        assert proxy.cut.is_set()
+        assert sent == [f"INSERT INTO {probe} (id) VALUES ('once')"]
+        # While the server did apply it: the outcome the caller could not know
+        with session_scope() as session:
+            assert session.scalar(text(f"SELECT count(*) FROM {probe}")) == 1
+    finally:
+        engine.dispose()
+        proxy.close()
