@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import SchemaNotCurrent, ServiceUnavailable
@@ -69,9 +70,48 @@ def make_engine(url: str, pool_size: int | None = None) -> Engine:
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     size = pool_size or get_settings().db_pool_size
-    # pre_ping costs a round trip per checkout; it is what lets the fleet ride out a
-    # PostgreSQL restart without failing the first request on each stale connection.
-    return create_engine(url, pool_pre_ping=True, pool_size=size, max_overflow=size // 2)
+    # No pool_pre_ping: its SELECT 1 is a round trip (and, in autocommit, a server-side
+    # transaction) on every checkout, i.e. every transaction. A pooled connection the server
+    # has closed is instead found for free when it is taken (_closed_by_server), and the pool
+    # replaces it before any statement runs. See _closed_by_server for what that leaves.
+    engine = create_engine(url, pool_size=size, max_overflow=size // 2)
+    event.listen(engine, "checkout", _closed_by_server)
+    return engine
+
+
+def _closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Refuse a pooled connection the server has closed, so the pool opens a fresh one.
+
+    An idle connection in the pool has nothing to read: we sent no query, and we LISTEN for
+    nothing. When PostgreSQL restarts, fails over or runs pg_terminate_backend, the backend
+    sends its FATAL message and closes the socket, so the socket turns readable (data or EOF).
+    One poll() with a zero timeout asks the kernel, without a round trip. DisconnectionError
+    is SQLAlchemy's documented checkout signal: the pool discards this connection, connects
+    again and hands out the new one; no statement of the caller's transaction has run yet,
+    which is the only point where a retry is certainly safe.
+
+    Nothing is retried after that point. A connection that dies once taken (the server stops
+    mid-transaction) fails the statement; SQLAlchemy then invalidates the whole pool, so the
+    next checkouts open fresh connections; and the caller's unit of work is redone by its
+    owner only where that is known to be safe: a stage task re-sends its message (tasks/base.py;
+    the stages are idempotent, so a COMMIT whose answer was lost is seen as done), the API
+    answers 503 (the sender retries; intake dedupes deliveries). A COMMIT is never re-sent.
+    A server that vanished without closing the socket (a cut cable) is not seen here, as a
+    pre-ping would hang on it too; the first statement then fails and is handled as above.
+    """
+    if dbapi_conn.closed:
+        raise DisconnectionError("the connection was closed")
+    fd = dbapi_conn.fileno()
+    # poll(), not select(): select() cannot watch a descriptor above 1023. gevent's monkey
+    # patching removes select.poll; its select() has no such limit.
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        readable = bool(poller.poll(0))
+    else:
+        readable = bool(select.select([fd], [], [], 0)[0])
+    if readable:
+        raise DisconnectionError("the server closed the connection while it was in the pool")
 
 
 def get_engine() -> Engine:
