@@ -25,23 +25,32 @@ log = structlog.get_logger(__name__)
 
 PREFIX = "opsgate:breaker:"
 
-# KEYS: state, probes. ARGV: now, max_probes, probe_gap.
-# Returns {allowed, retry_at_ms, probe}.
-_ALLOW = """
-local state = redis.call('HGET', KEYS[1], 'state')
-local now = tonumber(ARGV[1])
-if not state then return {1, 0, 0} end
-if state == 'open' then
-  local untl = tonumber(redis.call('HGET', KEYS[1], 'until'))
-  if now < untl then return {0, untl, 0} end
-  redis.call('HSET', KEYS[1], 'state', 'half_open')
-  redis.call('DEL', KEYS[2])
+# A Lua function, so that a caller's own script can run the same check in its round trip
+# (app/llm/admission.py: breaker, response cache and budget in one).
+# state_key, probes_key, now (ms), max_probes, probe_gap (ms) -> {allowed, retry_at_ms, probe}.
+ALLOW_LUA = """
+local function breaker_allow(state_key, probes_key, now, max_probes, gap)
+  local state = redis.call('HGET', state_key, 'state')
+  if not state then return {1, 0, 0} end
+  if state == 'open' then
+    local untl = tonumber(redis.call('HGET', state_key, 'until'))
+    if now < untl then return {0, untl, 0} end
+    redis.call('HSET', state_key, 'state', 'half_open')
+    redis.call('DEL', probes_key)
+  end
+  local n = redis.call('INCR', probes_key)
+  redis.call('PEXPIRE', probes_key, gap)
+  if n <= max_probes then return {1, 0, 1} end
+  return {0, now + gap, 0}
 end
-local n = redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
-if n <= tonumber(ARGV[2]) then return {1, 0, 1} end
-return {0, now + tonumber(ARGV[3]), 0}
 """
+
+# KEYS: state, probes. ARGV: now, max_probes, probe_gap. Returns {allowed, retry_at_ms, probe}.
+_ALLOW = (
+    ALLOW_LUA
+    + "return breaker_allow(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), "
+    + "tonumber(ARGV[3]))\n"
+)
 
 # KEYS: state, probes, window-prefix. ARGV: now, ok, bucket_ms, buckets, min_calls,
 # failure_rate, open_ms. Returns the state after recording.
@@ -117,19 +126,23 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def allow_call(system: str) -> tuple[list[str], list[int]]:
+    """The keys and arguments of `breaker_allow` (ALLOW_LUA) for a call to `system` now."""
+    cfg = _settings()
+    state, probes, _ = _keys(system)
+    gap_ms = int(cfg.open_seconds * 1000 / max(1, cfg.half_open_probes))
+    return [state, probes], [_now_ms(), cfg.half_open_probes, gap_ms]
+
+
 def before_call(system: str, *, write: bool) -> None:
     """Raise CircuitOpen unless a call to `system` may go out now.
 
     If Redis cannot be reached, writes fail closed (the job parks and tries again) while
     reads go ahead: a read cannot change the world, a write the breaker cannot see might.
     """
-    cfg = _settings()
-    state, probes, _ = _keys(system)
-    gap_ms = int(cfg.open_seconds * 1000 / max(1, cfg.half_open_probes))
+    keys, args = allow_call(system)
     try:
-        allowed, retry_at, _probe = _script(_ALLOW)(
-            keys=[state, probes], args=[_now_ms(), cfg.half_open_probes, gap_ms]
-        )
+        allowed, retry_at, _probe = _script(_ALLOW)(keys=keys, args=args)
     except (redis.RedisError, OSError) as exc:
         if write:
             raise CircuitOpen(

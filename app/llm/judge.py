@@ -23,10 +23,10 @@ from app.errors import JudgeUnavailable
 from app.llm import cache, prompts, retrieval
 from app.llm.config import models_config
 from app.llm.engine import (
+    BreakerOpen,
     Conversation,
     InvalidAnswer,
     Unavailable,
-    breaker_open,
     send,
     untrusted_block,
 )
@@ -106,11 +106,11 @@ def judge(
     )
     problems: list[str] = []
     for model in tier.models:
-        if breaker_open(conv, model):
-            problems.append(f"{model.name}: breaker open")
-            continue
         try:
             answer = send(conv, tier_name, tier, model, messages)
+        except BreakerOpen:
+            problems.append(f"{model.name}: breaker open")
+            continue
         except Unavailable:
             problems.append(f"{model.name}: unavailable")
             continue

@@ -24,7 +24,6 @@ from app.llm.engine import (
     Conversation,
     InvalidAnswer,
     Unavailable,
-    breaker_open,
     send,
     untrusted_block,
 )
@@ -131,11 +130,9 @@ def plan(
 def _tier(call: _Planning, tier_name: str, tier: Tier) -> Plan | None:
     """The first model of the tier that answers; None when none could be reached."""
     for model in tier.models:
-        if breaker_open(call.conv, model):
-            continue
         try:
             return _ask(call, tier_name, tier, model)
-        except Unavailable:
+        except Unavailable:  # BreakerOpen too: skipped without a call
             continue
     return None
 
@@ -147,7 +144,8 @@ def _ask(call: _Planning, tier_name: str, tier: Tier, model: ModelPrice) -> Plan
     attempts = 1 + conv.cfg.router.repair_attempts
     error = ""
     for attempt in range(1, attempts + 1):
-        answer = send(conv, tier_name, tier, model, messages)
+        # The breaker is asked before a model's first call only, in send's one round trip.
+        answer = send(conv, tier_name, tier, model, messages, check_breaker=attempt == 1)
         if answer.refusal is not None:
             raise EscalationRequired(
                 "refused",
