@@ -81,3 +81,35 @@ def admit(system: str, *, check_breaker: bool, cache_key: str, asked: budget.Ask
         # No counter for the day in Redis (a restart, a new day): load it from the ledger.
         return Admitted(reservation=budget.reserve_asked(asked))
     return Admitted(reservation=budget.reserved(asked, int(value)))
+
+
+# KEYS: breaker state, probes, window prefix, cache key. ARGV: breaker_record's seven
+# arguments, then the answer to store and its TTL in seconds (0: store nothing).
+_SETTLE = (
+    breaker.RECORD_LUA
+    + """
+local state = breaker_record(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]),
+                             tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
+                             tonumber(ARGV[6]), tonumber(ARGV[7]))
+if tonumber(ARGV[9]) > 0 then redis.call('SET', KEYS[4], ARGV[8], 'EX', tonumber(ARGV[9])) end
+return state
+"""
+)
+
+
+def settle(system: str, *, cache_key: str, answer: dict[str, Any] | None, ttl_seconds: int) -> None:
+    """After an answer is judged, in one round trip: count the call as a success on the
+    breaker and, for a usable `answer`, store it in the cache for `ttl_seconds`."""
+    keys, args = breaker.record_call(system, ok=True)
+    store = answer is not None and ttl_seconds > 0
+    script = per_process("llm-settle-script", lambda: broker.client().register_script(_SETTLE))
+    try:
+        result = script(
+            keys=[*keys, cache_key],
+            args=[*args, json.dumps(answer) if store else "", ttl_seconds if store else 0],
+        )
+    except (redis.RedisError, OSError) as exc:
+        # As breaker.record and cache.put: the count and the store are lost, the call is not.
+        log.warning("breaker.record_failed", system=system, error=str(exc))
+        return
+    breaker.recorded(system, ok=True, result=result)

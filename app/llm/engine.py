@@ -42,6 +42,7 @@ from openai.types.shared_params import ResponseFormatJSONSchema
 
 from app.controls import breaker, budget
 from app.controls.calls import CallRecorder, RecordedModelCall
+from app.core.lru import LRU
 from app.core.redaction import Placeholders
 from app.errors import CircuitOpen, one_line
 from app.llm import admission, cache
@@ -91,6 +92,9 @@ class Answer:
     parsed: pydantic.BaseModel | None
     parse_error: str | None
     refusal: str | None = None
+    # The model whose breaker has yet to count this (successful) call: `settle` counts it
+    # with the cache's store, once the answer is judged, in one round trip.
+    uncounted: str | None = None
 
     def cached(self) -> dict[str, Any]:
         """What the response cache keeps of a usable answer."""
@@ -113,16 +117,31 @@ def untrusted_block(value: dict[str, Any], ph: Placeholders) -> str:
     return f"<untrusted_input>\n{text}\n</untrusted_input>"
 
 
+# Message texts redaction left unchanged: redaction depends on the text alone, so such a
+# text needs no second pass. The planner's system prompt (instructions, tools, policy
+# passages, the journal) is the same for many jobs and is most of the redaction's work.
+_PII_FREE: LRU[str, bool] = LRU(256)
+
+
+def _redact(text: str, ph: Placeholders) -> str:
+    if _PII_FREE.get(text):
+        return text
+    out = ph.redact(text)
+    if out == text:
+        _PII_FREE.put(text, True)
+    return out
+
+
 def redacted(messages: list[dict[str, Any]], ph: Placeholders) -> list[dict[str, Any]]:
     """Every message with its text (string content or text parts) redacted."""
     out: list[dict[str, Any]] = []
     for message in messages:
         content = message.get("content")
         if isinstance(content, str):
-            message = {**message, "content": ph.redact(content)}
+            message = {**message, "content": _redact(content, ph)}
         elif isinstance(content, list):
             parts = [
-                {**p, "text": ph.redact(p["text"])}
+                {**p, "text": _redact(p["text"], ph)}
                 if isinstance(p, dict) and isinstance(p.get("text"), str)
                 else p
                 for p in content
@@ -225,7 +244,6 @@ def send(
         record.outcome, record.response = "error", {"error": describe(exc)}
         raise InvalidAnswer(f"{model.name}: {describe(exc)}") from exc
     record.latency_ms = (time.perf_counter() - started) * 1000
-    breaker.record(system, ok=True)
     body = _json_body(raw.http_response)
     usage = body.get("usage") or {}
     record.input_tokens = int(usage.get("prompt_tokens") or 0)
@@ -234,6 +252,19 @@ def send(
     # The unused part of the reservation goes back in the stage's own commit, with the
     # call's record: no second transaction on the hot path.
     record.settle = (held, record.cost_usd)
+    answer = _answer(conv, model_cls, record, key, body)
+    answer.uncounted = system
+    return answer
+
+
+def _answer(
+    conv: Conversation,
+    model_cls: type[pydantic.BaseModel],
+    record: RecordedModelCall,
+    key: str,
+    body: dict[str, Any],
+) -> Answer:
+    """The answer in a model's response body, checked as the SDK's `parse` checks it."""
     choice = (body.get("choices") or [{}])[0] or {}
     message = choice.get("message") or {}
     content, refusal = message.get("content"), message.get("refusal")
@@ -260,6 +291,23 @@ def response_format(model_cls: type[pydantic.BaseModel]) -> ResponseFormatJSONSc
 
     Shared by every call: the SDK copies what it sends and never edits it."""
     return cast(ResponseFormatJSONSchema, type_to_response_format_param(model_cls))
+
+
+def settle(answer: Answer, conv: Conversation, *, usable: bool) -> None:
+    """Once an answer is judged: count its call on the model's breaker and, when `usable`,
+    keep it in the response cache, in one round trip. Called on every path (idempotent)."""
+    store = usable and not answer.record.cache_hit
+    system, answer.uncounted = answer.uncounted, None
+    if system is None:
+        if store:
+            cache.put(answer.cache_key, answer.cached(), conv.cfg.cache.ttl_seconds)
+        return
+    admission.settle(
+        system,
+        cache_key=answer.cache_key,
+        answer=answer.cached() if store else None,
+        ttl_seconds=conv.cfg.cache.ttl_seconds,
+    )
 
 
 def _estimate_tokens(messages: list[dict[str, Any]], schema_chars: int) -> int:

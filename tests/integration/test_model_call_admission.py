@@ -13,6 +13,7 @@ import pytest
 from openai.lib._parsing._completions import type_to_response_format_param
 
 from app.controls import breaker, budget
+from app.errors import EscalationRequired
 from app.llm.schema import plan_model
 from tests.integration.test_model_planner import SMALL, refund_plan, request, run
 from tests.support.env import reset_process_state
@@ -101,3 +102,35 @@ def test_an_open_breaker_refuses_before_the_cache_and_the_budget(models: ModelSe
     assert [(c.model, c.cache_hit) for c in rec.model_calls] == [(LARGE, False)]
     assert budget.held("support_refund") > held
     assert [r["model"] for r in models.requests()] == [SMALL, LARGE]
+
+
+def _counted(model: str) -> int:
+    from app.core import broker
+
+    client = broker.client()
+    return sum(
+        int(client.hget(key, "calls") or 0)
+        for key in client.scan_iter(f"opsgate:breaker:model:{model}:win:*")
+    )
+
+
+def test_the_breaker_counts_every_answered_call_invalid_refused_or_ok(
+    models: ModelServer,
+) -> None:
+    models.script({"model": SMALL, "content": refund_plan()})
+    run()
+    assert _counted(SMALL) == 1
+    _, _, rec = run()
+    assert rec.model_calls[-1].cache_hit and _counted(SMALL) == 1  # a hit is no call
+    # An invalid answer, then a valid one: both calls counted
+    models.script(
+        {"model": SMALL, "match": "That answer is not valid", "content": refund_plan()},
+        {"model": SMALL, "content": "not json"},
+    )
+    run(request("A second ticket."))
+    assert _counted(SMALL) == 3
+    # A refusal is an answered call too
+    models.script({"model": SMALL, "refusal": "No."})
+    with pytest.raises(EscalationRequired):
+        run(request("A third ticket."))
+    assert _counted(SMALL) == 4
