@@ -24,7 +24,10 @@ What it measures
 
 How to read the output
   `added_ms_p50` = median(opsgate) - median(bare), in milliseconds (target: at most 1 ms);
-  `ratio` = median(bare) / median(opsgate) (1.0 means nothing added). Before the JSON line,
+  `ratio` = median(bare) / median(opsgate) (1.0 means nothing added). `added_cpu_ms_p50`
+  is the same difference in this thread's CPU time per call (the server runs in its own
+  process), a figure a busy machine distorts much less than wall time; on a quiet machine
+  the two differ by the Redis round trips' waits. Before the JSON line,
   the p50/p90/p99 of both sides and the median of each opsgate part measured on its own in
   the same run (also in the JSON line as `parts_ms`), so a miss can be traced to its cause:
   `router` (features and tier choice), `retrieval` (BM25 over the policy passages, a new
@@ -126,6 +129,13 @@ def timed(fn: Callable[[], Any]) -> float:
     started = time.perf_counter()
     fn()
     return (time.perf_counter() - started) * 1000
+
+
+def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float]:
+    """Wall and this thread's CPU time of one call, ms."""
+    started, cpu = time.perf_counter(), time.thread_time()
+    fn()
+    return (time.perf_counter() - started) * 1000, (time.thread_time() - cpu) * 1000
 
 
 def parts(n: int) -> dict[str, float]:
@@ -331,15 +341,21 @@ def run(args: argparse.Namespace, url: str) -> int:
 
     mine: list[float] = []
     bare_ms: list[float] = []
+    # CPU of this (client) thread per call: what each side costs the caller's process,
+    # which a busy machine inflates far less than wall time (the server is another process).
+    mine_cpu: list[float] = []
+    bare_cpu: list[float] = []
     total = args.warmup + args.calls
     for n in range(total):
-        ours_ms = timed(lambda i=n: ours(i))
+        ours_ms, ours_cpu = timed_cpu(lambda i=n: ours(i))
         # The bare side's messages are built before its clock starts.
         prepared = bare_messages(n + 1_000_000)
-        theirs_ms = timed(lambda m=prepared: theirs(m))
+        theirs_ms, theirs_cpu = timed_cpu(lambda m=prepared: theirs(m))
         if n >= args.warmup:
             mine.append(ours_ms)
             bare_ms.append(theirs_ms)
+            mine_cpu.append(ours_cpu)
+            bare_cpu.append(theirs_cpu)
         if n and n % 100 == 0:
             print(f"bench: {n}/{total} calls per side", file=sys.stderr)
     breakdown = parts(100)
@@ -349,7 +365,12 @@ def run(args: argparse.Namespace, url: str) -> int:
             f"p99 {pct(values, 0.99):7.2f} ms"
         )
     print("opsgate parts, median ms: " + ", ".join(f"{k} {v}" for k, v in breakdown.items()))
+    print(
+        f"client CPU per call, p50: bare {statistics.median(bare_cpu):.3f} ms, "
+        f"opsgate {statistics.median(mine_cpu):.3f} ms"
+    )
     added = statistics.median(mine) - statistics.median(bare_ms)
+    added_cpu = statistics.median(mine_cpu) - statistics.median(bare_cpu)
     result = {
         "calls": args.calls,
         "server_ms": args.server_ms,
@@ -357,6 +378,9 @@ def run(args: argparse.Namespace, url: str) -> int:
         "opsgate_p50_ms": round(statistics.median(mine), 3),
         "added_ms_p50": round(added, 3),
         "ratio": round(statistics.median(bare_ms) / statistics.median(mine), 4),
+        "bare_cpu_p50_ms": round(statistics.median(bare_cpu), 3),
+        "opsgate_cpu_p50_ms": round(statistics.median(mine_cpu), 3),
+        "added_cpu_ms_p50": round(added_cpu, 3),
         "target_added_ms": 1.0,
         "met": added <= 1.0,
         "with_write": args.with_write,
