@@ -1,27 +1,42 @@
 """Benchmark: what opsgate adds to a model call, against a bare openai SDK call, in one run.
 
 What it measures
-  server: the sandbox's OpenAI-compatible model server (tools/sandbox/model_routes) in a
-    thread of this process, answering every request with a valid plan after 50 ms
-    (`--server-ms`).
+  server: the sandbox's OpenAI-compatible model server (tools/sandbox/llm/routes.py) under
+    uvicorn in a process of its own (as a model vendor is), answering every request with a
+    valid plan after 50 ms (`--server-ms`). In a thread of this process (`--server-thread`,
+    as before) its own work after each answer competes for the GIL with the work opsgate
+    does after the answer, which the bare side does not do: that inflates the added time by
+    whatever the thread happens to run, not by what opsgate costs.
   bare side: `client.chat.completions.create(model, messages, response_format)` with the
-    openai SDK against that server: the same messages and the same strict JSON schema
-    opsgate sends (built once, before the clock), and no parsing or checks of the answer.
+    openai SDK against that server: the same messages (the system prompt with the same
+    retrieved policy passages, the fenced untrusted block) and the same strict JSON schema
+    opsgate sends (built before the clock), and no parsing or checks of the answer.
   opsgate side: `app.llm.planner.plan()`: the router (features, tier choice), retrieval of
-    policy passages, PII redaction with placeholders, the prompt, the budget reservation and
-    its settlement (two short PostgreSQL transactions), a cache lookup and store in Redis (a
-    miss: every request is distinct), the SDK's `chat.completions.parse` into the strict
-    Plan model, placeholder restore, the catalog's validation of every step, and the call's
-    record (the row itself is written by the plan stage's own commit, which the stage makes
-    anyway; `--with-write` adds that write to the timed section).
+    policy passages, PII redaction with placeholders, the prompt, one Redis round trip for
+    the fleet-wide breaker, the cache lookup (a miss: every request is distinct) and the
+    budget reservation, `chat.completions.create` with the strict schema built once, the
+    answer validated into the Plan model, placeholder restore, the catalog's validation of
+    every step, the breaker's count and the cache store, and the call's record (the row
+    itself and the budget's settlement are written by the plan stage's own commit, which
+    the stage makes anyway; `--with-write` adds that write to the timed section).
   Both sides alternate call by call, so drift on the machine hits both alike; `--warmup`
   untimed calls first, then `--calls` timed ones per side.
 
 How to read the output
   `added_ms_p50` = median(opsgate) - median(bare), in milliseconds (target: at most 1 ms);
-  `ratio` = median(bare) / median(opsgate) (1.0 means nothing added). Before the JSON line,
-  the p50/p90/p99 of both sides and the median of each opsgate part measured on its own
-  (budget, cache, redaction + prompt, retrieval), so a miss can be traced to its cause.
+  `ratio` = median(bare) / median(opsgate) (1.0 means nothing added). `added_cpu_ms_p50`
+  is the same difference in this thread's CPU time per call (the server runs in its own
+  process), a figure a busy machine distorts much less than wall time; on a quiet machine
+  the two differ by the Redis round trips' waits. Before the JSON line,
+  the p50/p90/p99 of both sides and the median of each opsgate part measured on its own in
+  the same run (also in the JSON line as `parts_ms`), so a miss can be traced to its cause:
+  `router` (features and tier choice), `retrieval` (BM25 over the policy passages, a new
+  query each time), `prompt` (system prompt, untrusted block, the redaction before
+  sending), `redis_before` (breaker + cache lookup + budget reservation, one round trip),
+  `redis_after` (the breaker's count and the cache store), `validation` (the answer into
+  the Plan model, placeholders restored, the catalog's checks), `budget_settle` (the
+  reservation's settlement in its own PostgreSQL transaction: the stage does it in its own
+  commit, outside this timing).
 
 It creates a fresh PostgreSQL database (dropped at the end) and FLUSHes the Redis database it
 is given (start and end).
@@ -35,7 +50,9 @@ import argparse
 import json
 import os
 import secrets
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,6 +97,9 @@ PLAN = {
 }
 
 
+SYSTEM = "model:bench-parts"
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -111,29 +131,107 @@ def timed(fn: Callable[[], Any]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def timed_cpu(fn: Callable[[], Any]) -> tuple[float, float]:
+    """Wall and this thread's CPU time of one call, ms."""
+    started, cpu = time.perf_counter(), time.thread_time()
+    fn()
+    return (time.perf_counter() - started) * 1000, (time.thread_time() - cpu) * 1000
+
+
 def parts(n: int) -> dict[str, float]:
     """Each opsgate part on its own, median of n runs, ms."""
     from decimal import Decimal
 
-    from app.controls import budget
+    from app.controls import breaker, budget
     from app.core.redaction import Placeholders
-    from app.llm import cache, retrieval
+    from app.jobs.steps import Plan
+    from app.llm import admission, cache, retrieval
+    from app.llm.config import models_config
+    from app.llm.engine import redacted
     from app.llm.planner import system_prompt, untrusted_block
+    from app.llm.router import features, request_text, route
+    from app.llm.schema import plan_model, to_plan
+    from app.stages.plan import validate_plan
 
-    req = request(0)
-    out: dict[str, list[float]] = {"budget": [], "cache": [], "prompt": [], "retrieval": []}
+    cfg = models_config()
+    content = json.dumps(PLAN)
+    names = ("router", "retrieval", "prompt", "redis_before", "redis_after", "validation")
+    out: dict[str, list[float]] = {k: [] for k in (*names, "budget_settle")}
     for i in range(n):
-        out["budget"].append(
-            timed(lambda: budget.settle(budget.reserve("bench", None, Decimal("0.01")), Decimal(0)))
+        req = request(2_000_000 + i)
+        text = request_text(req.untrusted)
+        out["router"].append(
+            timed(lambda t=text: route("support_refund", features(t, 0, cfg), cfg))
         )
-        key = cache.key("v", "m", [{"i": i}])
-        out["cache"].append(timed(lambda k=key: (cache.get(k), cache.put(k, {"c": 1}, 60))))
-        out["retrieval"].append(timed(lambda: retrieval.retrieve(str(req.untrusted))))
+        out["retrieval"].append(timed(lambda t=text: retrieval.retrieve(t)))
+        passages = retrieval.retrieve(text)
         ph = Placeholders()
-        out["prompt"].append(
-            timed(lambda p=ph: (system_prompt(req, [], p), untrusted_block(req.untrusted, p)))
+
+        def prompt(r: Any = req, p: Any = passages, h: Any = ph) -> Any:
+            messages = [
+                {"role": "system", "content": system_prompt(r, p, h)},
+                {"role": "user", "content": untrusted_block(r.untrusted, h)},
+            ]
+            return redacted(messages, h)
+
+        out["prompt"].append(timed(prompt))
+        key = cache.key("bench-parts", "m", [{"i": i}])
+        asked = budget.ask("bench", None, Decimal("0.01"))
+        out["redis_before"].append(
+            timed(
+                lambda k=key, a=asked: admission.admit(
+                    SYSTEM, check_breaker=True, cache_key=k, asked=a
+                )
+            )
         )
+        out["redis_after"].append(
+            timed(lambda k=key: (breaker.record(SYSTEM, ok=True), cache.put(k, {"c": 1}, 60)))
+        )
+        held = budget.reserve("bench", None, Decimal("0.01"))
+        out["budget_settle"].append(timed(lambda r=held: budget.settle(r, Decimal(0))))
+
+        def validation(h: Any = ph) -> Any:
+            parsed = plan_model().model_validate_json(content)
+            plan = Plan.model_validate(h.restore(to_plan(parsed).model_dump()))
+            validate_plan(plan, "support_refund")
+
+        out["validation"].append(timed(validation))
     return {k: round(statistics.median(v), 3) for k, v in out.items()}
+
+
+def serve(in_thread: bool) -> tuple[str, Callable[[], None]]:
+    """The scripted model server: its base URL and how to stop it."""
+    from tools.sandbox.llm.routes import serve_in_thread
+
+    if in_thread:
+        return serve_in_thread()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = (
+        "import sys, uvicorn\n"
+        "from tools.sandbox.llm.routes import create_model_app\n"
+        "uvicorn.run(create_model_app(), host='127.0.0.1', port=int(sys.argv[1]),"
+        " log_level='warning', access_log=False, lifespan='off')\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code, str(port)], cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 30
+    while child.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.05)  # the server is starting; not a timing measurement
+    else:
+        child.kill()
+        raise SystemExit("bench: the model server did not start")
+
+    def stop() -> None:
+        child.terminate()
+        child.wait(timeout=10)
+
+    return url, stop
 
 
 def main() -> int:
@@ -142,14 +240,17 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=30, help="untimed calls per side first")
     parser.add_argument("--server-ms", type=int, default=50, help="the server's answer delay")
     parser.add_argument("--with-write", action="store_true", help="time the record's DB write")
+    parser.add_argument(
+        "--server-thread",
+        action="store_true",
+        help="run the model server in a thread of this process (it then competes for the GIL)",
+    )
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="opsgate-llm-bench-"))
     dbname = f"opsgate_bench_llm_{secrets.token_hex(4)}"
     db_url = create_database(ADMIN_URL, dbname)
-    from tools.sandbox.llm.routes import serve_in_thread
-
-    url, stop = serve_in_thread()
+    url, stop = serve(args.server_thread)
     os.environ.update(
         OPSGATE_HOME=str(home),
         OPSGATE_DATABASE_URL=db_url,
@@ -179,8 +280,9 @@ def run(args: argparse.Namespace, url: str) -> int:
     from app.core import db
     from app.core.db import session_scope
     from app.core.redaction import Placeholders
-    from app.llm import planner
+    from app.llm import planner, retrieval
     from app.llm.planner import system_prompt, untrusted_block
+    from app.llm.router import request_text
     from app.llm.schema import plan_model
     from app.models import Job
     from app.stages.plan import validate_plan
@@ -224,8 +326,9 @@ def run(args: argparse.Namespace, url: str) -> int:
     def bare_messages(n: int) -> list[dict[str, str]]:
         ph = Placeholders()
         req = request(n)
+        passages = retrieval.retrieve(request_text(req.untrusted))
         return [
-            {"role": "system", "content": system_prompt(req, [], ph)},
+            {"role": "system", "content": system_prompt(req, passages, ph)},
             {"role": "user", "content": untrusted_block(req.untrusted, ph)},
         ]
 
@@ -238,15 +341,21 @@ def run(args: argparse.Namespace, url: str) -> int:
 
     mine: list[float] = []
     bare_ms: list[float] = []
+    # CPU of this (client) thread per call: what each side costs the caller's process,
+    # which a busy machine inflates far less than wall time (the server is another process).
+    mine_cpu: list[float] = []
+    bare_cpu: list[float] = []
     total = args.warmup + args.calls
     for n in range(total):
-        ours_ms = timed(lambda i=n: ours(i))
+        ours_ms, ours_cpu = timed_cpu(lambda i=n: ours(i))
         # The bare side's messages are built before its clock starts.
         prepared = bare_messages(n + 1_000_000)
-        theirs_ms = timed(lambda m=prepared: theirs(m))
+        theirs_ms, theirs_cpu = timed_cpu(lambda m=prepared: theirs(m))
         if n >= args.warmup:
             mine.append(ours_ms)
             bare_ms.append(theirs_ms)
+            mine_cpu.append(ours_cpu)
+            bare_cpu.append(theirs_cpu)
         if n and n % 100 == 0:
             print(f"bench: {n}/{total} calls per side", file=sys.stderr)
     breakdown = parts(100)
@@ -256,7 +365,12 @@ def run(args: argparse.Namespace, url: str) -> int:
             f"p99 {pct(values, 0.99):7.2f} ms"
         )
     print("opsgate parts, median ms: " + ", ".join(f"{k} {v}" for k, v in breakdown.items()))
+    print(
+        f"client CPU per call, p50: bare {statistics.median(bare_cpu):.3f} ms, "
+        f"opsgate {statistics.median(mine_cpu):.3f} ms"
+    )
     added = statistics.median(mine) - statistics.median(bare_ms)
+    added_cpu = statistics.median(mine_cpu) - statistics.median(bare_cpu)
     result = {
         "calls": args.calls,
         "server_ms": args.server_ms,
@@ -264,9 +378,14 @@ def run(args: argparse.Namespace, url: str) -> int:
         "opsgate_p50_ms": round(statistics.median(mine), 3),
         "added_ms_p50": round(added, 3),
         "ratio": round(statistics.median(bare_ms) / statistics.median(mine), 4),
+        "bare_cpu_p50_ms": round(statistics.median(bare_cpu), 3),
+        "opsgate_cpu_p50_ms": round(statistics.median(mine_cpu), 3),
+        "added_cpu_ms_p50": round(added_cpu, 3),
         "target_added_ms": 1.0,
         "met": added <= 1.0,
         "with_write": args.with_write,
+        "server": "thread" if args.server_thread else "process",
+        "parts_ms": breakdown,
     }
     print(json.dumps(result))
     return 0

@@ -25,57 +25,78 @@ log = structlog.get_logger(__name__)
 
 PREFIX = "opsgate:breaker:"
 
-# KEYS: state, probes. ARGV: now, max_probes, probe_gap.
-# Returns {allowed, retry_at_ms, probe}.
-_ALLOW = """
-local state = redis.call('HGET', KEYS[1], 'state')
-local now = tonumber(ARGV[1])
-if not state then return {1, 0, 0} end
-if state == 'open' then
-  local untl = tonumber(redis.call('HGET', KEYS[1], 'until'))
-  if now < untl then return {0, untl, 0} end
-  redis.call('HSET', KEYS[1], 'state', 'half_open')
-  redis.call('DEL', KEYS[2])
+# A Lua function, so that a caller's own script can run the same check in its round trip
+# (app/llm/admission.py: breaker, response cache and budget in one).
+# state_key, probes_key, now (ms), max_probes, probe_gap (ms) -> {allowed, retry_at_ms, probe}.
+ALLOW_LUA = """
+local function breaker_allow(state_key, probes_key, now, max_probes, gap)
+  local state = redis.call('HGET', state_key, 'state')
+  if not state then return {1, 0, 0} end
+  if state == 'open' then
+    local untl = tonumber(redis.call('HGET', state_key, 'until'))
+    if now < untl then return {0, untl, 0} end
+    redis.call('HSET', state_key, 'state', 'half_open')
+    redis.call('DEL', probes_key)
+  end
+  local n = redis.call('INCR', probes_key)
+  redis.call('PEXPIRE', probes_key, gap)
+  if n <= max_probes then return {1, 0, 1} end
+  return {0, now + gap, 0}
 end
-local n = redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
-if n <= tonumber(ARGV[2]) then return {1, 0, 1} end
-return {0, now + tonumber(ARGV[3]), 0}
+"""
+
+# KEYS: state, probes. ARGV: now, max_probes, probe_gap. Returns {allowed, retry_at_ms, probe}.
+_ALLOW = (
+    ALLOW_LUA
+    + "return breaker_allow(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), "
+    + "tonumber(ARGV[3]))\n"
+)
+
+# A Lua function, so that a caller's own script can count a call in its round trip
+# (app/llm/admission.py: the count and the response cache's store in one).
+# state_key, probes_key, window_prefix, now (ms), ok (1/0), bucket_ms, buckets, min_calls,
+# failure_rate, open_ms -> the state after recording.
+RECORD_LUA = """
+local function breaker_record(state_key, probes_key, window, now, ok, bucket_ms, buckets,
+                              min_calls, failure_rate, open_ms)
+  local state = redis.call('HGET', state_key, 'state')
+  local current = math.floor(now / bucket_ms)
+  if state == 'half_open' then
+    if ok == 1 then
+      redis.call('DEL', state_key, probes_key)
+      for i = 0, buckets - 1 do redis.call('DEL', window .. (current - i)) end
+      return 'closed'
+    end
+    redis.call('HSET', state_key, 'state', 'open', 'until', now + open_ms)
+    return 'open'
+  end
+  if state == 'open' then return 'open' end
+  local key = window .. current
+  redis.call('HINCRBY', key, 'calls', 1)
+  if ok == 0 then redis.call('HINCRBY', key, 'failures', 1) end
+  redis.call('PEXPIRE', key, bucket_ms * (buckets + 1))
+  local calls, failures = 0, 0
+  for i = 0, buckets - 1 do
+    local v = redis.call('HMGET', window .. (current - i), 'calls', 'failures')
+    calls = calls + (tonumber(v[1]) or 0)
+    failures = failures + (tonumber(v[2]) or 0)
+  end
+  if calls >= min_calls and failures / calls >= failure_rate then
+    redis.call('HSET', state_key, 'state', 'open', 'until', now + open_ms)
+    return 'open'
+  end
+  return 'closed'
+end
 """
 
 # KEYS: state, probes, window-prefix. ARGV: now, ok, bucket_ms, buckets, min_calls,
 # failure_rate, open_ms. Returns the state after recording.
-_RECORD = """
-local state = redis.call('HGET', KEYS[1], 'state')
-local now, ok = tonumber(ARGV[1]), tonumber(ARGV[2])
-local bucket_ms, buckets = tonumber(ARGV[3]), tonumber(ARGV[4])
-local current = math.floor(now / bucket_ms)
-if state == 'half_open' then
-  if ok == 1 then
-    redis.call('DEL', KEYS[1], KEYS[2])
-    for i = 0, buckets - 1 do redis.call('DEL', KEYS[3] .. (current - i)) end
-    return 'closed'
-  end
-  redis.call('HSET', KEYS[1], 'state', 'open', 'until', now + tonumber(ARGV[7]))
-  return 'open'
-end
-if state == 'open' then return 'open' end
-local key = KEYS[3] .. current
-redis.call('HINCRBY', key, 'calls', 1)
-if ok == 0 then redis.call('HINCRBY', key, 'failures', 1) end
-redis.call('PEXPIRE', key, bucket_ms * (buckets + 1))
-local calls, failures = 0, 0
-for i = 0, buckets - 1 do
-  local v = redis.call('HMGET', KEYS[3] .. (current - i), 'calls', 'failures')
-  calls = calls + (tonumber(v[1]) or 0)
-  failures = failures + (tonumber(v[2]) or 0)
-end
-if calls >= tonumber(ARGV[5]) and failures / calls >= tonumber(ARGV[6]) then
-  redis.call('HSET', KEYS[1], 'state', 'open', 'until', now + tonumber(ARGV[7]))
-  return 'open'
-end
-return 'closed'
-"""
+_RECORD = (
+    RECORD_LUA
+    + "return breaker_record(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), "
+    + "tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), "
+    + "tonumber(ARGV[7]))\n"
+)
 
 
 @dataclass(frozen=True)
@@ -117,19 +138,23 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def allow_call(system: str) -> tuple[list[str], list[int]]:
+    """The keys and arguments of `breaker_allow` (ALLOW_LUA) for a call to `system` now."""
+    cfg = _settings()
+    state, probes, _ = _keys(system)
+    gap_ms = int(cfg.open_seconds * 1000 / max(1, cfg.half_open_probes))
+    return [state, probes], [_now_ms(), cfg.half_open_probes, gap_ms]
+
+
 def before_call(system: str, *, write: bool) -> None:
     """Raise CircuitOpen unless a call to `system` may go out now.
 
     If Redis cannot be reached, writes fail closed (the job parks and tries again) while
     reads go ahead: a read cannot change the world, a write the breaker cannot see might.
     """
-    cfg = _settings()
-    state, probes, _ = _keys(system)
-    gap_ms = int(cfg.open_seconds * 1000 / max(1, cfg.half_open_probes))
+    keys, args = allow_call(system)
     try:
-        allowed, retry_at, _probe = _script(_ALLOW)(
-            keys=[state, probes], args=[_now_ms(), cfg.half_open_probes, gap_ms]
-        )
+        allowed, retry_at, _probe = _script(_ALLOW)(keys=keys, args=args)
     except (redis.RedisError, OSError) as exc:
         if write:
             raise CircuitOpen(
@@ -140,28 +165,37 @@ def before_call(system: str, *, write: bool) -> None:
         raise CircuitOpen(system, int(retry_at) / 1000)
 
 
-def record(system: str, *, ok: bool) -> str | None:
-    """Count a finished call; returns the breaker's state afterwards (None if unknown)."""
+def record_call(system: str, *, ok: bool) -> tuple[list[str], list[Any]]:
+    """The keys and arguments of `breaker_record` (RECORD_LUA) for a finished call now."""
     cfg = _settings()
     state, probes, window = _keys(system)
     bucket_ms = 1000
     buckets = max(1, int(cfg.window_seconds))
+    args: list[Any] = [
+        _now_ms(),
+        1 if ok else 0,
+        bucket_ms,
+        buckets,
+        cfg.min_calls,
+        cfg.failure_rate,
+        int(cfg.open_seconds * 1000),
+    ]
+    return [state, probes, window], args
+
+
+def record(system: str, *, ok: bool) -> str | None:
+    """Count a finished call; returns the breaker's state afterwards (None if unknown)."""
+    keys, args = record_call(system, ok=ok)
     try:
-        result = _script(_RECORD)(
-            keys=[state, probes, window],
-            args=[
-                _now_ms(),
-                1 if ok else 0,
-                bucket_ms,
-                buckets,
-                cfg.min_calls,
-                cfg.failure_rate,
-                int(cfg.open_seconds * 1000),
-            ],
-        )
+        result = _script(_RECORD)(keys=keys, args=args)
     except (redis.RedisError, OSError) as exc:
         log.warning("breaker.record_failed", system=system, error=str(exc))
         return None
+    return recorded(system, ok=ok, result=result)
+
+
+def recorded(system: str, *, ok: bool, result: Any) -> str:
+    """The state `breaker_record` answered (logged when a failure opened the breaker)."""
     outcome = result.decode() if isinstance(result, bytes) else str(result)
     if outcome == "open" and not ok:
         log.warning("breaker.open", system=system)

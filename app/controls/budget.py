@@ -33,15 +33,20 @@ log = structlog.get_logger(__name__)
 PREFIX = "opsgate:budget:"
 _TTL_SECONDS = 3 * 86400
 
-# KEYS: the day's counter. ARGV: micros, limit (-1: none). Returns the new total,
-# -1 when the counter must first be loaded from the ledger, -2 when the call does not fit.
-_RESERVE = """
-local current = redis.call('GET', KEYS[1])
-if not current then return -1 end
-local add, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-if limit >= 0 and tonumber(current) + add > limit then return -2 end
-return redis.call('INCRBY', KEYS[1], add)
+# A Lua function, so that a caller's own script can reserve in its round trip
+# (app/llm/admission.py). key, micros, limit (-1: none) -> the new total, -1 when the counter
+# must first be loaded from the ledger, -2 when the call does not fit.
+RESERVE_LUA = """
+local function budget_reserve(key, add, limit)
+  local current = redis.call('GET', key)
+  if not current then return -1 end
+  if limit >= 0 and tonumber(current) + add > limit then return -2 end
+  return redis.call('INCRBY', key, add)
+end
 """
+
+# KEYS: the day's counter. ARGV: micros, limit (-1: none).
+_RESERVE = RESERVE_LUA + "return budget_reserve(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))\n"
 
 
 def to_micros(usd: Decimal) -> int:
@@ -62,30 +67,62 @@ def _key(scope: str, day: date) -> str:
     return f"{PREFIX}{scope}:{day.isoformat()}"
 
 
+@dataclass(frozen=True)
+class Ask:
+    """One reservation to make: the counter, the amount and the limit, in micros."""
+
+    scope: str
+    day: date
+    key: str
+    micros: int
+    limit: int
+    limit_usd: Decimal | None
+    usd: Decimal
+
+
+def ask(scope: str, limit_usd: Decimal | None, usd: Decimal) -> Ask:
+    """The reservation of `usd` of today's budget for `scope`, for `budget_reserve`."""
+    day = utcnow().date()
+    limit = to_micros(limit_usd) if limit_usd is not None else -1
+    return Ask(scope, day, _key(scope, day), to_micros(usd), limit, limit_usd, usd)
+
+
 def reserve(scope: str, limit_usd: Decimal | None, usd: Decimal) -> Reservation:
     """Reserve `usd` of today's budget for `scope`; EscalationRequired when it would not fit."""
-    day = utcnow().date()
-    micros = to_micros(usd)
-    limit = to_micros(limit_usd) if limit_usd is not None else -1
-    key = _key(scope, day)
+    return reserve_asked(ask(scope, limit_usd, usd))
+
+
+def reserve_asked(asked: Ask) -> Reservation:
+    """Make the reservation `asked` (loading the counter from the ledger when Redis has none)."""
     script = per_process("budget-script", lambda: broker.client().register_script(_RESERVE))
     try:
-        total = int(script(keys=[key], args=[micros, limit]))
+        total = int(script(keys=[asked.key], args=[asked.micros, asked.limit]))
         if total == -1:
             # Load the day's committed spend from the ledger (NX: a racing worker's load wins).
-            broker.client().set(key, ledger_micros(scope, day), nx=True, ex=_TTL_SECONDS)
-            total = int(script(keys=[key], args=[micros, limit]))
+            loaded = ledger_micros(asked.scope, asked.day)
+            broker.client().set(asked.key, loaded, nx=True, ex=_TTL_SECONDS)
+            total = int(script(keys=[asked.key], args=[asked.micros, asked.limit]))
     except (redis.RedisError, OSError) as exc:
         # Spend control fails closed: no reservation, no call.
         raise RetryableError(f"budget counter unreachable: {exc}") from exc
+    return reserved(asked, total)
+
+
+def reserved(asked: Ask, total: int) -> Reservation:
+    """The reservation `budget_reserve` answered with `total` (not -1: the caller loads first);
+    EscalationRequired when the call did not fit."""
     if total == -2:
         raise EscalationRequired(
             "budget_exceeded",
-            f"the daily model budget of {limit_usd} USD for {scope} is spent "
-            f"(this call could cost up to {usd:.6f} USD)",
-            {"budget": f"budgets.daily_usd.{scope}", "limit_usd": str(limit_usd), "day": str(day)},
+            f"the daily model budget of {asked.limit_usd} USD for {asked.scope} is spent "
+            f"(this call could cost up to {asked.usd:.6f} USD)",
+            {
+                "budget": f"budgets.daily_usd.{asked.scope}",
+                "limit_usd": str(asked.limit_usd),
+                "day": str(asked.day),
+            },
         )
-    return Reservation(scope, day, micros)
+    return Reservation(asked.scope, asked.day, asked.micros)
 
 
 def settle_in(session: Session, reservation: Reservation, actual_usd: Decimal) -> None:

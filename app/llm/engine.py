@@ -6,11 +6,21 @@ place that
 - redacts personal data from every message of the conversation (system prompt, the
   untrusted block, the model's own earlier answers and the repair prompts that quote
   validation errors) with the job's placeholder map, just before the request leaves;
-- answers from the response cache when the same (redacted) request was answered before;
-- reserves budget, calls the tier's endpoint through the SDK's structured outputs and
-  settles the reservation to the real cost;
+- asks the fleet-wide breaker (on a conversation's first call to a model), answers from the
+  response cache when the same (redacted) request was answered before, or reserves budget:
+  all three in one Redis round trip (app/llm/admission.py);
+- calls the tier's endpoint with strict structured outputs (the JSON schema built once per
+  answer model), validates the answer with pydantic itself, and settles the reservation to
+  the real cost;
 - feeds the fleet-wide breaker and records the call (tokens, cost, outcome) on the stage's
   CallRecorder, whatever the outcome.
+
+Why `chat.completions.create` and not the SDK's `parse`: `parse` rebuilds the strict schema
+from the pydantic model on every call (`to_strict_json_schema`, 1-2 ms for the Plan) and
+builds typed response objects that are then thrown away. Here the request carries the very
+`response_format` `parse` would send (`type_to_response_format_param`, once per model class),
+and the answer is validated as `parse` does it (`model_validate_json` of the message's
+content, a refusal in `message.refusal`, a cut-off answer reported as an error).
 """
 
 from __future__ import annotations
@@ -22,23 +32,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import openai
 import pydantic
-from openai.lib._pydantic import to_strict_json_schema
+from openai.lib._parsing._completions import type_to_response_format_param
+from openai.types.chat import ChatCompletionMessageParam
+from openai.types.shared_params import ResponseFormatJSONSchema
 
 from app.controls import breaker, budget
 from app.controls.calls import CallRecorder, RecordedModelCall
+from app.core.lru import LRU
 from app.core.redaction import Placeholders
 from app.errors import CircuitOpen, one_line
-from app.llm import cache
+from app.llm import admission, cache
 from app.llm.client import UNAVAILABLE, client, retry_after
 from app.llm.config import ModelPrice, ModelsConfig, Tier
 
 
 class Unavailable(Exception):
     """Raised when a model cannot be reached now (429, 5xx, timeout, connection)."""
+
+
+class BreakerOpen(Unavailable):
+    """Raised when a model's fleet-wide breaker refuses a call now (no call was made)."""
 
 
 class InvalidAnswer(Exception):
@@ -75,6 +92,9 @@ class Answer:
     parsed: pydantic.BaseModel | None
     parse_error: str | None
     refusal: str | None = None
+    # The model whose breaker has yet to count this (successful) call: `settle` counts it
+    # with the cache's store, once the answer is judged, in one round trip.
+    uncounted: str | None = None
 
     def cached(self) -> dict[str, Any]:
         """What the response cache keeps of a usable answer."""
@@ -97,16 +117,31 @@ def untrusted_block(value: dict[str, Any], ph: Placeholders) -> str:
     return f"<untrusted_input>\n{text}\n</untrusted_input>"
 
 
+# Message texts redaction left unchanged: redaction depends on the text alone, so such a
+# text needs no second pass. The planner's system prompt (instructions, tools, policy
+# passages, the journal) is the same for many jobs and is most of the redaction's work.
+_PII_FREE: LRU[str, bool] = LRU(256)
+
+
+def _redact(text: str, ph: Placeholders) -> str:
+    if _PII_FREE.get(text):
+        return text
+    out = ph.redact(text)
+    if out == text:
+        _PII_FREE.put(text, True)
+    return out
+
+
 def redacted(messages: list[dict[str, Any]], ph: Placeholders) -> list[dict[str, Any]]:
     """Every message with its text (string content or text parts) redacted."""
     out: list[dict[str, Any]] = []
     for message in messages:
         content = message.get("content")
         if isinstance(content, str):
-            message = {**message, "content": ph.redact(content)}
+            message = {**message, "content": _redact(content, ph)}
         elif isinstance(content, list):
             parts = [
-                {**p, "text": ph.redact(p["text"])}
+                {**p, "text": _redact(p["text"], ph)}
                 if isinstance(p, dict) and isinstance(p.get("text"), str)
                 else p
                 for p in content
@@ -116,15 +151,13 @@ def redacted(messages: list[dict[str, Any]], ph: Placeholders) -> list[dict[str,
     return out
 
 
-def breaker_open(conv: Conversation, model: ModelPrice) -> bool:
-    """Whether the model's fleet-wide breaker refuses a call now (noted on the conversation)."""
-    try:
-        breaker.before_call(f"model:{model.name}", write=False)
-    except CircuitOpen as exc:
-        conv.unavailable.append(f"{model.name}: breaker open")
-        conv.retry_after = max(conv.retry_after or 0, exc.retry_at - time.time())
-        return True
-    return False
+# What the SDK's `parse` raises when an answer stopped early, as a repair prompt's error.
+_STOPPED = {
+    "length": "LengthFinishReasonError: Could not parse response content as the length limit "
+    "was reached",
+    "content_filter": "ContentFilterFinishReasonError: Could not parse response content as "
+    "the request was rejected by the content filter",
+}
 
 
 def send(
@@ -133,13 +166,24 @@ def send(
     tier: Tier,
     model: ModelPrice,
     messages: list[dict[str, Any]],
+    *,
+    check_breaker: bool = True,
 ) -> Answer:
-    """One model call, or the cached answer to the same request; recorded either way."""
+    """One model call, or the cached answer to the same request; recorded either way.
+
+    BreakerOpen (noted on the conversation, nothing recorded) when `check_breaker` and the
+    model's breaker refuses; a conversation's repairs pass False, so that they are not
+    refused half way by the breaker that let their first call through."""
     messages = redacted(messages, conv.placeholders)
     model_cls = conv.response_model()
+    fmt = response_format(model_cls)
     # A tier with its own endpoint may serve a model of the same name differently.
     endpoint = f"{tier.base_url}|{model.name}" if tier.base_url else model.name
     key = cache.key(conv.prompt_version, endpoint, messages)
+    system = f"model:{model.name}"
+    scope = conv.workflow
+    worst = model.cost(_estimate_tokens(messages, _schema_chars(model_cls)), tier.max_output_tokens)
+    asked = budget.ask(scope, conv.cfg.budgets.daily(scope), worst)
     record = RecordedModelCall(
         tier=tier_name,
         model=model.name,
@@ -150,8 +194,18 @@ def send(
         response={},
         outcome="pending",
     )
+    try:
+        admitted = admission.admit(system, check_breaker=check_breaker, cache_key=key, asked=asked)
+    except CircuitOpen as exc:
+        conv.unavailable.append(f"{model.name}: breaker open")
+        conv.retry_after = max(conv.retry_after or 0, exc.retry_at - time.time())
+        raise BreakerOpen(model.name) from exc
+    except BaseException:
+        # A refused budget or an unreachable counter leaves the call's record (pending).
+        conv.rec.model_calls.append(record)
+        raise
     conv.rec.model_calls.append(record)
-    hit = cache.get(key)
+    hit = admitted.hit
     if hit is not None:
         record.cache_hit = True
         record.input_tokens, record.output_tokens = hit["input_tokens"], hit["output_tokens"]
@@ -161,17 +215,14 @@ def send(
         except pydantic.ValidationError as exc:
             return Answer(record, key, hit["content"], None, errors(exc))
         return Answer(record, key, hit["content"], parsed, None)
-    scope = conv.workflow
-    worst = model.cost(_estimate_tokens(messages, _schema_chars(model_cls)), tier.max_output_tokens)
-    held = budget.reserve(scope, conv.cfg.budgets.daily(scope), worst)
+    held = admitted.reservation
     started = time.perf_counter()
-    system = f"model:{model.name}"
     try:
         sdk = client(tier.timeout_seconds, tier.base_url, tier.api_key_env)
-        raw = sdk.chat.completions.with_raw_response.parse(
+        raw = sdk.chat.completions.with_raw_response.create(
             model=model.name,
-            messages=messages,  # type: ignore[arg-type]
-            response_format=model_cls,
+            messages=cast("list[ChatCompletionMessageParam]", messages),
+            response_format=fmt,
             max_completion_tokens=tier.max_output_tokens,
             temperature=0,
         )
@@ -193,7 +244,6 @@ def send(
         record.outcome, record.response = "error", {"error": describe(exc)}
         raise InvalidAnswer(f"{model.name}: {describe(exc)}") from exc
     record.latency_ms = (time.perf_counter() - started) * 1000
-    breaker.record(system, ok=True)
     body = _json_body(raw.http_response)
     usage = body.get("usage") or {}
     record.input_tokens = int(usage.get("prompt_tokens") or 0)
@@ -202,19 +252,62 @@ def send(
     # The unused part of the reservation goes back in the stage's own commit, with the
     # call's record: no second transaction on the hot path.
     record.settle = (held, record.cost_usd)
-    message = ((body.get("choices") or [{}])[0] or {}).get("message") or {}
+    answer = _answer(conv, model_cls, record, key, body)
+    answer.uncounted = system
+    return answer
+
+
+def _answer(
+    conv: Conversation,
+    model_cls: type[pydantic.BaseModel],
+    record: RecordedModelCall,
+    key: str,
+    body: dict[str, Any],
+) -> Answer:
+    """The answer in a model's response body, checked as the SDK's `parse` checks it."""
+    choice = (body.get("choices") or [{}])[0] or {}
+    message = choice.get("message") or {}
     content, refusal = message.get("content"), message.get("refusal")
     record.response = {"content": content, "refusal": refusal}
     if refusal:
         record.outcome = "refused"
         return Answer(record, key, content, None, None, refusal=conv.placeholders.redact(refusal))
+    stopped = _STOPPED.get(choice.get("finish_reason") or "")
+    if stopped is not None:
+        return Answer(record, key, content, None, stopped)
+    if not content:
+        # As `parse`: no content and no refusal is no parsed answer (and no error to quote).
+        return Answer(record, key, content, None, None)
     try:
-        answer_model: pydantic.BaseModel | None = raw.parse().choices[0].message.parsed
+        answer_model = model_cls.model_validate_json(content)
     except pydantic.ValidationError as exc:
         return Answer(record, key, content, None, errors(exc))
-    except (openai.OpenAIError, ValueError) as exc:
-        return Answer(record, key, content, None, describe(exc))
     return Answer(record, key, content, answer_model, None)
+
+
+@functools.cache
+def response_format(model_cls: type[pydantic.BaseModel]) -> ResponseFormatJSONSchema:
+    """The `response_format` the SDK's `parse` would send for `model_cls`, built once.
+
+    Shared by every call: the SDK copies what it sends and never edits it."""
+    return cast(ResponseFormatJSONSchema, type_to_response_format_param(model_cls))
+
+
+def settle(answer: Answer, conv: Conversation, *, usable: bool) -> None:
+    """Once an answer is judged: count its call on the model's breaker and, when `usable`,
+    keep it in the response cache, in one round trip. Called on every path (idempotent)."""
+    store = usable and not answer.record.cache_hit
+    system, answer.uncounted = answer.uncounted, None
+    if system is None:
+        if store:
+            cache.put(answer.cache_key, answer.cached(), conv.cfg.cache.ttl_seconds)
+        return
+    admission.settle(
+        system,
+        cache_key=answer.cache_key,
+        answer=answer.cached() if store else None,
+        ttl_seconds=conv.cfg.cache.ttl_seconds,
+    )
 
 
 def _estimate_tokens(messages: list[dict[str, Any]], schema_chars: int) -> int:
@@ -224,7 +317,7 @@ def _estimate_tokens(messages: list[dict[str, Any]], schema_chars: int) -> int:
 
 @functools.cache
 def _schema_chars(model_cls: type[pydantic.BaseModel]) -> int:
-    return len(json.dumps(to_strict_json_schema(model_cls)))
+    return len(json.dumps(response_format(model_cls)["json_schema"]["schema"]))
 
 
 def _json_body(response: Any) -> dict[str, Any]:

@@ -20,14 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.controls.calls import CallRecorder
 from app.core.redaction import Placeholders
 from app.errors import JudgeUnavailable
-from app.llm import cache, prompts, retrieval
+from app.llm import prompts, retrieval
 from app.llm.config import models_config
 from app.llm.engine import (
+    BreakerOpen,
     Conversation,
     InvalidAnswer,
     Unavailable,
-    breaker_open,
     send,
+    settle,
     untrusted_block,
 )
 
@@ -106,11 +107,11 @@ def judge(
     )
     problems: list[str] = []
     for model in tier.models:
-        if breaker_open(conv, model):
-            problems.append(f"{model.name}: breaker open")
-            continue
         try:
             answer = send(conv, tier_name, tier, model, messages)
+        except BreakerOpen:
+            problems.append(f"{model.name}: breaker open")
+            continue
         except Unavailable:
             problems.append(f"{model.name}: unavailable")
             continue
@@ -120,11 +121,11 @@ def judge(
         if answer.refusal is not None or not isinstance(answer.parsed, SoftVerdict):
             why = "refused" if answer.refusal is not None else (answer.parse_error or "no answer")
             answer.finish("refused" if answer.refusal else "invalid", {"error": why})
+            settle(answer, conv, usable=False)
             problems.append(f"{model.name}: {why}")
             continue
         answer.finish("ok")
-        if not answer.record.cache_hit:
-            cache.put(answer.cache_key, answer.cached(), cfg.cache.ttl_seconds)
+        settle(answer, conv, usable=True)
         verdict = answer.parsed
         reasons = [ph.restore(r) if isinstance(r, str) else str(r) for r in verdict.reasons]
         return Judgement(verdict.confidence, verdict.supported, reasons, model.name, tier_name)

@@ -17,15 +17,15 @@ from app.controls.calls import CallRecorder
 from app.core.redaction import Placeholders
 from app.errors import EscalationRequired, PermanentError, RetryableError
 from app.jobs.steps import Plan
-from app.llm import cache, prompts, retrieval
+from app.llm import prompts, retrieval
 from app.llm.config import ModelPrice, Tier, models_config
 from app.llm.engine import (
     Answer,
     Conversation,
     InvalidAnswer,
     Unavailable,
-    breaker_open,
     send,
+    settle,
     untrusted_block,
 )
 from app.llm.router import features, request_text, route
@@ -131,11 +131,9 @@ def plan(
 def _tier(call: _Planning, tier_name: str, tier: Tier) -> Plan | None:
     """The first model of the tier that answers; None when none could be reached."""
     for model in tier.models:
-        if breaker_open(call.conv, model):
-            continue
         try:
             return _ask(call, tier_name, tier, model)
-        except Unavailable:
+        except Unavailable:  # BreakerOpen too: skipped without a call
             continue
     return None
 
@@ -147,33 +145,38 @@ def _ask(call: _Planning, tier_name: str, tier: Tier, model: ModelPrice) -> Plan
     attempts = 1 + conv.cfg.router.repair_attempts
     error = ""
     for attempt in range(1, attempts + 1):
-        answer = send(conv, tier_name, tier, model, messages)
-        if answer.refusal is not None:
-            raise EscalationRequired(
-                "refused",
-                f"{model.name} refused: {answer.refusal}",
-                {"model": model.name, "tier": tier_name},
-            )
+        # The breaker is asked before a model's first call only, in send's one round trip.
+        answer = send(conv, tier_name, tier, model, messages, check_breaker=attempt == 1)
         try:
-            result = _validated(call, answer)
-        except InvalidAnswer as exc:
-            error = str(exc)
-            answer.finish("invalid", {"error": conv.placeholders.redact(error)})
-            if attempt < attempts:
-                # The engine redacts these too: a validation error can quote restored values.
-                messages += [
-                    {"role": "assistant", "content": answer.content or ""},
-                    {
-                        "role": "user",
-                        "content": f"That answer is not valid: {error}\nAnswer again with one "
-                        "JSON object that follows the response format exactly.",
-                    },
-                ]
-            continue
-        answer.finish("ok")
-        if not answer.record.cache_hit:
-            cache.put(answer.cache_key, answer.cached(), conv.cfg.cache.ttl_seconds)
-        return result
+            if answer.refusal is not None:
+                raise EscalationRequired(
+                    "refused",
+                    f"{model.name} refused: {answer.refusal}",
+                    {"model": model.name, "tier": tier_name},
+                )
+            try:
+                result = _validated(call, answer)
+            except InvalidAnswer as exc:
+                error = str(exc)
+                answer.finish("invalid", {"error": conv.placeholders.redact(error)})
+                if attempt < attempts:
+                    # The engine redacts these too: a validation error can quote restored
+                    # values.
+                    messages += [
+                        {"role": "assistant", "content": answer.content or ""},
+                        {
+                            "role": "user",
+                            "content": f"That answer is not valid: {error}\nAnswer again with "
+                            "one JSON object that follows the response format exactly.",
+                        },
+                    ]
+                continue
+            answer.finish("ok")
+            settle(answer, conv, usable=True)
+            return result
+        finally:
+            # The breaker counts the call whatever became of its answer (no-op once settled).
+            settle(answer, conv, usable=False)
     raise InvalidAnswer(f"{model.name} after {attempts} attempt(s): {error}")
 
 

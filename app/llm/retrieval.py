@@ -7,17 +7,27 @@ The documents end each sentence with a marker naming the rule that enforces it
 (`[rule: refund_within_window]`) or `[advisory]`; markers are for maintainers and
 tests/unit/docs/test_policy_documents.py, so they are stripped from the text the model sees and
 BM25 indexes (rule names would only add noise to the scores and tokens to the prompt).
+
+Retrieval runs on every model plan, so it is kept cheap without changing a score: each
+corpus term's contribution to every passage's score is computed once per index (the very
+arithmetic of rank_bm25's `get_scores`, summed in the query's order), and the ranking of a
+query already seen (a repair, a re-plan, a redelivered job) is kept per query digest in a
+bounded LRU that a changed document invalidates.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from rank_bm25 import BM25Okapi
 
+from app.core.lru import LRU
 from app.settings import get_settings
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -55,17 +65,51 @@ def split_passages(name: str, text: str) -> list[Passage]:
     return passages
 
 
+@dataclass(frozen=True)
+class _Index:
+    """The passages of one state of the documents and each term's score vector."""
+
+    passages: list[Passage]
+    bm25: BM25Okapi
+    terms: dict[str, Any]  # term -> np.ndarray, its contribution to each passage's score
+
+    def scores(self, query: list[str]) -> Any:
+        """BM25Okapi.get_scores(query), from the precomputed vectors."""
+        score = np.zeros(self.bm25.corpus_size)
+        for term in query:
+            vector = self.terms.get(term)
+            # A term outside the corpus adds 0 in get_scores; skipping it changes no score.
+            if vector is not None:
+                score += vector
+        return score
+
+
+def _term_vectors(bm25: BM25Okapi) -> dict[str, Any]:
+    # As in rank_bm25's BM25Okapi.get_scores, term by term, so the sums are bit for bit equal.
+    doc_len = np.array(bm25.doc_len)
+    terms: dict[str, Any] = {}
+    for term in bm25.idf:
+        q_freq = np.array([(doc.get(term) or 0) for doc in bm25.doc_freqs])
+        terms[term] = (bm25.idf.get(term) or 0) * (
+            q_freq
+            * (bm25.k1 + 1)
+            / (q_freq + bm25.k1 * (1 - bm25.b + bm25.b * doc_len / bm25.avgdl))
+        )
+    return terms
+
+
 @functools.cache
-def _index(folder: str, stamp: tuple[tuple[str, float], ...]) -> tuple[list[Passage], BM25Okapi]:
+def _index(folder: str, stamp: tuple[tuple[str, float], ...]) -> _Index:
     passages: list[Passage] = []
     for name, _ in stamp:
         path = Path(folder) / name
         passages += split_passages(path.stem, path.read_text())
     corpus = [_tokens(f"{p.title} {p.text}") for p in passages] or [[""]]
-    return passages, BM25Okapi(corpus)
+    bm25 = BM25Okapi(corpus)
+    return _Index(passages, bm25, _term_vectors(bm25))
 
 
-def _current() -> tuple[list[Passage], BM25Okapi] | None:
+def _current() -> _Index | None:
     folder = get_settings().config_dir / "policies"
     if not folder.is_dir():
         return None
@@ -76,15 +120,28 @@ def _current() -> tuple[list[Passage], BM25Okapi] | None:
 def all_passages() -> list[Passage]:
     """Every policy passage in config/policies/."""
     found = _current()
-    return found[0] if found else []
+    return found.passages if found else []
+
+
+# (index, query digest, limit) -> the ranking; the index in the key retires a stale entry.
+_ranked: LRU[tuple[int, str, int], tuple[Passage, ...]] = LRU(1024)
 
 
 def retrieve(query: str, limit: int = 3) -> list[Passage]:
     """The passages most relevant to `query` (none when nothing scores above zero)."""
     found = _current()
-    if found is None or not found[0]:
+    if found is None or not found.passages:
         return []
-    passages, index = found
-    scores = index.get_scores(_tokens(query))
-    ranked = sorted(range(len(passages)), key=lambda i: scores[i], reverse=True)
-    return [passages[i] for i in ranked[:limit] if scores[i] > 0]
+    key = (id(found), hashlib.sha256(query.encode()).hexdigest(), limit)
+    ranked = _ranked.get(key)
+    if ranked is None:
+        ranked = _rank(found, query, limit)
+        _ranked.put(key, ranked)
+    return list(ranked)
+
+
+def _rank(index: _Index, query: str, limit: int) -> tuple[Passage, ...]:
+    scores = index.scores(_tokens(query))
+    passages = index.passages
+    order = sorted(range(len(passages)), key=lambda i: scores[i], reverse=True)
+    return tuple(passages[i] for i in order[:limit] if scores[i] > 0)

@@ -46,7 +46,9 @@ def _non_latin_share(text: str) -> float:
 
 
 def _has(text: str, phrase: str) -> bool:
-    return re.search(r"\b" + re.escape(phrase.lower()) + r"\b", text) is not None
+    phrase = phrase.lower()
+    # The substring test first: most phrases are absent, and then no word match can exist.
+    return phrase in text and re.search(r"\b" + re.escape(phrase) + r"\b", text) is not None
 
 
 def features(text: str, attachments: int, cfg: ModelsConfig) -> Features:

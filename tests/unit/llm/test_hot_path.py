@@ -1,0 +1,46 @@
+"""What keeps the model call's hot path cheap changes no result: retrieval's precomputed term
+vectors score exactly as rank_bm25 does and a remembered ranking is the ranking; a message
+text remembered as free of personal data is still redacted when it is not."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from app.core.redaction import Placeholders
+from app.llm import retrieval
+from app.llm.engine import redacted
+
+
+def test_precomputed_scores_equal_rank_bm25_bit_for_bit() -> None:
+    index = retrieval._current()
+    assert index is not None and index.passages
+    words = [*index.terms, "not-a-policy-word", "zzz"]
+    rng = random.Random(20)
+    for _ in range(500):
+        query = [rng.choice(words) for _ in range(rng.randint(0, 40))]
+        assert np.array_equal(index.scores(query), index.bm25.get_scores(query))
+
+
+def test_a_remembered_ranking_is_the_ranking() -> None:
+    index = retrieval._current()
+    assert index is not None
+    query = "I was charged twice for my seat and want a refund of the duplicate charge"
+    first = retrieval.retrieve(query)
+    assert first and [p.id for p in first] == [p.id for p in retrieval._rank(index, query, 3)]
+    # From the LRU now, and a copy: the caller may change its list
+    again = retrieval.retrieve(query)
+    assert again == first and again is not first
+    assert retrieval.retrieve("qqq zzz") == []
+
+
+def test_redaction_skips_only_texts_it_left_unchanged() -> None:
+    clean = {"role": "system", "content": "Refunds within 30 days, up to 50 USD. [policy:x#y]"}
+    pii = {"role": "user", "content": "Write to ann.lee@example.com or +1 (415) 555-0100."}
+    for _ in range(2):
+        ph = Placeholders()
+        sent = redacted([clean, pii], ph)
+        assert sent[0] == clean
+        assert sent[1]["content"] == "Write to [email_1] or [phone_1]."
+        assert ph.values == {"[email_1]": "ann.lee@example.com", "[phone_1]": "+1 (415) 555-0100"}
