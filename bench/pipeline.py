@@ -54,6 +54,7 @@ from bench import procs, report  # noqa: E402
 from bench.procs import (  # noqa: E402
     Child,
     Children,
+    CpuSnapshot,
     cpu_report,
     cpu_snapshot,
     other_load,
@@ -62,6 +63,10 @@ from bench.procs import (  # noqa: E402
 
 HOPS = 6
 TARGET = 0.5
+# Worker CPU per job over the bare chain's per chain; statements and commits per job (issue 20).
+CPU_TARGET = 3.0
+STATEMENTS_BUDGET = 40
+COMMITS_BUDGET = 12
 QUEUES = "plan,verify,execute,human,maintenance"
 SETTLED = {"completed", "escalated", "failed", "rejected", "cancelled"}
 
@@ -76,6 +81,8 @@ class Side:
     cpu: list[str] = field(default_factory=list)
     other_load: float = 0.0
     logs: list[tuple[Path, int, int]] = field(default_factory=list)
+    # CPU seconds the side's worker processes used in the timed window.
+    worker_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -360,6 +367,7 @@ def run_bare(
         cpu_report(before, after, max(len(stamps), 1), "chain"),
         other_load(before, after),
         log_slices(workers, log_starts),
+        used(before, after, "bare workers"),
     )
     for w in workers:
         children.stop(w)
@@ -435,6 +443,9 @@ class PipelineResult:
     refunds_expected: int
     db_before: dict[str, int] | None
     db_after: dict[str, int] | None
+    # Per job, as the workers counted them (app.telemetry.dbwork).
+    statements_per_job: float = 0.0
+    commits_per_job: float = 0.0
 
 
 def applied_refunds(sandbox_url: str, charge_ids: set[str]) -> int:
@@ -465,6 +476,7 @@ def run_pipeline(
 ) -> tuple[PipelineResult, list[Child]]:
     """Time args.jobs support_refund jobs through the whole pipeline."""
     from app.celery_app import celery_app
+    from app.telemetry import metrics
 
     workers = start_workers(children, "opsgate", args, env, tmp, "p", celery_app)
     alive = lambda: children.check_alive(workers)  # noqa: E731
@@ -497,8 +509,13 @@ def run_pipeline(
         cpu_report(before, after, max(done, 1), "job"),
         other_load(before, after),
         log_slices(workers, log_starts),
+        used(before, after, "opsgate workers"),
     )
     charges = {c.charge_id for c in cases["timed"]}
+    # What the workers counted themselves (app.telemetry.dbwork), warm-up jobs included: every
+    # task they ran for these jobs; no beat runs, so nothing else.
+    work = metrics.task_work()
+    settled = len(job_ids) + len(cases["warmup"])
     result = PipelineResult(
         side,
         job_ids,
@@ -508,6 +525,8 @@ def run_pipeline(
         len(charges),
         db_before,
         db_after,
+        sum(f["statements"] for f in work.values()) / max(settled, 1),
+        sum(f["commits"] for f in work.values()) / max(settled, 1),
     )
     return result, workers
 
@@ -762,6 +781,11 @@ def explain(
             say(f"  (profile failed: {exc})")
 
 
+def used(before: CpuSnapshot, after: CpuSnapshot, component: str) -> float:
+    """CPU seconds one component used between two snapshots."""
+    return after.by_component.get(component, 0.0) - before.by_component.get(component, 0.0)
+
+
 def summary(run: Run, bare_side: Side, pipe: PipelineResult) -> tuple[dict[str, Any], bool]:
     """The result object of the last output line, and whether the run is valid."""
     args, side = run.args, pipe.side
@@ -772,6 +796,8 @@ def summary(run: Run, bare_side: Side, pipe: PipelineResult) -> tuple[dict[str, 
         and bare_side.done == args.bare_chains
     )
     ratio = side.rate / bare_side.rate if bare_side.rate else 0.0
+    per_job = 1000 * side.worker_cpu / max(side.done, 1)
+    per_chain = 1000 * bare_side.worker_cpu / max(bare_side.done, 1)
     return {
         "metric": "pipeline_vs_bare_chain",
         "ratio": round(ratio, 4),
@@ -796,6 +822,14 @@ def summary(run: Run, bare_side: Side, pipe: PipelineResult) -> tuple[dict[str, 
         "warmup": args.warmup,
         "other_load_bare": round(bare_side.other_load, 3),
         "other_load_pipeline": round(side.other_load, 3),
+        "worker_cpu_ms_per_job": round(per_job, 2),
+        "worker_cpu_ms_per_chain": round(per_chain, 2),
+        "worker_cpu_ratio": round(per_job / per_chain, 2) if per_chain else None,
+        "worker_cpu_ratio_target": CPU_TARGET,
+        "statements_per_job": round(pipe.statements_per_job, 2),
+        "commits_per_job": round(pipe.commits_per_job, 2),
+        "statements_budget": STATEMENTS_BUDGET,
+        "commits_budget": COMMITS_BUDGET,
         "run_seconds": round(time.monotonic() - run.started, 1),
     }, valid
 
@@ -833,6 +867,16 @@ def measure(run: Run) -> int:
     )
     result, valid = summary(run, bare_side, pipe)
     say(f"ratio: {result['ratio']:.3f} (target >= {TARGET})")
+    say(
+        f"worker CPU: {result['worker_cpu_ms_per_job']:.1f} ms per job against "
+        f"{result['worker_cpu_ms_per_chain']:.1f} ms per bare chain = "
+        f"{result['worker_cpu_ratio']}x (target <= {CPU_TARGET}x)"
+    )
+    say(
+        f"database work per job, as the workers counted it: {result['statements_per_job']} "
+        f"statements (budget {STATEMENTS_BUDGET}), {result['commits_per_job']} commits "
+        f"(budget {COMMITS_BUDGET})"
+    )
     noisy = max(bare_side.other_load, side.other_load) > 0.1
     say(
         f"CPU used by processes outside this run: {100 * bare_side.other_load:.0f}% of the "
