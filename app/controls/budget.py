@@ -21,7 +21,7 @@ import redis
 import structlog
 from sqlalchemy import CursorResult, event, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from app.core import broker
 from app.core.clients import per_process
@@ -159,12 +159,14 @@ def _apply_ledger(session: Session) -> None:
         _add_to_ledger(session, scope, day, micros)
 
 
-def _forget_ledger(session: Session) -> None:
-    session.info.pop(_LEDGER, None)
+def _forget_ledger(session: Session, previous: SessionTransaction) -> None:
+    # The whole transaction rolled back (a savepoint's rollback keeps what was added before it).
+    if previous.parent is None:
+        session.info.pop(_LEDGER, None)
 
 
 event.listen(Session, "before_commit", _apply_ledger)
-event.listen(Session, "after_rollback", _forget_ledger)
+event.listen(Session, "after_soft_rollback", _forget_ledger)
 
 
 def _add_to_ledger(session: Session, scope: str, day: date, micros: int) -> None:

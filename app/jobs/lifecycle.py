@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.audit import chain
@@ -71,12 +71,16 @@ WRITTEN = "opsgate.outbox"
 QUEUES = ("plan", "verify", "execute", "human", "maintenance")
 
 
-def _forget_written(session: Session, *_: object) -> None:
-    session.info.pop(WRITTEN, None)
+def _forget_written(session: Session, previous: SessionTransaction) -> None:
+    if previous.parent is None:  # the whole transaction, not a savepoint
+        session.info.pop(WRITTEN, None)
 
 
-# Messages are sent only for what committed: a rollback (a savepoint's too) forgets them, and
-# the relay sends whatever is still due on the job rows.
+# Messages are sent only for what committed: a rollback of the whole transaction forgets them
+# (the relay sends whatever is still due on the job rows). A savepoint's rollback does not: the
+# messages written before it still commit (the model spend ledger's insert race runs in a
+# savepoint inside the commit), and a message whose transition a savepoint undid finds the job
+# in another status and is skipped.
 event.listen(Session, "after_soft_rollback", _forget_written)
 
 

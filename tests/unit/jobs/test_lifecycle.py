@@ -281,3 +281,20 @@ def test_second_writer_of_a_job_gets_stale_job(new_job: Callable[..., str]) -> N
         assert moves == ["queued", "planned"]
     # And the loser's rolled-back transaction has no message left to send
     assert lifecycle.WRITTEN not in second.info
+
+
+def test_a_savepoint_rolled_back_inside_the_transaction_keeps_its_messages(
+    new_job: Callable[..., str],
+) -> None:
+    # Given a transition whose transaction then rolls back a savepoint of its own (as the model
+    # spend ledger does when two workers insert the day's row at once)
+    job_id = new_job()
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        lifecycle.transition(s, job, lifecycle.PLANNED, actor="worker:plan", reason="plan stored")
+        nested = s.begin_nested()
+        nested.rollback()
+        s.commit()
+        # Then the message of the committed transition is still there to send
+        assert s.info.get(lifecycle.WRITTEN) == [(job_id, "opsgate.verify_proposal", "verify")]
