@@ -39,11 +39,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-import tempfile
 import time
-import traceback
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -507,26 +504,7 @@ def measure(run: Run) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the measurement; always clean up what it started."""
-    run = Run(parse_args(argv))
-    run.tmp = Path(tempfile.mkdtemp(prefix=f"opsgate-capacity-{run.run_id}-"))
-
-    def on_term(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        return measure(run)
-    except KeyboardInterrupt:
-        print("bench: interrupted; cleaning up", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        traceback.print_exc()
-        first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"bench: failed: {exc.__class__.__name__}: {first}", file=sys.stderr)
-        return 2
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        run.cleanup()
+    return procs.guarded(Run(parse_args(argv)), measure, "opsgate-capacity")
 
 
 if __name__ == "__main__":

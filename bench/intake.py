@@ -57,11 +57,9 @@ import os
 import pstats
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -72,6 +70,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # also runnable as `python bench/intake.py`
     sys.path.insert(0, str(ROOT))
 
+from bench import procs  # noqa: E402
 from bench.intake_client import LoadResult, build_requests, run_load  # noqa: E402
 from bench.procs import (  # noqa: E402
     Child,
@@ -1114,21 +1113,7 @@ def measure(run: Run) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; always clean up what it started."""
-    run = Run(parse_args(argv))
-    run.tmp = Path(tempfile.mkdtemp(prefix=f"opsgate-bench-intake-{run.run_id}-"))
-
-    def on_term(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        return measure(run)
-    except KeyboardInterrupt:
-        print("bench: interrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        run.cleanup()
+    return procs.guarded(Run(parse_args(argv)), measure, "opsgate-bench-intake")
 
 
 if __name__ == "__main__":

@@ -39,12 +39,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
 import sys
-import tempfile
 import time
-import traceback
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # also runnable as `python bench/latency.py`
     sys.path.insert(0, str(ROOT))
 
-from bench import report  # noqa: E402
+from bench import procs, report  # noqa: E402
 from bench.pipeline import (  # noqa: E402
     QUEUES,
     SETTLED,
@@ -455,26 +452,7 @@ def measure(run: Run) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; always clean up what it started."""
-    run = Run(parse_args(argv))
-    run.tmp = Path(tempfile.mkdtemp(prefix=f"opsgate-latency-{run.run_id}-"))
-
-    def on_term(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        return measure(run)
-    except KeyboardInterrupt:
-        print("bench: interrupted; cleaning up", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        traceback.print_exc()
-        first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"bench: failed: {exc.__class__.__name__}: {first}", file=sys.stderr)
-        return 2
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        run.cleanup()
+    return procs.guarded(Run(parse_args(argv)), measure, "opsgate-latency")
 
 
 if __name__ == "__main__":

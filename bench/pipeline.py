@@ -39,9 +39,7 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -894,26 +892,7 @@ def measure(run: Run) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; always clean up what it started."""
-    run = Run(parse_args(argv))
-    run.tmp = Path(tempfile.mkdtemp(prefix=f"opsgate-bench-{run.run_id}-"))
-
-    def on_term(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        return measure(run)
-    except KeyboardInterrupt:
-        print("bench: interrupted; cleaning up", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        traceback.print_exc()
-        first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"bench: failed: {exc.__class__.__name__}: {first}", file=sys.stderr)
-        return 2
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        run.cleanup()
+    return procs.guarded(Run(parse_args(argv)), measure, "opsgate-bench")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -419,3 +420,31 @@ class RssSampler:
             for name, values in self.samples.items()
             if values
         }
+
+
+def guarded(run: Any, measure: Callable[[Any], int], prefix: str) -> int:
+    """Run one benchmark's measurement in a fresh temp dir: SIGTERM ends it like Ctrl-C (exit
+    130), an error is one line on stderr after its traceback (exit 2), and whatever the run
+    started is always cleaned up (`run.cleanup()`)."""
+    import tempfile
+    import traceback
+
+    run.tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}-{run.run_id}-"))
+
+    def on_term(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        return measure(run)
+    except KeyboardInterrupt:
+        print("bench: interrupted; cleaning up", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"bench: failed: {exc.__class__.__name__}: {first}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        run.cleanup()

@@ -61,12 +61,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -76,7 +73,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # also runnable as `python bench/saturation.py`
     sys.path.insert(0, str(ROOT))
 
-from bench import report  # noqa: E402
+from bench import procs, report  # noqa: E402
 from bench import saturation_model as sm  # noqa: E402
 from bench import saturation_report as sr  # noqa: E402
 from bench.pipeline import (  # noqa: E402
@@ -860,26 +857,7 @@ def explain(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; always clean up what it started."""
-    run = SatRun(parse_args(argv))
-    run.tmp = Path(tempfile.mkdtemp(prefix=f"opsgate-saturation-{run.run_id}-"))
-
-    def on_term(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
-        return measure(run)
-    except KeyboardInterrupt:
-        print("bench: interrupted; cleaning up", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        traceback.print_exc()
-        first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"bench: failed: {exc.__class__.__name__}: {first}", file=sys.stderr)
-        return 2
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        run.cleanup()
+    return procs.guarded(SatRun(parse_args(argv)), measure, "opsgate-saturation")
 
 
 if __name__ == "__main__":
