@@ -15,26 +15,18 @@ from openai.lib._parsing._completions import type_to_response_format_param
 from app.controls import breaker, budget
 from app.errors import EscalationRequired
 from app.llm.schema import plan_model
-from tests.integration.test_model_planner import SMALL, refund_plan, request, run
-from tests.support.env import reset_process_state
-from tests.support.model_server import ModelServer, models_config_dir
+from tests.integration.test_model_planner import refund_plan, request, run
+from tests.support.model_server import LARGE, SMALL, ModelServer, quick_models
 
 pytestmark = pytest.mark.integration
-
-LARGE = "gpt-4o"
 
 
 @pytest.fixture
 def models(
     pg_env: dict[str, str], model_server: ModelServer, tmp_path: Path, monkeypatch: Any
 ) -> ModelServer:
-    config = models_config_dir(
-        tmp_path, small={"timeout_seconds": 1.0}, large={"timeout_seconds": 1.0}
-    )
-    monkeypatch.setenv("OPSGATE_CONFIG_DIR", str(config))
-    reset_process_state()
-    for name in (SMALL, LARGE):
-        breaker.reset(f"model:{name}")
+    """The model server, with short timeouts and closed breakers."""
+    quick_models(tmp_path, monkeypatch)
     return model_server
 
 

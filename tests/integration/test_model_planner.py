@@ -18,25 +18,17 @@ from app.llm import planner
 from app.llm.config import models_config
 from app.stages.plan import validate_plan
 from tests.support.env import reset_process_state
-from tests.support.model_server import ModelServer, models_config_dir
+from tests.support.model_server import LARGE, SMALL, ModelServer, models_config_dir, quick_models
 
 pytestmark = pytest.mark.integration
-
-SMALL, LARGE = "gpt-4o-mini", "gpt-4o"
 
 
 @pytest.fixture
 def models(
     pg_env: dict[str, str], model_server: ModelServer, tmp_path: Path, monkeypatch: Any
 ) -> ModelServer:
-    """Short timeouts so slow answers are quick to test; breakers closed."""
-    config = models_config_dir(
-        tmp_path, small={"timeout_seconds": 1.0}, large={"timeout_seconds": 1.0}
-    )
-    monkeypatch.setenv("OPSGATE_CONFIG_DIR", str(config))
-    reset_process_state()
-    for name in (SMALL, LARGE):
-        breaker.reset(f"model:{name}")
+    """The model server, with short timeouts and closed breakers."""
+    quick_models(tmp_path, monkeypatch)
     return model_server
 
 

@@ -49,3 +49,21 @@ def models_config_dir(tmp_path: Path, **tiers: dict[str, Any]) -> Path:
             data["tiers"][name].update(changes)
     path.write_text(yaml.safe_dump(data))
     return target
+
+
+# The models config/models.yaml names for the small and large tiers.
+SMALL, LARGE = "gpt-4o-mini", "gpt-4o"
+
+
+def quick_models(tmp_path: Path, monkeypatch: Any) -> None:
+    """Short model timeouts (slow answers are quick to test) and both tiers' breakers closed."""
+    from app.controls import breaker
+    from tests.support.env import reset_process_state
+
+    config = models_config_dir(
+        tmp_path, small={"timeout_seconds": 1.0}, large={"timeout_seconds": 1.0}
+    )
+    monkeypatch.setenv("OPSGATE_CONFIG_DIR", str(config))
+    reset_process_state()
+    for name in (SMALL, LARGE):
+        breaker.reset(f"model:{name}")
