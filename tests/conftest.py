@@ -287,6 +287,20 @@ def model_server(
     server.reset()
 
 
+@pytest.fixture
+def models(
+    pg_env: dict[str, str],
+    model_server: ModelServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> ModelServer:
+    """The model server over real PostgreSQL, with short model timeouts and closed breakers."""
+    from tests.support.model_server import quick_models
+
+    quick_models(tmp_path, monkeypatch)
+    return model_server
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     """Headless Debian chromium through Playwright, for the session; closed at the end."""

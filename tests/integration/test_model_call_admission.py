@@ -6,8 +6,6 @@ the breaker's, cache's and budget's rules."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 
 import pytest
 from openai.lib._parsing._completions import type_to_response_format_param
@@ -16,18 +14,9 @@ from app.controls import breaker, budget
 from app.errors import EscalationRequired
 from app.llm.schema import plan_model
 from tests.integration.test_model_planner import refund_plan, request, run
-from tests.support.model_server import LARGE, SMALL, ModelServer, quick_models
+from tests.support.model_server import LARGE, SMALL, ModelServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def models(
-    pg_env: dict[str, str], model_server: ModelServer, tmp_path: Path, monkeypatch: Any
-) -> ModelServer:
-    """The model server, with short timeouts and closed breakers."""
-    quick_models(tmp_path, monkeypatch)
-    return model_server
 
 
 def test_every_request_carries_the_strict_schema_parse_would_send(models: ModelServer) -> None:

@@ -18,18 +18,9 @@ from app.llm import planner
 from app.llm.config import models_config
 from app.stages.plan import validate_plan
 from tests.support.env import reset_process_state
-from tests.support.model_server import LARGE, SMALL, ModelServer, models_config_dir, quick_models
+from tests.support.model_server import LARGE, SMALL, ModelServer, models_config_dir
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def models(
-    pg_env: dict[str, str], model_server: ModelServer, tmp_path: Path, monkeypatch: Any
-) -> ModelServer:
-    """The model server, with short timeouts and closed breakers."""
-    quick_models(tmp_path, monkeypatch)
-    return model_server
 
 
 def refund_plan(confidence: float = 0.9, **overrides: Any) -> dict[str, Any]:
