@@ -183,17 +183,19 @@ class PlanStep(Base):
 
 
 class JobEvent(Base):
-    """One state transition of a job (the readable history)."""
+    """One state transition of a job (the readable history): a read-only view of the audit
+    chain's `intake` and `transition` events (migration 0016), never written to."""
 
     __tablename__ = "job_events"
+    __table_args__ = {"info": {"view": True}}  # created by its migration; nothing to empty
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the audit event's id
+    job_id: Mapped[str] = mapped_column(String(36))
     from_status: Mapped[str | None] = mapped_column(String(32))
     to_status: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(255))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class AuditEvent(Base):

@@ -96,9 +96,10 @@ _TABLES = Base.metadata.tables
 # Built once: plain Core INSERTs (no ORM unit of work).
 _INSERT_DELIVERY = insert(_TABLES["deliveries"])
 _FIRST_STAGE = lifecycle.STAGES[lifecycle.QUEUED]
-# The rows a new job comes with, by table: its event and first audit event. (Its plan message
-# is the job row's own `message_due_at`: the job row is the outbox.)
-_WITH_JOB = {"job_events": "ev", "audit_events": "au"}
+# The rows a new job comes with, by table: its first audit event (which the `job_events` view
+# also shows as the job's first history entry). Its plan message is the job row's own
+# `message_due_at`: the job row is the outbox.
+_WITH_JOB = {"audit_events": "au"}
 
 
 @cache
@@ -118,7 +119,7 @@ def _insert_job_with_rows(columns: tuple[tuple[str, tuple[str, ...]], ...]) -> S
     """PostgreSQL: the job and the rows it comes with in ONE statement (one round trip).
 
     `WITH job AS (INSERT INTO jobs ... ON CONFLICT DO NOTHING RETURNING id), ev AS (INSERT
-    INTO job_events SELECT ... FROM job), ...`: a repeat inserts no job, so the dependent
+    INTO audit_events SELECT ... FROM job), ...`: a repeat inserts no job, so the dependent
     INSERTs select no row and insert nothing. Foreign keys are checked at the end of the
     statement, when the job exists. `columns` names each table's columns, jobs first.
     """
@@ -146,7 +147,7 @@ def accept_core(
     idempotency_key: str | None = None,
     check_body: bool = False,
 ) -> Accepted:
-    """Create the job (status queued, its plan message due), its event and first audit event,
+    """Create the job (status queued, its plan message due), and its first audit event,
     or find the original for a repeat; the caller commits, then sends `Accepted.messages`
     (app.jobs.outbox.send_after_commit). One statement on PostgreSQL, one per row on SQLite.
 
@@ -191,14 +192,6 @@ def accept_core(
             # The chain's head is the first event below.
             "audit_seq": first["seq"],
             "audit_head": first["hash"],
-        },
-        "job_events": {
-            "job_id": job_id,
-            "from_status": None,
-            "to_status": lifecycle.QUEUED,
-            "reason": "accepted",
-            "actor": submitted_by,
-            "at": now,
         },
         "audit_events": first,
     }

@@ -13,7 +13,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from app.audit import chain
 from app.core.redaction import redact
 from app.errors import IllegalTransition, StaleJob
-from app.models import Job, JobEvent, utcnow
+from app.models import Job, utcnow
 
 QUEUED = "queued"  # waiting for the planner
 PLANNED = "planned"  # plan stored, waiting for proposal verification
@@ -119,7 +119,8 @@ def transition(
     reason: str | None = None,
     resume_at: datetime | None = None,
 ) -> None:
-    """Move the job, record the event and audit entry, and queue the next stage's message.
+    """Move the job, record the audit entry (the `job_events` view shows it as history), and
+    queue the next stage's message.
 
     The caller commits; publishing happens only after that commit (see app.jobs.outbox).
     """
@@ -135,11 +136,7 @@ def transition(
     job.stage_deliveries = 0
     job.resume_at = resume_at
     job.updated_at = utcnow()
-    session.add(
-        JobEvent(
-            job_id=job.id, from_status=from_status, to_status=to_status, reason=reason, actor=actor
-        )
-    )
+    # The chained event is also the readable history: `job_events` is a view of these.
     chain.append(
         session,
         job.id,
