@@ -10,15 +10,18 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from app.audit import chain as audit
 from app.controls import breaker, budget, gates
 from app.errors import PermanentError, RetryableError
-from app.models import ModelCall, ToolCall
+from app.models import Base, ModelCall
 from app.settings import get_settings
 from tools.base import Risk
 from tools.catalog import SERVICE_IDENTITIES, get_tool
+
+_TOOL_CALLS = Base.metadata.tables["tool_calls"]
 
 T = TypeVar("T")
 
@@ -178,26 +181,32 @@ class CallRecorder:
         identities: the human requester (a reference), the agent runtime and the tool's
         service account (the caller commits). A reviewer's live read is recorded as the
         reviewer's: the event's actor, and a fourth identity."""
-        rows = []
-        for c in self.calls:
-            row = ToolCall(
-                job_id=job_id,
-                step_pk=step_pk,
-                stage=self.stage,
-                tool=c.tool,
-                system=c.system,
-                service_identity=c.service_identity,
-                request=c.request,
-                response=c.response,
-                outcome=c.outcome,
-                latency_ms=round(c.latency_ms, 2),
-                attempt=attempt,
-            )
-            session.add(row)
-            rows.append((c, row))
+        calls = list(self.calls)
         self.calls.clear()
-        if rows:
-            session.flush()
+        if calls:
+            # One Core INSERT ... RETURNING for the batch: the ids go into the audit events,
+            # and nothing reads these rows back in this transaction, so the ORM's unit of work
+            # (an object, its state and a flush per row) would be pure overhead (issue 20).
+            session.flush()  # what the session holds goes first, as a flush here always did
+            ids = session.scalars(
+                insert(_TOOL_CALLS).returning(_TOOL_CALLS.c.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "job_id": job_id,
+                        "step_pk": step_pk,
+                        "stage": self.stage,
+                        "tool": c.tool,
+                        "system": c.system,
+                        "service_identity": c.service_identity,
+                        "request": c.request,
+                        "response": c.response,
+                        "outcome": c.outcome,
+                        "latency_ms": round(c.latency_ms, 2),
+                        "attempt": attempt,
+                    }
+                    for c in calls
+                ],
+            ).all()
             agent = f"agent:{get_settings().agent_identity}"
             identities = {"requester": audit.reference(requester), "agent": agent}
             if reviewer is not None:
@@ -210,7 +219,7 @@ class CallRecorder:
                         "tool_call",
                         reviewer or agent,
                         {
-                            "tool_call_id": row.id,
+                            "tool_call_id": row_id,
                             "stage": self.stage,
                             "tool": c.tool,
                             "system": c.system,
@@ -224,7 +233,7 @@ class CallRecorder:
                             "response_sha256": audit.sha256_hex(audit.canonical_json(c.response)),
                         },
                     )
-                    for c, row in rows
+                    for c, row_id in zip(calls, ids, strict=True)
                 ],
             )
         self._write_model_calls(session, job_id, attempt)
