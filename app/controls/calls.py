@@ -13,7 +13,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy.orm import Session
 
 from app.audit import chain as audit
-from app.controls import breaker, budget, gates
+from app.controls import at_call, breaker, budget, gates
 from app.errors import PermanentError, RetryableError
 from app.models import ModelCall, ToolCall
 from app.settings import get_settings
@@ -91,8 +91,8 @@ class CallRecorder:
             return cast(T, copy.deepcopy(self._reads[memo_key]))
         if write:
             self._reads.clear()
-        gates.run(
-            gates.AT_CALL,
+        # The AT_CALL gates, in their order, in one Redis round trip.
+        at_call.check(
             gates.GateCall(
                 self.workflow,
                 tool,
