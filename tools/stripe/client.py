@@ -2,19 +2,62 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import stripe
+from urllib3.exceptions import HTTPError
 
 from app.core.clients import per_process
 from app.errors import ConflictError, NotFound, PermanentError, RetryableError
 from app.settings import get_settings
 from tools.base import retry_after_seconds
+from tools.http import pool_manager
 
 if TYPE_CHECKING:
     from stripe.params._charge_list_params import ChargeListParams
 
 SERVICE_IDENTITY = "stripe:restricted-key/refunds"
+
+
+class PooledHTTPClient(stripe.HTTPClient):
+    """stripe-python's transport on urllib3's pool (tools/http.py says why not httpx): the
+    SDK still builds every request (form encoding, Idempotency-Key, Stripe-Version) and
+    reads every answer; this only moves the bytes."""
+
+    name = "urllib3"
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        super().__init__()
+        # Stripe's own CA bundle, as its bundled clients verify api.stripe.com.
+        self._pool = pool_manager(base_url, timeout, ca_certs=stripe.ca_bundle_path)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> tuple[str, int, Mapping[str, str]]:
+        """One request; a transport failure is the SDK's APIConnectionError."""
+        try:
+            answer = self._pool.request(
+                method, url, body=post_data, headers=dict(headers or {}), redirect=False
+            )
+        except HTTPError as exc:
+            raise stripe.APIConnectionError(  # type: ignore[no-untyped-call]
+                f"Unexpected error communicating with Stripe. "
+                f"(Network error: {exc.__class__.__name__}: {exc})",
+                should_retry=True,
+            ) from exc
+        # The SDK's declared `str` is what it decodes; its own clients hand it bytes too.
+        return answer.data, answer.status, answer.headers  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._pool.clear()
 
 
 def _client() -> stripe.StripeClient:
@@ -25,9 +68,7 @@ def _client() -> stripe.StripeClient:
         settings.stripe_api_key.get_secret_value(),
         base_addresses={"api": settings.stripe_api_base.rstrip("/")},
         max_network_retries=0,
-        http_client=stripe.HTTPXClient(
-            timeout=settings.http_timeout_seconds, allow_sync_methods=True
-        ),
+        http_client=PooledHTTPClient(settings.stripe_api_base, settings.http_timeout_seconds),
     )
 
 
