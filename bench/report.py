@@ -222,7 +222,8 @@ _STAGE_TASKS = {
 _COUNTED = (
     ("SQL statements", "sqlalchemy/engine/base.py", "execute"),
     ("ORM flushes", "sqlalchemy/orm/session.py", "flush"),
-    ("HTTP requests", "httpx/_client.py", "send"),
+    # The adapters send every downstream request through urllib3's pool (tools/http.py).
+    ("HTTP requests", "urllib3/poolmanager.py", "urlopen"),
     ("broker publishes", "kombu/messaging.py", "publish"),
     ("audit appends", "app/audit/chain.py", "append"),
 )

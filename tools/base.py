@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict
 
 from app.errors import NotFound, PermanentError, RetryableError
+from tools.http import TransportError
 
 T = TypeVar("T")
+
+
+class Response(Protocol):
+    """An HTTP answer as the error mapping reads it: tools.http.Answer or an httpx.Response."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
 
 
 class Risk(StrEnum):
@@ -29,7 +45,7 @@ class ToolArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def retry_after_seconds(headers: httpx.Headers | dict[str, str] | None) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     """Seconds to wait from Retry-After (seconds form) or Okta's X-Rate-Limit-Reset (epoch)."""
     if not headers:
         return None
@@ -43,7 +59,7 @@ def retry_after_seconds(headers: httpx.Headers | dict[str, str] | None) -> float
         return None
 
 
-def error_detail(response: httpx.Response) -> str:
+def error_detail(response: Response) -> str:
     """The system's own words for an error, from each API's error shape.
 
     Stripe: {"error": {"code", "message"}}; Zendesk: {"error", "description"};
@@ -70,7 +86,7 @@ def error_detail(response: httpx.Response) -> str:
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
-def error_code(response: httpx.Response) -> str | None:
+def error_code(response: Response) -> str | None:
     """The machine-readable code of an error answer (Okta `errorCode`, Salesforce's first
     `errorCode`, Zendesk `error`, Stripe `error.code`), or None."""
     try:
@@ -87,12 +103,10 @@ def error_code(response: httpx.Response) -> str | None:
 
 
 # How a system says "no such record": each adapter passes its own to call_http.
-NotFoundTest = Callable[[httpx.Response], bool]
+NotFoundTest = Callable[[Response], bool]
 
 
-def raise_for_http(
-    system: str, response: httpx.Response, not_found: NotFoundTest | None = None
-) -> None:
+def raise_for_http(system: str, response: Response, not_found: NotFoundTest | None = None) -> None:
     """Map an HTTP error answer to RetryableError (429, 5xx, ...), NotFound (the system's own
     "no such record", as `not_found` tells) or PermanentError (any other 4xx)."""
     if response.status_code < 400:
@@ -105,13 +119,14 @@ def raise_for_http(
     raise PermanentError(detail)
 
 
-def call_http(
-    system: str, send: Callable[[], httpx.Response], not_found: NotFoundTest | None = None
-) -> httpx.Response:
+R = TypeVar("R", bound=Response)
+
+
+def call_http(system: str, send: Callable[[], R], not_found: NotFoundTest | None = None) -> R:
     """Send one request, mapping transport failures and error statuses to opsgate errors."""
     try:
         response = send()
-    except (httpx.TimeoutException, httpx.TransportError) as exc:
+    except (httpx.TimeoutException, httpx.TransportError, TransportError) as exc:
         raise RetryableError(f"{system} unreachable: {exc.__class__.__name__}: {exc}") from exc
     raise_for_http(system, response, not_found)
     return response

@@ -4,6 +4,7 @@ or model_calls (and model calls in the audit chain)."""
 from __future__ import annotations
 
 import copy
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -14,7 +15,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from app.audit import chain as audit
-from app.controls import breaker, budget, gates
+from app.controls import at_call, breaker, budget, gates
 from app.errors import PermanentError, RetryableError
 from app.models import Base, ModelCall
 from app.settings import get_settings
@@ -24,6 +25,17 @@ from tools.catalog import SERVICE_IDENTITIES, get_tool
 _TOOL_CALLS = Base.metadata.tables["tool_calls"]
 
 T = TypeVar("T")
+
+
+def _copied(value: T) -> T:
+    """A deep copy of a call's answer (JSON data), so no caller can change what another reads.
+
+    A pickle round trip runs in C: a third of what copy.deepcopy cost on these answers.
+    """
+    try:
+        return cast(T, pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL)))
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return copy.deepcopy(value)
 
 
 @dataclass
@@ -91,11 +103,11 @@ class CallRecorder:
         """
         memo_key = None if write else audit.canonical_json([tool, request])
         if memo_key is not None and memo_key in self._reads:
-            return cast(T, copy.deepcopy(self._reads[memo_key]))
+            return cast(T, _copied(self._reads[memo_key]))
         if write:
             self._reads.clear()
-        gates.run(
-            gates.AT_CALL,
+        # The AT_CALL gates, in their order, in one Redis round trip.
+        at_call.check(
             gates.GateCall(
                 self.workflow,
                 tool,
@@ -120,7 +132,7 @@ class CallRecorder:
             raise
         breaker.record(system, ok=True)
         if memo_key is not None:
-            self._reads[memo_key] = copy.deepcopy(result)
+            self._reads[memo_key] = _copied(result)
         shown = result if isinstance(result, dict) else {"items": result}
         elapsed = (time.perf_counter() - started) * 1000
         self.calls.append(RecordedCall(tool, system, identity, request, shown, "ok", elapsed))

@@ -15,6 +15,9 @@ import structlog
 
 from app.telemetry import observability
 
+# Libraries that log every request at INFO.
+CHATTY_LIBRARIES = ("httpx", "httpcore", "stripe", "urllib3")
+
 
 def configure(level: str = "INFO", fmt: str = "json") -> None:
     """Configure structlog and the standard library to write one JSON object per line."""
@@ -45,3 +48,11 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # The HTTP clients' own line per request (httpx: "HTTP Request: ..."; stripe-python:
+    # "Request to Stripe api" and "Stripe API response") was a third of a worker's log
+    # lines and their formatting and redaction a tenth of its CPU per job, saying less than
+    # tool_calls and the audit chain record for every call. Their warnings still show;
+    # at DEBUG everything does.
+    quiet = max(logging.WARNING, root.level) if root.level > logging.DEBUG else root.level
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(quiet)

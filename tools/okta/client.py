@@ -6,28 +6,27 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from app.core.clients import per_process
 from app.settings import get_settings
-from tools.base import call_http, error_code
+from tools.base import Response, call_http, error_code
+from tools.http import Answer, HttpClient
 
 SERVICE_IDENTITY = "okta:api-token/opsgate-helpdesk"
 
 
-def _not_found(response: httpx.Response) -> bool:
+def _not_found(response: Response) -> bool:
     """Okta's "Not found: Resource not found" (E0000007, HTTP 404)."""
     return response.status_code == 404 and error_code(response) == "E0000007"
 
 
-def _call(send: Callable[[], httpx.Response]) -> httpx.Response:
+def _call(send: Callable[[], Answer]) -> Answer:
     return call_http("okta", send, _not_found)
 
 
-def _client() -> httpx.Client:
+def _client() -> HttpClient:
     settings = get_settings()
-    return httpx.Client(
-        base_url=f"{settings.okta_api_base.rstrip('/')}/api/v1",
+    return HttpClient(
+        f"{settings.okta_api_base.rstrip('/')}/api/v1",
         headers={
             "Authorization": f"SSWS {settings.okta_api_token.get_secret_value()}",
             "Accept": "application/json",
@@ -36,7 +35,7 @@ def _client() -> httpx.Client:
     )
 
 
-def client() -> httpx.Client:
+def client() -> HttpClient:
     """This process's Okta client."""
     return per_process("okta", _client)
 

@@ -5,28 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from app.core.clients import per_process
 from app.settings import get_settings
-from tools.base import call_http, error_code
+from tools.base import Response, call_http, error_code
+from tools.http import Answer, HttpClient
 
 SERVICE_IDENTITY = "salesforce:integration-user/opsgate-finance"
 
 
-def _not_found(response: httpx.Response) -> bool:
+def _not_found(response: Response) -> bool:
     """Salesforce's NOT_FOUND (HTTP 404: "The requested resource does not exist")."""
     return response.status_code == 404 and error_code(response) == "NOT_FOUND"
 
 
-def _call(send: Callable[[], httpx.Response]) -> httpx.Response:
+def _call(send: Callable[[], Answer]) -> Answer:
     return call_http("salesforce", send, _not_found)
 
 
-def _client() -> httpx.Client:
+def _client() -> HttpClient:
     settings = get_settings()
-    return httpx.Client(
-        base_url=f"{settings.salesforce_api_base.rstrip('/')}/services/data/"
+    return HttpClient(
+        f"{settings.salesforce_api_base.rstrip('/')}/services/data/"
         f"{settings.salesforce_api_version}",
         headers={
             "Authorization": f"Bearer {settings.salesforce_access_token.get_secret_value()}",
@@ -36,7 +35,7 @@ def _client() -> httpx.Client:
     )
 
 
-def client() -> httpx.Client:
+def client() -> HttpClient:
     """This process's Salesforce client."""
     return per_process("salesforce", _client)
 

@@ -5,35 +5,37 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import urllib3
 
 from app.core.clients import per_process
 from app.settings import get_settings
-from tools.base import call_http
+from tools.base import Response, call_http
+from tools.http import Answer, HttpClient
 
 SERVICE_IDENTITY = "zendesk:agent@opsgate/api-token"
 
 
-def _not_found(response: httpx.Response) -> bool:
+def _not_found(response: Response) -> bool:
     """Zendesk answers a missing ticket or user with 404 (`RecordNotFound`)."""
     return response.status_code == 404
 
 
-def _call(send: Callable[[], httpx.Response]) -> httpx.Response:
+def _call(send: Callable[[], Answer]) -> Answer:
     return call_http("zendesk", send, _not_found)
 
 
-def _client() -> httpx.Client:
+def _client() -> HttpClient:
     settings = get_settings()
-    return httpx.Client(
-        base_url=settings.zendesk_api_base.rstrip("/"),
-        auth=(f"{settings.zendesk_email}/token", settings.zendesk_api_token.get_secret_value()),
+    # Basic auth with an API token: `{email}/token:{token}`.
+    user = f"{settings.zendesk_email}/token:{settings.zendesk_api_token.get_secret_value()}"
+    return HttpClient(
+        settings.zendesk_api_base.rstrip("/"),
+        headers={**urllib3.make_headers(basic_auth=user), "Accept": "application/json"},
         timeout=settings.http_timeout_seconds,
-        headers={"Accept": "application/json"},
     )
 
 
-def client() -> httpx.Client:
+def client() -> HttpClient:
     """This process's Zendesk HTTP client."""
     return per_process("zendesk", _client)
 

@@ -61,6 +61,22 @@ def test_a_read_is_recorded_with_its_service_identity(recorder_env: Any) -> None
     assert call.response == {"items": COMMENTS}  # a list answer is kept under "items"
 
 
+def test_a_repeated_read_answers_a_copy_no_caller_can_change(recorder_env: Any) -> None:
+    rec = CallRecorder(stage="verify_proposal", workflow="support_refund")
+    sent: list[int] = []
+
+    def fetch() -> list[dict[str, Any]]:
+        sent.append(1)
+        return [dict(c) for c in COMMENTS]
+
+    first = rec.read("zendesk.list_comments", {"ticket_id": 4821}, fetch)
+    first[0]["body"] = "changed by the first caller"
+    second = rec.read("zendesk.list_comments", {"ticket_id": 4821}, fetch)
+    second.append({"id": 2})
+    third = rec.read("zendesk.list_comments", {"ticket_id": 4821}, fetch)
+    assert (second[:1], third, len(sent)) == (COMMENTS, COMMENTS, 1)
+
+
 def test_a_failed_call_is_recorded_and_counted_by_the_breaker(recorder_env: Any) -> None:
     rec = CallRecorder(stage="execute", workflow="support_refund")
 
