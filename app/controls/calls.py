@@ -15,7 +15,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from app.audit import chain as audit
-from app.controls import at_call, breaker, budget, gates
+from app.controls import breaker, budget, gates
 from app.errors import PermanentError, RetryableError
 from app.models import Base, ModelCall
 from app.settings import get_settings
@@ -106,8 +106,8 @@ class CallRecorder:
             return cast(T, _copied(self._reads[memo_key]))
         if write:
             self._reads.clear()
-        # The AT_CALL gates, in their order, in one Redis round trip.
-        at_call.check(
+        gates.run(
+            gates.AT_CALL,
             gates.GateCall(
                 self.workflow,
                 tool,

@@ -3,8 +3,7 @@
 Two places run them. The execute stage runs `BEFORE_CALL` on the plan step it is about to
 call (policy, then a reviewer's approval, then the daily caps); the call recorder
 (app.controls.calls) runs `AT_CALL` on every downstream call it makes, the plan's own and
-the reads of planners and verifiers (kill switch, rate limit, breaker), all three in one Redis
-round trip with the same order and outcomes (app.controls.at_call). The first gate that
+the reads of planners and verifiers (kill switch, rate limit, breaker). The first gate that
 stops a call decides what happens to the job: a policy block or a missing approval
 escalates (EscalationRequired, with the gate's reason), the kill switch, a spent rate limit
 and an open breaker park it (Parked: it waits and tries again). Nothing after the stopping

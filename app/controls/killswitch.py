@@ -1,7 +1,6 @@
 """The kill switch: global, per workflow and per tool, in config/ and as a Redis override.
 
-Checked immediately before every tool call (app/controls/calls.py) in the one Redis round trip
-of the gates at the call (app/controls/at_call.py), so the
+Checked immediately before every tool call (app/controls/calls.py) with one Redis round trip, so the
 whole fleet obeys as soon as the override is written: there is no cache to expire. Either
 source saying "on" means on. If Redis cannot be read, writes fail closed (the job parks)
 and reads go ahead, as with the breaker. A job that meets an engaged switch parks as
@@ -66,8 +65,7 @@ def scope_of(workflow: str | None = None, tool: str | None = None) -> str:
     return f"tool:{tool}" if tool else "global"
 
 
-def scopes(workflow: str, tool: str) -> list[str]:
-    """The scopes covering a call, broadest first."""
+def _scopes(workflow: str, tool: str) -> list[str]:
     return ["global", f"workflow:{workflow}", f"tool:{tool}"]
 
 
@@ -82,16 +80,16 @@ def engaged_scope(workflow: str, tool: str) -> tuple[str, dict[str, Any]] | None
     Raises redis errors to the caller (check decides what a failed read means).
     """
     configured = from_config()
-    covering = scopes(workflow, tool)
-    for scope in covering:
+    scopes = _scopes(workflow, tool)
+    for scope in scopes:
         if scope in configured:
             return scope, {"by": "config/killswitch.yaml"}
     client = broker.client()
-    values = client.hmget(KEY, [*covering, LOADED])
+    values = client.hmget(KEY, [*scopes, LOADED])
     if values[-1] is None:
         rebuild()
-        values = client.hmget(KEY, [*covering, LOADED])
-    for scope, raw in zip(covering, values[:-1], strict=True):
+        values = client.hmget(KEY, [*scopes, LOADED])
+    for scope, raw in zip(scopes, values[:-1], strict=True):
         if raw is not None:
             return scope, json.loads(raw)
     return None
