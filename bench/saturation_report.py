@@ -131,7 +131,7 @@ def thread_budget_lines(
         row("HTTP beyond the injected latency (sandbox work, sockets, GIL)", http_extra),
         row("database: statements", total["sql"]),
         row("database: commit/rollback", total["commit"]),
-        row("database: pool checkout (incl. pre-ping round trip, waits)", total["checkout"]),
+        row("database: pool checkout (incl. the socket check, waits)", total["checkout"]),
         row("Redis: publishing the next stage (kombu)", total["publish"]),
         row("Redis: other commands (breaker, kill switch, limits)", total["redis"]),
         row("model calls (openai SDK; the scripted server's delay included)", total["model"]),
