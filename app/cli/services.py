@@ -206,9 +206,3 @@ def db_upgrade() -> None:
     setup_logging()
     db.upgrade()
     click.echo("database schema is up to date")
-
-
-def register(cli: click.Group) -> None:
-    """Add these commands to the CLI."""
-    for cmd in (api, worker, beat, sandbox, db_group):
-        cli.add_command(cmd)
