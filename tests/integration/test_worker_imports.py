@@ -4,7 +4,8 @@ A real worker is started through the CLI entry point (`opsgate worker`, Sentry o
 says it is ready (its task modules loaded, consuming), it writes the names in its `sys.modules`
 and stops itself. None may be the API stack (fastapi, starlette, uvicorn, jinja2, the API and
 the console), nor an SDK it does not call (stripe's, not used at all; openai's, with the
-model tiers off; numpy, which retrieval no longer needs).
+model tiers off; numpy, which retrieval no longer needs), nor the `celery` command group's
+plugins and shell (Flower and tornado, prompt_toolkit).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ NOT_IN_A_WORKER = (
     "stripe",
     "openai",
     "numpy",
+    "flower",
+    "tornado",
+    "prompt_toolkit",
 )
 
 
