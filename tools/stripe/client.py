@@ -3,9 +3,9 @@
 The requests are the ones stripe-python sends (tests/unit/tools/test_stripe_wire.py compares
 them byte for byte): form-encoded parameters with Stripe's bracketed keys, `Authorization:
 Bearer`, a pinned `Stripe-Version`, and an `Idempotency-Key` on every POST. The SDK itself is
-not used: importing it costs every worker process ~27 MB of resident memory (its typed
-resources for the whole API), for four requests the httpx client every adapter shares makes
-as well.
+not used: its typed resources for the whole API cost ~27 MB resident in a fresh interpreter
+(~5 MB beyond what a worker loads anyway), for four requests httpx, which every other adapter
+uses, makes as well.
 """
 
 from __future__ import annotations
