@@ -6,7 +6,7 @@ It is `opsgate worker` (the same CLI, the same Celery app and settings) with lig
 installed first. For every task execution, in the pool thread that runs it (task_prerun to
 task_postrun), it adds up the wall-clock time spent inside:
 
-  http      httpx.Client.send (every downstream call; stripe-python sends through httpx too)
+  http      httpx.Client.send (every downstream call, Stripe's included)
   sql       SQLAlchemy's dialect execute (a statement's round trip to the database)
   commit    the dialect's commit / rollback
   checkout  taking a connection from the SQLAlchemy pool (waiting for one, connecting, and the

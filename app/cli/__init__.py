@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any, NoReturn
 
@@ -21,10 +22,52 @@ from app.errors import (
 _OWN_SETTINGS = frozenset({"doctor", "eval"})
 
 
+# Command name -> "module:attribute". A command's module is imported only when that command
+# runs (click's documented lazy-loading pattern): `opsgate worker` must not load the API
+# stack (fastapi, starlette, the console) nor the other commands' modules, which every
+# worker process would otherwise keep resident for nothing
+# (tests/integration/test_worker_imports.py).
+COMMANDS = {
+    "api": "app.cli.services:api",
+    "worker": "app.cli.services:worker",
+    "beat": "app.cli.services:beat",
+    "sandbox": "app.cli.services:sandbox",
+    "db": "app.cli.services:db_group",
+    "keys": "app.cli.keys:keys_group",
+    "submit": "app.cli.jobs:submit",
+    "jobs": "app.cli.jobs:jobs_group",
+    "escalations": "app.cli.jobs:escalations_group",
+    "approve": "app.cli.jobs:approve",
+    "reject": "app.cli.jobs:reject",
+    "report": "app.cli.report:report",
+    "demo": "app.cli.demo:demo_command",
+    "killswitch": "app.cli.killswitch:killswitch_group",
+    "audit": "app.cli.audit:audit_group",
+    "data": "app.cli.audit:data_group",
+    "doctor": "app.cli.doctor:doctor",
+    "eval": "app.cli.eval:eval_command",
+    "model": "app.cli.model:model_group",
+}
+
+
 class OpsgateGroup(click.Group):
-    """A click group that validates the settings before any command runs and turns
-    opsgate's errors, and a database or Redis that is missing, unmigrated or unreachable,
-    into one clear line and an exit code (never a traceback)."""
+    """A click group that loads a command's module only when that command is asked for,
+    validates the settings before any command runs and turns opsgate's errors, and a
+    database or Redis that is missing, unmigrated or unreachable, into one clear line and
+    an exit code (never a traceback)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["opsgate.argv"] = list(args)
@@ -100,35 +143,6 @@ def _service_error_line(exc: Exception) -> str | None:
 @click.version_option(package_name="opsgate")
 def cli() -> None:
     """opsgate: an LLM agent doing ops work through plan -> verify -> act -> verify."""
-
-
-def _register() -> None:
-    from app.cli import (
-        audit,
-        demo,
-        doctor,
-        eval,
-        jobs,
-        keys,
-        killswitch,
-        model,
-        report,
-        services,
-    )
-
-    services.register(cli)
-    keys.register(cli)
-    jobs.register(cli)
-    report.register(cli)
-    demo.register(cli)
-    killswitch.register(cli)
-    audit.register(cli)
-    doctor.register(cli)
-    eval.register(cli)
-    model.register(cli)
-
-
-_register()
 
 
 def main() -> None:

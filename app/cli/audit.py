@@ -306,9 +306,3 @@ def _report(data: dict[str, Any], as_json: bool) -> None:
             f"not yet: {len(skipped)} unfinished job(s) "
             f"({', '.join(j[:8] for j in skipped)}); erase again once they settle"
         )
-
-
-def register(cli: click.Group) -> None:
-    """Add the commands to the CLI."""
-    cli.add_command(audit_group)
-    cli.add_command(data_group)

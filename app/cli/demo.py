@@ -233,8 +233,3 @@ def _print_console(served: demo_console.ReviewerConsole) -> None:
     click.echo(f"reviewer key:     {served.reviewer_key}")
     click.echo(f"admin key:        {served.admin_key} (for the operator actions)")
     click.echo(demo_console.HINT)
-
-
-def register(cli: click.Group) -> None:
-    """Add the command to the CLI."""
-    cli.add_command(demo_command)

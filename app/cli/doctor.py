@@ -465,8 +465,3 @@ def doctor(as_json: bool) -> None:
         for finding in findings:
             click.echo(finding.line())
     sys.exit(1 if failed else 0)
-
-
-def register(cli: click.Group) -> None:
-    """Add the command to the CLI."""
-    cli.add_command(doctor)

@@ -335,8 +335,3 @@ def _print_run(rep: dict[str, Any], console: Console) -> None:
         console.print(wrong)
     for line in rep["stray_writes"]:
         console.print(f"write outside every case: {line}", highlight=False)
-
-
-def register(cli: click.Group) -> None:
-    """Add this command to the CLI."""
-    cli.add_command(eval_command)

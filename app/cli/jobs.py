@@ -362,9 +362,3 @@ def reject(escalation_id: int, reason_code: str, note: str) -> None:
     """Reject an escalation: the job ends `rejected`, nothing more is written."""
     setup_logging()
     _decide(escalation_id, {"decision": "reject", "reason_code": reason_code, "note": note})
-
-
-def register(cli: click.Group) -> None:
-    """Add these commands to the CLI."""
-    for cmd in (submit, jobs_group, escalations_group, approve, reject):
-        cli.add_command(cmd)

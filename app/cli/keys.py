@@ -93,8 +93,3 @@ def keys_revoke(name: str) -> None:
         apikeys.revoke(session, name)
         session.commit()
     click.echo(f"revoked key {name!r}")
-
-
-def register(cli: click.Group) -> None:
-    """Add the command group to the CLI."""
-    cli.add_command(keys_group)

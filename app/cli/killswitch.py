@@ -78,8 +78,3 @@ def status(as_json: bool) -> None:
             r["scope"], r["source"], r.get("by", ""), r.get("at", ""), r.get("reason", "")
         )
     Console().print(table)
-
-
-def register(cli: click.Group) -> None:
-    """Add the killswitch commands to the CLI."""
-    cli.add_command(killswitch_group)

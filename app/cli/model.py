@@ -146,8 +146,3 @@ def serve(
     code = local.run_foreground(local.server_command(server, opts), opts.root_url, ready)
     # llama-server exits 0 on SIGINT/SIGTERM; 130/143 are the shell's "stopped by signal".
     sys.exit(0 if code in (0, -2, -15, 130, 143) else code)
-
-
-def register(cli: click.Group) -> None:
-    """Add the command group to the CLI."""
-    cli.add_command(model_group)

@@ -93,8 +93,3 @@ def _table(title: str, head: list[str], rows: list[list[str]], text: int = 1) ->
     for row in rows:
         table.add_row(*row)
     return table
-
-
-def register(cli: click.Group) -> None:
-    """Add this command to the CLI."""
-    cli.add_command(report)

@@ -89,7 +89,6 @@ def worker(queues: str, concurrency: int, pool: str, with_beat: bool, hostname: 
         # Re-running a task is safe here anyway: step claims and idempotency keys.
         celery_app.conf.worker_cancel_long_running_tasks_on_connection_loss = False
     argv = [
-        "worker",
         "-Q",
         queues,
         "-c",
@@ -110,11 +109,26 @@ def worker(queues: str, concurrency: int, pool: str, with_beat: bool, hostname: 
     # the WorkController itself.
     lives: list[Any] = []
     signals.worker_init.connect(lambda sender, **_: lives.append(sender), weak=False)
-    celery_app.start(argv)
+    _run_celery_worker(celery_app, argv)
     code = lives[-1].exitcode if lives else None
     if code == EX_FAILURE:
         _restart_after_failure(time.monotonic() - started, owns_redis)
     sys.exit(code or 0)
+
+
+def _run_celery_worker(app: Any, argv: list[str]) -> None:
+    """Run Celery's own `worker` command (its options, their parsing and defaults) for `app`.
+
+    Not through `app.start(["worker", ...])`: that loads the whole `celery` command group, with
+    every installed plugin (Flower, with tornado) and the interactive shell (prompt_toolkit,
+    pygments), ~11 MB a worker process would keep resident for nothing. The group's only work
+    for a worker, given an app object, is this context object.
+    """
+    from celery.bin.base import CLIContext
+    from celery.bin.worker import worker as celery_worker
+
+    obj = CLIContext(app=app, no_color=None, workdir=None, quiet=False)
+    celery_worker.main(args=argv, prog_name="opsgate worker", obj=obj, standalone_mode=False)
 
 
 # Celery ends the worker process on an "Unrecoverable error" from its consumer; one such is
@@ -206,9 +220,3 @@ def db_upgrade() -> None:
     setup_logging()
     db.upgrade()
     click.echo("database schema is up to date")
-
-
-def register(cli: click.Group) -> None:
-    """Add these commands to the CLI."""
-    for cmd in (api, worker, beat, sandbox, db_group):
-        cli.add_command(cmd)

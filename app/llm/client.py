@@ -10,20 +10,30 @@ plan could make max_retries x models x Celery-retries calls.
 from __future__ import annotations
 
 import os
-
-import openai
+from typing import TYPE_CHECKING
 
 from app.core.clients import per_process
 from app.settings import get_settings
 from tools.base import retry_after_seconds
 
-# Answers that say "this model, now, cannot": move on to the next model or tier.
-UNAVAILABLE = (
-    openai.RateLimitError,
-    openai.InternalServerError,
-    openai.APITimeoutError,
-    openai.APIConnectionError,
-)
+if TYPE_CHECKING:
+    import openai
+
+# The SDK (~14 MB resident in a worker process) is imported where a call first needs it,
+# not with this module: a worker whose model tiers are off never loads it.
+
+
+def unavailable_errors() -> tuple[type[Exception], ...]:
+    """The SDK's answers that say "this model, now, cannot": move on to the next model or
+    tier (429, 5xx, timeout, connection)."""
+    import openai
+
+    return (
+        openai.RateLimitError,
+        openai.InternalServerError,
+        openai.APITimeoutError,
+        openai.APIConnectionError,
+    )
 
 
 def client(
@@ -34,6 +44,8 @@ def client(
     (OPENAI_BASE_URL, OPENAI_API_KEY)."""
 
     def make() -> openai.OpenAI:
+        import openai
+
         settings = get_settings()
         if api_key_env is not None:
             # models.yaml names the variable (a tier's key is not a fixed Settings field);

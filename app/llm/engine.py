@@ -32,13 +32,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import openai
 import pydantic
-from openai.lib._parsing._completions import type_to_response_format_param
-from openai.types.chat import ChatCompletionMessageParam
-from openai.types.shared_params import ResponseFormatJSONSchema
 
 from app.controls import breaker, budget
 from app.controls.calls import CallRecorder, RecordedModelCall
@@ -46,8 +42,12 @@ from app.core.lru import LRU
 from app.core.redaction import Placeholders
 from app.errors import CircuitOpen, one_line
 from app.llm import admission, cache
-from app.llm.client import UNAVAILABLE, client, retry_after
+from app.llm.client import client, retry_after, unavailable_errors
 from app.llm.config import ModelPrice, ModelsConfig, Tier
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
+    from openai.types.shared_params import ResponseFormatJSONSchema
 
 
 class Unavailable(Exception):
@@ -216,6 +216,10 @@ def send(
             return Answer(record, key, hit["content"], None, errors(exc))
         return Answer(record, key, hit["content"], parsed, None)
     held = admitted.reservation
+    # The SDK is imported by the first call that needs it (a worker whose tiers never call
+    # a model does not carry it); after that, this import is a dictionary lookup.
+    import openai
+
     started = time.perf_counter()
     try:
         sdk = client(tier.timeout_seconds, tier.base_url, tier.api_key_env)
@@ -226,7 +230,7 @@ def send(
             max_completion_tokens=tier.max_output_tokens,
             temperature=0,
         )
-    except UNAVAILABLE as exc:
+    except unavailable_errors() as exc:
         record.settle = (held, Decimal(0))
         breaker.record(system, ok=False)
         record.latency_ms = (time.perf_counter() - started) * 1000
@@ -290,7 +294,9 @@ def response_format(model_cls: type[pydantic.BaseModel]) -> ResponseFormatJSONSc
     """The `response_format` the SDK's `parse` would send for `model_cls`, built once.
 
     Shared by every call: the SDK copies what it sends and never edits it."""
-    return cast(ResponseFormatJSONSchema, type_to_response_format_param(model_cls))
+    from openai.lib._parsing._completions import type_to_response_format_param
+
+    return cast("ResponseFormatJSONSchema", type_to_response_format_param(model_cls))
 
 
 def settle(answer: Answer, conv: Conversation, *, usable: bool) -> None:

@@ -10,9 +10,9 @@ BM25 indexes (rule names would only add noise to the scores and tokens to the pr
 
 Retrieval runs on every model plan, so it is kept cheap without changing a score: each
 corpus term's contribution to every passage's score is computed once per index (the very
-arithmetic of rank_bm25's `get_scores`, summed in the query's order), and the ranking of a
-query already seen (a repair, a re-plan, a redelivered job) is kept per query digest in a
-bounded LRU that a changed document invalidates.
+arithmetic of rank_bm25's `get_scores`, summed in the query's order; app/llm/bm25.py), and the
+ranking of a query already seen (a repair, a re-plan, a redelivered job) is kept per query
+digest in a bounded LRU that a changed document invalidates.
 """
 
 from __future__ import annotations
@@ -22,12 +22,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from rank_bm25 import BM25Okapi
 
 from app.core.lru import LRU
+from app.llm.bm25 import Okapi
 from app.settings import get_settings
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -67,35 +64,14 @@ def split_passages(name: str, text: str) -> list[Passage]:
 
 @dataclass(frozen=True)
 class _Index:
-    """The passages of one state of the documents and each term's score vector."""
+    """The passages of one state of the documents and their BM25 index."""
 
     passages: list[Passage]
-    bm25: BM25Okapi
-    terms: dict[str, Any]  # term -> np.ndarray, its contribution to each passage's score
+    bm25: Okapi
 
-    def scores(self, query: list[str]) -> Any:
-        """BM25Okapi.get_scores(query), from the precomputed vectors."""
-        score = np.zeros(self.bm25.corpus_size)
-        for term in query:
-            vector = self.terms.get(term)
-            # A term outside the corpus adds 0 in get_scores; skipping it changes no score.
-            if vector is not None:
-                score += vector
-        return score
-
-
-def _term_vectors(bm25: BM25Okapi) -> dict[str, Any]:
-    # As in rank_bm25's BM25Okapi.get_scores, term by term, so the sums are bit for bit equal.
-    doc_len = np.array(bm25.doc_len)
-    terms: dict[str, Any] = {}
-    for term in bm25.idf:
-        q_freq = np.array([(doc.get(term) or 0) for doc in bm25.doc_freqs])
-        terms[term] = (bm25.idf.get(term) or 0) * (
-            q_freq
-            * (bm25.k1 + 1)
-            / (q_freq + bm25.k1 * (1 - bm25.b + bm25.b * doc_len / bm25.avgdl))
-        )
-    return terms
+    def scores(self, query: list[str]) -> list[float]:
+        """Each passage's BM25 score for the query's tokens."""
+        return self.bm25.scores(query)
 
 
 @functools.cache
@@ -105,8 +81,7 @@ def _index(folder: str, stamp: tuple[tuple[str, float], ...]) -> _Index:
         path = Path(folder) / name
         passages += split_passages(path.stem, path.read_text())
     corpus = [_tokens(f"{p.title} {p.text}") for p in passages] or [[""]]
-    bm25 = BM25Okapi(corpus)
-    return _Index(passages, bm25, _term_vectors(bm25))
+    return _Index(passages, Okapi(corpus))
 
 
 def _current() -> _Index | None:

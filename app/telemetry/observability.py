@@ -60,10 +60,26 @@ def init_sentry(component: str) -> bool:
     if _state["sentry"]:
         return True
     import sentry_sdk
+    from sentry_sdk.integrations import Integration
     from sentry_sdk.integrations.celery import CeleryIntegration
-    from sentry_sdk.integrations.fastapi import FastApiIntegration
-    from sentry_sdk.integrations.starlette import StarletteIntegration
 
+    integrations: list[Integration] = [
+        CeleryIntegration(propagate_traces=True, monitor_beat_tasks=False)
+    ]
+    if component == "api":
+        from sentry_sdk.integrations.fastapi import FastApiIntegration
+        from sentry_sdk.integrations.starlette import StarletteIntegration
+
+        integrations += [StarletteIntegration(), FastApiIntegration()]
+    else:
+        # Sentry's auto-enabled integrations import every supported library that is installed
+        # (fastapi, starlette, openai, ...): a worker or beat would carry the API stack for
+        # nothing. They get the integrations of what they use, named here.
+        from sentry_sdk.integrations.httpx import HttpxIntegration
+        from sentry_sdk.integrations.redis import RedisIntegration
+        from sentry_sdk.integrations.sqlalchemy import SqlalchemyIntegration
+
+        integrations += [HttpxIntegration(), RedisIntegration(), SqlalchemyIntegration()]
     sentry_sdk.init(
         dsn=settings.sentry_dsn.get_secret_value(),
         environment=settings.sentry_environment or settings.environment,
@@ -72,11 +88,8 @@ def init_sentry(component: str) -> bool:
         send_default_pii=False,
         # Trace headers go to Celery messages (CeleryIntegration), not to Stripe or Zendesk.
         trace_propagation_targets=[],
-        integrations=[
-            CeleryIntegration(propagate_traces=True, monitor_beat_tasks=False),
-            StarletteIntegration(),
-            FastApiIntegration(),
-        ],
+        integrations=integrations,
+        auto_enabling_integrations=component == "api",
         before_send=_scrub,
         before_send_transaction=_scrub,
     )

@@ -1,7 +1,7 @@
 """Every catalog tool against a real `opsgate sandbox` process, through its adapter.
 
 Each tool is called the way the executor calls it (`spec.invoke(spec.parse_args(args), key)`),
-so requests go over real HTTP in each system's wire format (stripe-python for Stripe, JSON for
+so requests go over real HTTP in each system's wire format (form encoding for Stripe, JSON for
 Zendesk, Salesforce and Okta). The sandbox's ledger of received writes is the witness for
 exactly-once: an idempotent replay or a write skipped by the "already processed" pre-read is
 not a second `applied` entry.

@@ -1,26 +1,39 @@
-"""What keeps the model call's hot path cheap changes no result: retrieval's precomputed term
-vectors score exactly as rank_bm25 does and a remembered ranking is the ranking; a message
+"""What keeps the model call's hot path cheap changes no result: retrieval's BM25 (plain Python,
+precomputed term vectors) scores exactly as rank_bm25 does and a remembered ranking is the
+ranking; a message
 text remembered as free of personal data is still redacted when it is not."""
 
 from __future__ import annotations
 
 import random
 
-import numpy as np
+from rank_bm25 import BM25Okapi
 
 from app.core.redaction import Placeholders
 from app.llm import retrieval
+from app.llm.bm25 import Okapi
 from app.llm.engine import redacted
 
 
-def test_precomputed_scores_equal_rank_bm25_bit_for_bit() -> None:
+def test_scores_equal_rank_bm25_bit_for_bit() -> None:
     index = retrieval._current()
     assert index is not None and index.passages
-    words = [*index.terms, "not-a-policy-word", "zzz"]
+    corpus = [retrieval._tokens(f"{p.title} {p.text}") for p in index.passages]
+    reference = BM25Okapi(corpus)
+    assert index.bm25.idf == reference.idf
+    words = [*index.bm25.terms, "not-a-policy-word", "zzz"]
     rng = random.Random(20)
     for _ in range(500):
         query = [rng.choice(words) for _ in range(rng.randint(0, 40))]
-        assert np.array_equal(index.scores(query), index.bm25.get_scores(query))
+        assert index.scores(query) == reference.get_scores(query).tolist()
+
+
+def test_a_word_in_most_documents_gets_the_epsilon_floor_as_in_rank_bm25() -> None:
+    corpus = [["refund", "card"], ["refund", "seat"], ["refund"], ["invoice", "card", "card"]]
+    ours, reference = Okapi(corpus), BM25Okapi(corpus)
+    assert ours.idf == reference.idf and ours.idf["refund"] > 0  # floored, not negative
+    for query in (["refund"], ["card", "card", "seat"], ["invoice", "nothing"], []):
+        assert ours.scores(query) == reference.get_scores(query).tolist()
 
 
 def test_a_remembered_ranking_is_the_ranking() -> None:
