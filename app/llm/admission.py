@@ -83,7 +83,7 @@ def admit(system: str, *, check_breaker: bool, cache_key: str, asked: budget.Ask
     return Admitted(reservation=budget.reserved(asked, int(value)))
 
 
-# KEYS: breaker state, probes, window prefix, cache key. ARGV: breaker_record's seven
+# KEYS: breaker state, probes, window, cache key. ARGV: breaker_record's seven
 # arguments, then the answer to store and its TTL in seconds (0: store nothing).
 _SETTLE = (
     breaker.RECORD_LUA
