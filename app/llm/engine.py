@@ -111,9 +111,17 @@ class Answer:
         self.record.response.update(extra or {})
 
 
-def untrusted_block(value: dict[str, Any], ph: Placeholders) -> str:
-    """The outside party's data, redacted and fenced so it cannot close its own fence."""
-    text = ph.redact(json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True, default=str))
+def untrusted_block(value: dict[str, Any], ph: Placeholders, *, redact: bool = True) -> str:
+    """The outside party's data, redacted and fenced so it cannot close its own fence.
+
+    `redact=False` leaves the redaction to `send`, which redacts every message it sends
+    with the conversation's placeholders (the planner and the judge: redacting here as well
+    scanned the block twice, the most expensive part of building a prompt). The fence's
+    escape is unaffected: redaction only replaces values (with `[kind_n]`), and no value
+    it finds takes in the `<\\/` of an escaped fence."""
+    text = json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True, default=str)
+    if redact:
+        text = ph.redact(text)
     text = text.replace("</untrusted_input", "<\\/untrusted_input")
     return f"<untrusted_input>\n{text}\n</untrusted_input>"
 

@@ -80,7 +80,8 @@ def plan(
     prompt = prompts.load("planner")
     messages = [
         {"role": "system", "content": system_prompt(req, passages, ph)},
-        {"role": "user", "content": untrusted_block(req.untrusted, ph)},
+        # Redacted by `send` with the same placeholders, just before it leaves.
+        {"role": "user", "content": untrusted_block(req.untrusted, ph, redact=False)},
     ]
     conv = Conversation(
         req.workflow,
