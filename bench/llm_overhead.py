@@ -172,7 +172,7 @@ def parts(n: int) -> dict[str, float]:
         def prompt(r: Any = req, p: Any = passages, h: Any = ph) -> Any:
             messages = [
                 {"role": "system", "content": system_prompt(r, p, h)},
-                {"role": "user", "content": untrusted_block(r.untrusted, h)},
+                {"role": "user", "content": untrusted_block(r.untrusted, h, redact=False)},
             ]
             return redacted(messages, h)
 
