@@ -7,8 +7,8 @@ write this way and later calls a script on the same line sees its own write, and
 costs the calling thread no round trip. What a caller may send this way is its own business
 (app/llm/admission.py says why the model call's after-call record may be): a script sent
 here is lost only if the connection breaks before Redis reads it, and each such loss is
-reported to its sender (`on_error`) when the next call finds the connection broken, as a
-script the server no longer knows is sent again whole.
+reported to its sender (`on_error`) when the next call finds the connection broken. A
+script the server no longer knows (NOSCRIPT: it did not run) is sent again whole, not lost.
 
 Hand-written: redis-py pipelines wait for their answers when executed, and its pooled
 connections refuse a connection with an unread answer; nothing in it leaves an answer to be
