@@ -15,8 +15,9 @@ What it measures
     policy passages, PII redaction with placeholders, the prompt, one Redis round trip for
     the fleet-wide breaker, the cache lookup (a miss: every request is distinct) and the
     budget reservation, `chat.completions.create` with the strict schema built once, the
-    answer validated into the Plan model, placeholder restore, the catalog's validation of
-    every step, the breaker's count and the cache store, and the call's record (the row
+    breaker's count (sent as the answer arrives, read back after validation), the answer
+    validated into the Plan model, placeholder restore, the catalog's validation of every
+    step, the cache store (sent without waiting), and the call's record (the row
     itself and the budget's settlement are written by the plan stage's own commit, which
     the stage makes anyway; `--with-write` adds that write to the timed section).
   Both sides alternate call by call, so drift on the machine hits both alike; `--warmup`
@@ -33,7 +34,8 @@ How to read the output
   `router` (features and tier choice), `retrieval` (BM25 over the policy passages, a new
   query each time), `prompt` (system prompt, untrusted block, the redaction before
   sending), `redis_before` (breaker + cache lookup + budget reservation, one round trip),
-  `redis_after` (the breaker's count and the cache store), `validation` (the answer into
+  `redis_after` (the breaker's count, sent as the answer arrives and read back once it is
+  judged, and the cache store, sent without waiting), `validation` (the answer into
   the Plan model, placeholders restored, the catalog's checks), `budget_settle` (the
   reservation's settlement in its own PostgreSQL transaction: the stage does it in its own
   commit, outside this timing).
@@ -142,7 +144,7 @@ def parts(n: int) -> dict[str, float]:
     """Each opsgate part on its own, median of n runs, ms."""
     from decimal import Decimal
 
-    from app.controls import breaker, budget
+    from app.controls import budget
     from app.core.redaction import Placeholders
     from app.jobs.steps import Plan
     from app.llm import admission, cache, retrieval
@@ -170,7 +172,7 @@ def parts(n: int) -> dict[str, float]:
         def prompt(r: Any = req, p: Any = passages, h: Any = ph) -> Any:
             messages = [
                 {"role": "system", "content": system_prompt(r, p, h)},
-                {"role": "user", "content": untrusted_block(r.untrusted, h)},
+                {"role": "user", "content": untrusted_block(r.untrusted, h, redact=False)},
             ]
             return redacted(messages, h)
 
@@ -184,8 +186,16 @@ def parts(n: int) -> dict[str, float]:
                 )
             )
         )
+        # As the call does it: the count sent as the answer arrives, then once the answer is
+        # judged its answer read and the store sent (here nothing runs in between, so the
+        # count's whole round trip shows; in a call, validation runs while it is on its way).
         out["redis_after"].append(
-            timed(lambda k=key: (breaker.record(SYSTEM, ok=True), cache.put(k, {"c": 1}, 60)))
+            timed(
+                lambda k=key: (
+                    admission.count(SYSTEM),
+                    admission.settle(SYSTEM, cache_key=k, answer={"c": 1}, ttl_seconds=60),
+                )
+            )
         )
         held = budget.reserve("bench", None, Decimal("0.01"))
         out["budget_settle"].append(timed(lambda r=held: budget.settle(r, Decimal(0))))

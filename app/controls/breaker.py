@@ -54,33 +54,65 @@ _ALLOW = (
 
 # A Lua function, so that a caller's own script can count a call in its round trip
 # (app/llm/admission.py: the count and the response cache's store in one).
-# state_key, probes_key, window_prefix, now (ms), ok (1/0), bucket_ms, buckets, min_calls,
+# state_key, probes_key, window_key, now (ms), ok (1/0), bucket_ms, buckets, min_calls,
 # failure_rate, open_ms -> the state after recording.
+#
+# The window is one hash: a ring of `buckets` one-bucket counters (fields c<slot>, f<slot>,
+# slot = bucket number mod buckets), the newest bucket counted (`head`) and the running sums
+# of the ring (`calls`, `failures`). A record adds to its bucket and to the sums; when time
+# moves past `head`, the buckets that left the window are taken off the sums as their slots
+# are reused (one HMGET and one HDEL for all of them). So a record reads no more than the
+# buckets that expired since the last one: O(1) per call once time has moved on (the sum of
+# 30 buckets was 30 HMGETs per call, most of a job's Redis commands). A record stamped before
+# the window of `head` (another worker's clock behind) counts in `head`'s bucket: the call
+# has just finished, whatever its clock says.
 RECORD_LUA = """
 local function breaker_record(state_key, probes_key, window, now, ok, bucket_ms, buckets,
                               min_calls, failure_rate, open_ms)
   local state = redis.call('HGET', state_key, 'state')
-  local current = math.floor(now / bucket_ms)
   if state == 'half_open' then
     if ok == 1 then
-      redis.call('DEL', state_key, probes_key)
-      for i = 0, buckets - 1 do redis.call('DEL', window .. (current - i)) end
+      redis.call('DEL', state_key, probes_key, window)
       return 'closed'
     end
     redis.call('HSET', state_key, 'state', 'open', 'until', now + open_ms)
     return 'open'
   end
   if state == 'open' then return 'open' end
-  local key = window .. current
-  redis.call('HINCRBY', key, 'calls', 1)
-  if ok == 0 then redis.call('HINCRBY', key, 'failures', 1) end
-  redis.call('PEXPIRE', key, bucket_ms * (buckets + 1))
-  local calls, failures = 0, 0
-  for i = 0, buckets - 1 do
-    local v = redis.call('HMGET', window .. (current - i), 'calls', 'failures')
-    calls = calls + (tonumber(v[1]) or 0)
-    failures = failures + (tonumber(v[2]) or 0)
+  local bucket = math.floor(now / bucket_ms)
+  local sums = redis.call('HMGET', window, 'head', 'calls', 'failures')
+  local head = tonumber(sums[1])
+  local calls, failures = tonumber(sums[2]) or 0, tonumber(sums[3]) or 0
+  if head == nil or bucket - head >= buckets then
+    -- Nothing counted, or every counted bucket has left the window: start afresh.
+    if head ~= nil then redis.call('DEL', window) end
+    head, calls, failures = bucket, 0, 0
+  elseif bucket > head then
+    local gone = {}
+    for b = head + 1, bucket do
+      local slot = b % buckets
+      gone[#gone + 1] = 'c' .. slot
+      gone[#gone + 1] = 'f' .. slot
+    end
+    local counts = redis.call('HMGET', window, unpack(gone))
+    for i = 1, #gone, 2 do
+      calls = calls - (tonumber(counts[i]) or 0)
+      failures = failures - (tonumber(counts[i + 1]) or 0)
+    end
+    redis.call('HDEL', window, unpack(gone))
+    head = bucket
+  elseif head - bucket >= buckets then
+    bucket = head
   end
+  local slot = bucket % buckets
+  calls = calls + 1
+  redis.call('HINCRBY', window, 'c' .. slot, 1)
+  if ok == 0 then
+    failures = failures + 1
+    redis.call('HINCRBY', window, 'f' .. slot, 1)
+  end
+  redis.call('HSET', window, 'head', head, 'calls', calls, 'failures', failures)
+  redis.call('PEXPIRE', window, bucket_ms * (buckets + 1))
   if calls >= min_calls and failures / calls >= failure_rate then
     redis.call('HSET', state_key, 'state', 'open', 'until', now + open_ms)
     return 'open'
@@ -89,7 +121,7 @@ local function breaker_record(state_key, probes_key, window, now, ok, bucket_ms,
 end
 """
 
-# KEYS: state, probes, window-prefix. ARGV: now, ok, bucket_ms, buckets, min_calls,
+# KEYS: state, probes, window. ARGV: now, ok, bucket_ms, buckets, min_calls,
 # failure_rate, open_ms. Returns the state after recording.
 _RECORD = (
     RECORD_LUA
@@ -131,7 +163,9 @@ def _script(source: str) -> Any:
 
 def _keys(system: str) -> tuple[str, str, str]:
     base = f"{PREFIX}{system}:"
-    return base + "state", base + "probes", base + "win:"
+    # The window's name keeps the `win:` prefix of the per-bucket keys it replaced, so that
+    # `reset` (and an operator's SCAN) finds both during an upgrade.
+    return base + "state", base + "probes", base + "win:ring"
 
 
 def _now_ms() -> int:
@@ -213,6 +247,8 @@ def reset(system: str) -> None:
     """Close the breaker by hand (operators, tests)."""
     state, probes, window = _keys(system)
     client = broker.client()
-    client.delete(state, probes)
-    for key in client.scan_iter(f"{window}*"):
+    client.delete(state, probes, window)
+    # Per-bucket keys written before the window became one hash (they expire by themselves
+    # within a window; a reset should not wait for that).
+    for key in client.scan_iter(f"{PREFIX}{system}:win:*"):
         client.delete(key)

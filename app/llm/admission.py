@@ -12,11 +12,17 @@ the semantics are those of the three calls made in turn:
 
 When Redis cannot be reached, a model call is a read for the breaker (it goes ahead), the
 cache is a miss, and the budget fails closed: RetryableError, no call.
+
+Both go over the calling thread's own connection (app/core/redis_line.py). After the call,
+the breaker's count is sent as soon as the answer arrives and read once the answer is judged
+(`count`, `settle`), and the cache store is sent without waiting for its answer (`settle`
+says why that is safe); the thread's next admission, on the same connection, runs after both.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +30,7 @@ import redis
 import structlog
 
 from app.controls import breaker, budget
-from app.core import broker
-from app.core.clients import per_process
+from app.core.redis_line import Script, lines
 from app.errors import CircuitOpen, RetryableError
 
 log = structlog.get_logger(__name__)
@@ -33,7 +38,7 @@ log = structlog.get_logger(__name__)
 # KEYS: breaker state, breaker probes, cache key, budget counter.
 # ARGV: check breaker (1/0), now ms, max probes, probe gap ms, micros, limit.
 # Returns {'open', retry_at_ms} | {'hit', cached answer} | {'reserved', budget_reserve's total}.
-_ADMIT = (
+_ADMIT = Script(
     breaker.ALLOW_LUA
     + budget.RESERVE_LUA
     + """
@@ -62,11 +67,15 @@ def admit(system: str, *, check_breaker: bool, cache_key: str, asked: budget.Ask
     with `check_breaker`), the cached answer when there is one, else `asked` reserved
     (EscalationRequired when it does not fit)."""
     keys, args = breaker.allow_call(system)
-    script = per_process("llm-admission-script", lambda: broker.client().register_script(_ADMIT))
     try:
-        kind, value = script(
-            keys=[*keys, cache_key, asked.key],
-            args=[1 if check_breaker else 0, *args, asked.micros, asked.limit],
+        kind, value = (
+            lines()
+            .line()
+            .call(
+                _ADMIT,
+                [*keys, cache_key, asked.key],
+                [1 if check_breaker else 0, *args, asked.micros, asked.limit],
+            )
         )
     except (redis.RedisError, OSError) as exc:
         # Breaker: a model call is a read, it goes ahead. Cache: a miss. Budget: fails closed.
@@ -83,33 +92,72 @@ def admit(system: str, *, check_breaker: bool, cache_key: str, asked: budget.Ask
     return Admitted(reservation=budget.reserved(asked, int(value)))
 
 
-# KEYS: breaker state, probes, window prefix, cache key. ARGV: breaker_record's seven
-# arguments, then the answer to store and its TTL in seconds (0: store nothing).
-_SETTLE = (
+# KEYS: breaker state, probes, window. ARGV: breaker_record's seven arguments.
+_COUNT = Script(
     breaker.RECORD_LUA
     + """
-local state = breaker_record(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]),
-                             tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
-                             tonumber(ARGV[6]), tonumber(ARGV[7]))
-if tonumber(ARGV[9]) > 0 then redis.call('SET', KEYS[4], ARGV[8], 'EX', tonumber(ARGV[9])) end
-return state
+return breaker_record(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]),
+                      tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
+                      tonumber(ARGV[6]), tonumber(ARGV[7]))
 """
 )
 
+# KEYS: cache key. ARGV: the answer, its TTL in seconds.
+_STORE = Script("return redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))")
+
+
+def _lost(system: str) -> Callable[[Exception], None]:
+    def failed(exc: Exception) -> None:
+        # As breaker.record and cache.put: the count or the store is lost, the call is not.
+        log.warning("breaker.record_failed", system=system, error=str(exc))
+
+    return failed
+
+
+def count(system: str) -> None:
+    """As soon as a call to `system` is answered: count it as a success on its breaker (any
+    answer is one: invalid, refused or usable), sent without waiting; `settle` reads the
+    answer once the answer is judged, so the round trip runs while it is."""
+    keys, args = breaker.record_call(system, ok=True)
+
+    def answered(result: Any) -> None:
+        breaker.recorded(system, ok=True, result=result)
+
+    try:
+        lines().line().send(_COUNT, keys, args, on_answer=answered, on_error=_lost(system))
+    except (redis.RedisError, OSError) as exc:
+        _lost(system)(exc)
+
 
 def settle(system: str, *, cache_key: str, answer: dict[str, Any] | None, ttl_seconds: int) -> None:
-    """After an answer is judged, in one round trip: count the call as a success on the
-    breaker and, for a usable `answer`, store it in the cache for `ttl_seconds`."""
-    keys, args = breaker.record_call(system, ok=True)
+    """Once an answer is judged: store a usable `answer` in the cache for `ttl_seconds`, sent
+    without waiting, and read the breaker's count that `count` sent.
+
+    Not waiting for the store's answer loses or reorders nothing a guarantee needs. The
+    store guards nothing: the budget's reservation was made before the call (atomic, fail
+    closed) and is settled by the stage's own commit, and the breaker's count is read here,
+    so that when a call returns its count is in Redis for the whole fleet (and a half-open
+    breaker closed by a probe's success is closed). The store is lost only when the
+    connection breaks before Redis has read it, which the synchronous call lost too (logged
+    then as now, when the thread's next call finds the connection broken); a script Redis no
+    longer knows is sent again whole, not dropped. As for order: Redis runs one connection's
+    commands in order, so this thread's next admission, on the same connection, finds the
+    entry (a repeated request is a hit); another worker may miss it for the microseconds the
+    store takes to arrive, as it could before when it asked a moment earlier.
+    """
+    line = lines().line()
     store = answer is not None and ttl_seconds > 0
-    script = per_process("llm-settle-script", lambda: broker.client().register_script(_SETTLE))
-    try:
-        result = script(
-            keys=[*keys, cache_key],
-            args=[*args, json.dumps(answer) if store else "", ttl_seconds if store else 0],
-        )
-    except (redis.RedisError, OSError) as exc:
-        # As breaker.record and cache.put: the count and the store are lost, the call is not.
-        log.warning("breaker.record_failed", system=system, error=str(exc))
-        return
-    breaker.recorded(system, ok=True, result=result)
+    if store:
+        try:
+            line.send(
+                _STORE,
+                [cache_key],
+                [json.dumps(answer), ttl_seconds],
+                on_answer=lambda _: None,
+                on_error=_lost(system),
+            )
+        except (redis.RedisError, OSError) as exc:
+            _lost(system)(exc)
+            store = False
+    # The count was sent when the answer came; its answer has arrived by now, or soon.
+    line.collect(keep=1 if store else 0)

@@ -27,6 +27,12 @@ class Okapi:
         self.avgdl = sum(self.doc_len) / self.corpus_size
         self.idf = self._idf()
         self.terms = {term: self._vector(term) for term in self.idf}
+        # Each term's non-zero contributions, (document, value): a query adds only these, since
+        # adding a zero changes no float (each score stays bit for bit get_scores').
+        self.sparse = {
+            term: tuple((i, v) for i, v in enumerate(vector) if v != 0)
+            for term, vector in self.terms.items()
+        }
 
     def _idf(self) -> dict[str, float]:
         # Documents containing each word, in first-seen order (the order rank_bm25 sums in).
@@ -63,8 +69,7 @@ class Okapi:
         """Every document's score for the query terms (rank_bm25's `get_scores`)."""
         score = [0.0] * self.corpus_size
         for term in query:
-            vector = self.terms.get(term)
             # A term outside the corpus adds 0 in get_scores; skipping it changes no score.
-            if vector is not None:
-                score = [s + v for s, v in zip(score, vector, strict=True)]
+            for i, value in self.sparse.get(term, ()):
+                score[i] += value
         return score

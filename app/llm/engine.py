@@ -12,8 +12,9 @@ place that
 - calls the tier's endpoint with strict structured outputs (the JSON schema built once per
   answer model), validates the answer with pydantic itself, and settles the reservation to
   the real cost;
-- feeds the fleet-wide breaker and records the call (tokens, cost, outcome) on the stage's
-  CallRecorder, whatever the outcome.
+- feeds the fleet-wide breaker (an answered call's count goes out as the answer arrives and
+  is read back once it is judged, the cache's store without waiting: admission.py) and
+  records the call (tokens, cost, outcome) on the stage's CallRecorder, whatever the outcome.
 
 Why `chat.completions.create` and not the SDK's `parse`: `parse` rebuilds the strict schema
 from the pydantic model on every call (`to_strict_json_schema`, 1-2 ms for the Plan) and
@@ -92,8 +93,8 @@ class Answer:
     parsed: pydantic.BaseModel | None
     parse_error: str | None
     refusal: str | None = None
-    # The model whose breaker has yet to count this (successful) call: `settle` counts it
-    # with the cache's store, once the answer is judged, in one round trip.
+    # The model whose breaker count of this (answered) call was sent and not yet read back:
+    # `settle` reads it, and sends the cache's store, once the answer is judged.
     uncounted: str | None = None
 
     def cached(self) -> dict[str, Any]:
@@ -110,9 +111,17 @@ class Answer:
         self.record.response.update(extra or {})
 
 
-def untrusted_block(value: dict[str, Any], ph: Placeholders) -> str:
-    """The outside party's data, redacted and fenced so it cannot close its own fence."""
-    text = ph.redact(json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True, default=str))
+def untrusted_block(value: dict[str, Any], ph: Placeholders, *, redact: bool = True) -> str:
+    """The outside party's data, redacted and fenced so it cannot close its own fence.
+
+    `redact=False` leaves the redaction to `send`, which redacts every message it sends
+    with the conversation's placeholders (the planner and the judge: redacting here as well
+    scanned the block twice, the most expensive part of building a prompt). The fence's
+    escape is unaffected: redaction only replaces values (with `[kind_n]`), and no value
+    it finds takes in the `<\\/` of an escaped fence."""
+    text = json.dumps(value, indent=1, ensure_ascii=False, sort_keys=True, default=str)
+    if redact:
+        text = ph.redact(text)
     text = text.replace("</untrusted_input", "<\\/untrusted_input")
     return f"<untrusted_input>\n{text}\n</untrusted_input>"
 
@@ -248,6 +257,8 @@ def send(
         record.outcome, record.response = "error", {"error": describe(exc)}
         raise InvalidAnswer(f"{model.name}: {describe(exc)}") from exc
     record.latency_ms = (time.perf_counter() - started) * 1000
+    # Counted now, read back in `settle`: the round trip runs while the answer is judged.
+    admission.count(system)
     body = _json_body(raw.http_response)
     usage = body.get("usage") or {}
     record.input_tokens = int(usage.get("prompt_tokens") or 0)
@@ -300,8 +311,8 @@ def response_format(model_cls: type[pydantic.BaseModel]) -> ResponseFormatJSONSc
 
 
 def settle(answer: Answer, conv: Conversation, *, usable: bool) -> None:
-    """Once an answer is judged: count its call on the model's breaker and, when `usable`,
-    keep it in the response cache, in one round trip. Called on every path (idempotent)."""
+    """Once an answer is judged: read back its call's count on the model's breaker and,
+    when `usable`, keep it in the response cache. Called on every path (idempotent)."""
     store = usable and not answer.record.cache_hit
     system, answer.uncounted = answer.uncounted, None
     if system is None:

@@ -92,7 +92,8 @@ def judge(
     )
     messages = [
         {"role": "system", "content": system},
-        {"role": "user", "content": untrusted_block(untrusted, ph)},
+        # Redacted by `send` with the same placeholders, just before it leaves.
+        {"role": "user", "content": untrusted_block(untrusted, ph, redact=False)},
     ]
     conv = Conversation(
         workflow,

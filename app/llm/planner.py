@@ -56,11 +56,17 @@ class _Planning:
     validate: Callable[[Plan, str], None]
 
 
-def system_prompt(req: PlanRequest, passages: list[retrieval.Passage], ph: Placeholders) -> str:
-    """The instructions, with the workflow's tools, policy passages and journal filled in."""
+def system_prompt(
+    req: PlanRequest,
+    passages: list[retrieval.Passage],
+    ph: Placeholders,
+    prompt: prompts.Prompt | None = None,
+) -> str:
+    """The instructions (`prompt`, else the planner's as it is now), with the workflow's
+    tools, policy passages and journal filled in."""
     policy = "\n\n".join(f"[{p.id}] {p.title}\n{p.text}" for p in passages) or "(none found)"
     journal = "\n".join(f"- {line}" for line in req.journal) or "(nothing yet)"
-    return prompts.load("planner").render(
+    return (prompt or prompts.load("planner")).render(
         workflow=req.workflow,
         allowed_tools=", ".join(req.allowed_tools) or "(none: escalate)",
         policy=policy,
@@ -77,10 +83,12 @@ def plan(
     text = request_text(req.untrusted)
     decision = route(req.workflow, features(text, req.attachments, cfg), cfg)
     passages = retrieval.retrieve(text)
+    # Loaded once: the version recorded is the one whose text is sent.
     prompt = prompts.load("planner")
     messages = [
-        {"role": "system", "content": system_prompt(req, passages, ph)},
-        {"role": "user", "content": untrusted_block(req.untrusted, ph)},
+        {"role": "system", "content": system_prompt(req, passages, ph, prompt)},
+        # Redacted by `send` with the same placeholders, just before it leaves.
+        {"role": "user", "content": untrusted_block(req.untrusted, ph, redact=False)},
     ]
     conv = Conversation(
         req.workflow,

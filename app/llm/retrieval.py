@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,11 +86,18 @@ def _index(folder: str, stamp: tuple[tuple[str, float], ...]) -> _Index:
 
 
 def _current() -> _Index | None:
-    folder = get_settings().config_dir / "policies"
-    if not folder.is_dir():
+    folder = str(get_settings().config_dir / "policies")
+    # The documents' names and mtimes, looked at on every call (a changed document is used
+    # at once); os.scandir rather than Path.glob, which costs several times as much.
+    try:
+        with os.scandir(folder) as entries:
+            # The names Path.glob("*.md") matched (hidden ones included, case-sensitive).
+            stamp = tuple(
+                sorted((e.name, e.stat().st_mtime) for e in entries if e.name.endswith(".md"))
+            )
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    stamp = tuple(sorted((p.name, p.stat().st_mtime) for p in folder.glob("*.md")))
-    return _index(str(folder), stamp)
+    return _index(folder, stamp)
 
 
 def all_passages() -> list[Passage]:

@@ -1,18 +1,24 @@
 """What keeps the model call's hot path cheap changes no result: retrieval's BM25 (plain Python,
-precomputed term vectors) scores exactly as rank_bm25 does and a remembered ranking is the
-ranking; a message
-text remembered as free of personal data is still redacted when it is not."""
+precomputed sparse term contributions) scores exactly as rank_bm25 does and a remembered
+ranking is the ranking; a message text remembered as free of personal data is still redacted
+when it is not; the plan's steps are checked against the branch their tool names while the
+schema sent stays the same."""
 
 from __future__ import annotations
 
+import json
 import random
 
+import pydantic
+import pytest
+from openai.lib._pydantic import to_strict_json_schema
 from rank_bm25 import BM25Okapi
 
 from app.core.redaction import Placeholders
 from app.llm import retrieval
 from app.llm.bm25 import Okapi
 from app.llm.engine import redacted
+from app.llm.schema import plan_model
 
 
 def test_scores_equal_rank_bm25_bit_for_bit() -> None:
@@ -57,3 +63,28 @@ def test_redaction_skips_only_texts_it_left_unchanged() -> None:
         assert sent[0] == clean
         assert sent[1]["content"] == "Write to [email_1] or [phone_1]."
         assert ph.values == {"[email_1]": "ann.lee@example.com", "[phone_1]": "+1 (415) 555-0100"}
+
+
+def test_steps_are_tagged_by_tool_and_the_schema_sent_is_still_an_any_of() -> None:
+    schema = to_strict_json_schema(plan_model())
+    text = json.dumps(schema)
+    assert '"oneOf"' not in text and '"discriminator"' not in text
+    assert len(schema["properties"]["steps"]["items"]["anyOf"]) == 12
+    # A step with bad arguments is checked against the branch its tool names, and only it
+    answer = {
+        "workflow": "support_refund",
+        "summary": "x",
+        "confidence": 0.5,
+        "steps": [
+            {
+                "tool": "stripe.refund",
+                "args": {"charge_id": "ch_1", "amount": "5", "currency": "usd", "reason": None},
+                "rationale": "",
+                "evidence": [],
+            }
+        ],
+        "escalate": None,
+    }
+    with pytest.raises(pydantic.ValidationError) as invalid:
+        plan_model().model_validate_json(json.dumps(answer))
+    assert [e["loc"][:3] for e in invalid.value.errors()] == [("steps", 0, "stripe.refund")]
