@@ -1,0 +1,202 @@
+"""The API process's sender of stage messages: one thread that publishes the messages of many
+concurrent accepts together, in one pipelined Redis write.
+
+Publishing each accept's message on its own costs a Celery `send_task` with its own Redis
+round trip, and kombu's Redis transport builds a new `redis.Redis` client for every publish.
+Here an accept hands its messages to this process's sender after its transaction committed;
+the sender's thread takes every message waiting when it wakes and publishes them through one
+kombu `Producer.batch()` (one client, one pipeline, one round trip), so under load a batch
+carries many accepts' messages. Callers on the event loop await `Sender.send`, which costs
+no threadpool hand-off: the thread resolves their futures with one loop wake-up per batch.
+
+Nothing is lost when a send fails (Redis down, the process dies first): the job row keeps its
+message due and the relay sends it after the grace period (app.jobs.outbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import structlog
+from celery import Celery
+from kombu.exceptions import KombuError
+from kombu.messaging import Producer
+from redis.exceptions import RedisError
+
+from app.core.clients import per_process
+from app.jobs.celery_config import publisher
+from app.jobs.outbox import Message
+
+log = structlog.get_logger(__name__)
+
+# A batch is at most this many messages (kombu's pipeline is flushed once per batch).
+MAX_BATCH = 500
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """Messages handed to the sender, the context they were handed over in (the request's
+    trace, so each message carries it), and the future (on its loop) to resolve once sent."""
+
+    messages: tuple[Message, ...]
+    context: contextvars.Context
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[int] | None = None
+
+
+@dataclass
+class SenderStats:
+    """What a sender has done since it started (tests and benchmarks count these)."""
+
+    batches: int = 0
+    messages: int = 0
+    failed: int = 0
+
+
+def _resolve(done: list[tuple[asyncio.Future[int], int]]) -> None:
+    for future, sent in done:
+        if not future.done():  # the request may have been cancelled meanwhile
+            future.set_result(sent)
+
+
+class Sender:
+    """Publishes handed-over stage messages from one thread, a batch per wake-up."""
+
+    def __init__(self, max_batch: int = MAX_BATCH) -> None:
+        self.max_batch = max_batch
+        self.stats = SenderStats()
+        self._lock = threading.Lock()
+        # The thread and the queue it reads; both replaced when the sender is closed, so a
+        # later use starts afresh (the API app closes it at shutdown, tests build many apps).
+        self._thread: threading.Thread | None = None
+        self._waiting: queue.SimpleQueue[_Waiting | None] = queue.SimpleQueue()
+
+    def submit(self, messages: Iterable[Message]) -> None:
+        """Hand messages over without waiting for them to be sent."""
+        self._put(_Waiting(tuple(messages), contextvars.copy_context()))
+
+    async def send(self, messages: Iterable[Message]) -> int:
+        """Hand messages over and wait until they are published; returns how many were (all
+        or none: a batch that fails leaves its messages to the relay)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._put(_Waiting(tuple(messages), contextvars.copy_context(), loop, future))
+        return await future
+
+    def _put(self, item: _Waiting) -> None:
+        with self._lock:
+            if self._thread is None:
+                # Started on first use, in the process that uses it (never inherited by a fork).
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._waiting,), name="opsgate-sender", daemon=True
+                )
+                self._thread.start()
+            self._waiting.put(item)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what was handed over, then stop the thread (a later use starts a new one)."""
+        with self._lock:
+            thread, waiting = self._thread, self._waiting
+            self._thread, self._waiting = None, queue.SimpleQueue()
+        if thread is not None:
+            waiting.put(None)
+            thread.join(timeout)
+            stats = self.stats
+            log.info(
+                "sender.closed", batches=stats.batches, sent=stats.messages, failed=stats.failed
+            )
+
+    def _run(self, waiting: queue.SimpleQueue[_Waiting | None]) -> None:
+        while True:
+            first = waiting.get()
+            if first is None:
+                return
+            batch, size, stop = [first], len(first.messages), False
+            while size < self.max_batch:
+                try:
+                    more = waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+                size += len(more.messages)
+            self._deliver(batch)
+            if stop:
+                return
+
+    def _deliver(self, batch: list[_Waiting]) -> None:
+        count = sum(len(item.messages) for item in batch)
+        try:
+            sent = self._publish(batch)
+        except Exception:
+            # The thread must outlive any error, or every later accept would wait forever;
+            # the messages stay due on their jobs and the relay sends them.
+            log.exception("sender.batch_failed", messages=count)
+            sent = False
+        self.stats.batches += 1
+        self.stats.messages += count if sent else 0
+        self.stats.failed += 0 if sent else count
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int]]]
+        by_loop = defaultdict(list)
+        for item in batch:
+            if item.loop is not None and item.future is not None:
+                by_loop[item.loop].append((item.future, len(item.messages) if sent else 0))
+        for loop, done in by_loop.items():
+            # A closed loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, done)
+
+    def _publish(self, batch: list[_Waiting]) -> bool:
+        """Publish the batch in one pipeline, retried as Celery's publish retry policy says;
+        False when Redis refused it every time."""
+        app = publisher()
+        policy = app.conf.task_publish_retry_policy or {}
+        retries = int(policy.get("max_retries", 0))
+        wait, step = float(policy.get("interval_start", 0)), float(policy.get("interval_step", 0))
+        size = sum(len(item.messages) for item in batch)
+        for attempt in range(retries + 1):
+            try:
+                with (
+                    app.producer_pool.acquire(block=True) as producer,
+                    producer.batch(max_size=max(size, 1)),
+                ):
+                    for item in batch:
+                        # In the context the messages were handed over in: the tracing hooks
+                        # on publish (OpenTelemetry, Sentry) put the request's trace into
+                        # each message.
+                        item.context.run(_buffer, app, producer, item.messages)
+                return True
+            except (KombuError, RedisError, OSError) as exc:
+                # A failed pipeline's delivery is uncertain: sending it again may duplicate a
+                # message, which the stage that takes it skips (app.stages.runner).
+                log.warning(
+                    "sender.publish_failed", messages=size, attempt=attempt + 1, error=str(exc)
+                )
+                if attempt < retries:
+                    time.sleep(min(wait + attempt * step, float(policy.get("interval_max", 1))))
+        return False
+
+
+def _buffer(app: Celery, producer: Producer, messages: tuple[Message, ...]) -> None:
+    """Add messages to the producer's open batch (sent when the batch closes)."""
+    for m in messages:
+        # declare=[]: the default exchange routes by queue name, so there is nothing to
+        # declare (Celery would bind the queue again for every publish).
+        app.send_task(
+            m.task, args=[m.job_id], queue=m.queue, producer=producer, declare=[], retry=False
+        )
+
+
+def sender() -> Sender:
+    """This process's sender (built on first use, one per process)."""
+    return per_process("stage-message-sender", Sender)
