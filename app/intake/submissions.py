@@ -93,8 +93,9 @@ class Accepted:
 
 _JOBS = Base.metadata.tables["jobs"]
 _TABLES = Base.metadata.tables
-# Built once: plain Core INSERTs (no ORM unit of work).
-_INSERT_DELIVERY = insert(_TABLES["deliveries"])
+# Built once: plain Core INSERTs (no ORM unit of work). `inline()`: nothing is read back (no
+# RETURNING of the delivery's id, which nobody uses).
+_INSERT_DELIVERY = insert(_TABLES["deliveries"]).inline()
 _FIRST_STAGE = lifecycle.STAGES[lifecycle.QUEUED]
 # The rows a new job comes with, by table: its event and first audit event. (Its plan message
 # is the job row's own `message_due_at`: the job row is the outbox.)

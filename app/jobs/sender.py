@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from celery import Celery
@@ -115,33 +116,38 @@ class Sender:
             )
 
     def _run(self, waiting: queue.SimpleQueue[_Waiting | None]) -> None:
-        while True:
-            first = waiting.get()
-            if first is None:
-                return
-            batch, size, stop = [first], len(first.messages), False
-            while size < self.max_batch:
-                try:
-                    more = waiting.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-                size += len(more.messages)
-            self._deliver(batch)
-            if stop:
-                return
+        channel = _Channel()
+        try:
+            while True:
+                first = waiting.get()
+                if first is None:
+                    return
+                batch, size, stop = [first], len(first.messages), False
+                while size < self.max_batch:
+                    try:
+                        more = waiting.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    batch.append(more)
+                    size += len(more.messages)
+                self._deliver(channel, batch)
+                if stop:
+                    return
+        finally:
+            channel.close()
 
-    def _deliver(self, batch: list[_Waiting]) -> None:
+    def _deliver(self, channel: _Channel, batch: list[_Waiting]) -> None:
         count = sum(len(item.messages) for item in batch)
         try:
-            sent = self._publish(batch)
+            sent = channel.publish(batch)
         except Exception:
             # The thread must outlive any error, or every later accept would wait forever;
             # the messages stay due on their jobs and the relay sends them.
             log.exception("sender.batch_failed", messages=count)
+            channel.close()
             sent = False
         self.stats.batches += 1
         self.stats.messages += count if sent else 0
@@ -156,44 +162,98 @@ class Sender:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, done)
 
-    def _publish(self, batch: list[_Waiting]) -> bool:
+
+class _Channel:
+    """The sender thread's way to Redis: one producer and one open kombu publish batch, kept
+    between batches and flushed once per batch (kombu's batch holds one Redis client and one
+    pipeline; opening one per batch would build a client each time). Rebuilt after a failure
+    or when the process's Celery app changed. Used by one thread only: kombu keeps the open
+    batch per thread."""
+
+    def __init__(self) -> None:
+        self._stack: contextlib.ExitStack | None = None
+        self._app: Celery | None = None
+        self._producer: Producer | None = None
+        self._batch: Any = None
+
+    def _open(self) -> tuple[Celery, Producer, Any]:
+        app = publisher()
+        if self._stack is None or self._app is not app:
+            self.close()
+            stack = contextlib.ExitStack()
+            try:
+                producer = stack.enter_context(app.producer_pool.acquire(block=True))
+                self._batch = stack.enter_context(producer.batch(max_size=MAX_BATCH))
+            except BaseException:
+                stack.close()
+                raise
+            self._stack, self._app, self._producer = stack, app, producer
+        assert self._app is not None and self._producer is not None
+        return self._app, self._producer, self._batch
+
+    def publish(self, batch: list[_Waiting]) -> bool:
         """Publish the batch in one pipeline, retried as Celery's publish retry policy says;
         False when Redis refused it every time."""
-        app = publisher()
-        policy = app.conf.task_publish_retry_policy or {}
+        policy = publisher().conf.task_publish_retry_policy or {}
         retries = int(policy.get("max_retries", 0))
         wait, step = float(policy.get("interval_start", 0)), float(policy.get("interval_step", 0))
-        size = sum(len(item.messages) for item in batch)
         for attempt in range(retries + 1):
             try:
-                with (
-                    app.producer_pool.acquire(block=True) as producer,
-                    producer.batch(max_size=max(size, 1)),
-                ):
-                    for item in batch:
-                        # In the context the messages were handed over in: the tracing hooks
-                        # on publish (OpenTelemetry, Sentry) put the request's trace into
-                        # each message.
-                        item.context.run(_buffer, app, producer, item.messages)
+                app, producer, open_batch = self._open()
+                for item in batch:
+                    # In the context the messages were handed over in: the tracing hooks on
+                    # publish (OpenTelemetry, Sentry) put the request's trace into each one.
+                    item.context.run(_buffer, app, producer, item.messages)
+                open_batch.flush()
                 return True
             except (KombuError, RedisError, OSError) as exc:
                 # A failed pipeline's delivery is uncertain: sending it again may duplicate a
-                # message, which the stage that takes it skips (app.stages.runner).
+                # message, which the stage that takes it skips (app.stages.runner). A failed
+                # kombu batch cannot be used again: the next attempt opens a new one.
+                self.close()
                 log.warning(
-                    "sender.publish_failed", messages=size, attempt=attempt + 1, error=str(exc)
+                    "sender.publish_failed",
+                    messages=sum(len(item.messages) for item in batch),
+                    attempt=attempt + 1,
+                    error=str(exc),
                 )
                 if attempt < retries:
                     time.sleep(min(wait + attempt * step, float(policy.get("interval_max", 1))))
         return False
 
+    def close(self) -> None:
+        """Close the open batch (nothing is buffered between batches) and give back the
+        producer."""
+        stack, self._stack, self._app, self._producer, self._batch = (
+            self._stack,
+            None,
+            None,
+            None,
+            None,
+        )
+        if stack is not None:
+            try:
+                stack.close()
+            except Exception as exc:  # a broken connection cannot fail the sender's exit
+                log.warning("sender.close_failed", error=str(exc))
+
 
 def _buffer(app: Celery, producer: Producer, messages: tuple[Message, ...]) -> None:
-    """Add messages to the producer's open batch (sent when the batch closes)."""
+    """Add messages to the producer's open batch (sent when the batch is flushed)."""
     for m in messages:
         # declare=[]: the default exchange routes by queue name, so there is nothing to
-        # declare (Celery would bind the queue again for every publish).
+        # declare (Celery would bind the queue again for every publish). The reprs of the
+        # arguments are written by the publish hook (app.jobs.celery_config.stamp_message),
+        # so Celery's own are not computed.
         app.send_task(
-            m.task, args=[m.job_id], queue=m.queue, producer=producer, declare=[], retry=False
+            m.task,
+            args=[m.job_id],
+            queue=m.queue,
+            producer=producer,
+            declare=[],
+            retry=False,
+            argsrepr="",
+            kwargsrepr="",
         )
 
 
