@@ -145,7 +145,8 @@ class Sender:
             sent = channel.publish(batch)
         except Exception:
             # The thread must outlive any error, or every later accept would wait forever;
-            # the messages stay due on their jobs and the relay sends them.
+            # the messages stay due on their jobs and the relay sends them. The next batch
+            # starts from a new producer.
             log.exception("sender.batch_failed", messages=count)
             channel.close()
             sent = False
@@ -164,32 +165,34 @@ class Sender:
 
 
 class _Channel:
-    """The sender thread's way to Redis: one producer and one open kombu publish batch, kept
-    between batches and flushed once per batch (kombu's batch holds one Redis client and one
-    pipeline; opening one per batch would build a client each time). Rebuilt after a failure
-    or when the process's Celery app changed. Used by one thread only: kombu keeps the open
-    batch per thread."""
+    """The sender thread's way to Redis: one producer for the thread's life, and one open kombu
+    publish batch kept between batches and flushed once per batch (kombu's batch holds one
+    Redis client and one pipeline; opening one per batch would build a client each time).
+
+    A failed batch is replaced (kombu refuses to reuse one), the producer is kept: redis-py
+    reconnects its pooled connections on the next write, which fails at once while Redis is
+    down, whereas a new producer from Celery's pool first retries its connection for seconds.
+    Used by one thread only: kombu keeps the open batch per thread.
+    """
 
     def __init__(self) -> None:
-        self._stack: contextlib.ExitStack | None = None
         self._app: Celery | None = None
         self._producer: Producer | None = None
-        self._batch: Any = None
+        self._holding = contextlib.ExitStack()  # the producer, given back to Celery's pool
+        self._batching: contextlib.ExitStack | None = None
+        self._batch: Any = None  # kombu's open batch (its class is not public)
 
     def _open(self) -> tuple[Celery, Producer, Any]:
         app = publisher()
-        if self._stack is None or self._app is not app:
-            self.close()
-            stack = contextlib.ExitStack()
-            try:
-                producer = stack.enter_context(app.producer_pool.acquire(block=True))
-                self._batch = stack.enter_context(producer.batch(max_size=MAX_BATCH))
-            except BaseException:
-                stack.close()
-                raise
-            self._stack, self._app, self._producer = stack, app, producer
-        assert self._app is not None and self._producer is not None
-        return self._app, self._producer, self._batch
+        if self._app is not app or self._producer is None:
+            self.close()  # the process's Celery app changed (new settings): its own producer
+            self._producer = self._holding.enter_context(app.producer_pool.acquire(block=True))
+            self._app = app
+        if self._batching is None:
+            batching = contextlib.ExitStack()
+            self._batch = batching.enter_context(self._producer.batch(max_size=MAX_BATCH))
+            self._batching = batching
+        return app, self._producer, self._batch
 
     def publish(self, batch: list[_Waiting]) -> bool:
         """Publish the batch in one pipeline, retried as Celery's publish retry policy says;
@@ -208,9 +211,8 @@ class _Channel:
                 return True
             except (KombuError, RedisError, OSError) as exc:
                 # A failed pipeline's delivery is uncertain: sending it again may duplicate a
-                # message, which the stage that takes it skips (app.stages.runner). A failed
-                # kombu batch cannot be used again: the next attempt opens a new one.
-                self.close()
+                # message, which the stage that takes it skips (app.stages.runner).
+                self._drop_batch()
                 log.warning(
                     "sender.publish_failed",
                     messages=sum(len(item.messages) for item in batch),
@@ -221,21 +223,25 @@ class _Channel:
                     time.sleep(min(wait + attempt * step, float(policy.get("interval_max", 1))))
         return False
 
+    def _drop_batch(self) -> None:
+        batching, self._batching, self._batch = self._batching, None, None
+        if batching is not None:
+            # Leaving kombu's batch context with an error discards what it still buffers
+            # (nothing between batches) instead of flushing it.
+            with contextlib.suppress(Exception):
+                batching.__exit__(RuntimeError, RuntimeError("batch dropped"), None)
+
     def close(self) -> None:
         """Close the open batch (nothing is buffered between batches) and give back the
         producer."""
-        stack, self._stack, self._app, self._producer, self._batch = (
-            self._stack,
-            None,
-            None,
-            None,
-            None,
-        )
-        if stack is not None:
-            try:
-                stack.close()
-            except Exception as exc:  # a broken connection cannot fail the sender's exit
-                log.warning("sender.close_failed", error=str(exc))
+        batching, self._batching, self._batch = self._batching, None, None
+        try:
+            if batching is not None:
+                batching.close()
+            self._holding.close()
+        except Exception as exc:  # a broken connection cannot fail the sender's exit
+            log.warning("sender.close_failed", error=str(exc))
+        self._holding, self._app, self._producer = contextlib.ExitStack(), None, None
 
 
 def _buffer(app: Celery, producer: Producer, messages: tuple[Message, ...]) -> None:
