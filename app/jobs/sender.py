@@ -49,8 +49,8 @@ class _Waiting:
 
     messages: tuple[Message, ...]
     context: contextvars.Context
-    loop: asyncio.AbstractEventLoop | None = None
-    future: asyncio.Future[int] | None = None
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[int]
 
 
 @dataclass
@@ -79,10 +79,6 @@ class Sender:
         # later use starts afresh (the API app closes it at shutdown, tests build many apps).
         self._thread: threading.Thread | None = None
         self._waiting: queue.SimpleQueue[_Waiting | None] = queue.SimpleQueue()
-
-    def submit(self, messages: Iterable[Message]) -> None:
-        """Hand messages over without waiting for them to be sent."""
-        self._put(_Waiting(tuple(messages), contextvars.copy_context()))
 
     async def send(self, messages: Iterable[Message]) -> int:
         """Hand messages over and wait until they are published; returns how many were (all
@@ -156,8 +152,7 @@ class Sender:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int]]]
         by_loop = defaultdict(list)
         for item in batch:
-            if item.loop is not None and item.future is not None:
-                by_loop[item.loop].append((item.future, len(item.messages) if sent else 0))
+            by_loop[item.loop].append((item.future, len(item.messages) if sent else 0))
         for loop, done in by_loop.items():
             # A closed loop raises RuntimeError: nobody is waiting there any more.
             with contextlib.suppress(RuntimeError):
