@@ -8,9 +8,11 @@ What it measures
     content-type and size checks, HMAC-SHA256 signature verification (5-minute window), JSON
     parse, mapping to a submission (pydantic), ONE PostgreSQL transaction writing the job, its
     job_event, audit event and outbox row (one statement) and the delivery, then 202, then
-    the after-commit send of the outbox message to Redis (Celery `send_task`, no database
-    work: the row stays pending until the plan stage or the relay marks it) as a background
-    task.
+    the after-commit send of the plan message to Redis (no database work: the row stays
+    pending until the plan stage or the relay marks it): the request's background task hands
+    it to the process's sender thread (app/jobs/sender.py), which publishes the messages of
+    all accepts waiting at that moment in one pipelined write (Celery `send_task` into a
+    kombu `Producer.batch`).
   floor side: bench/intake_floor.py, a FastAPI endpoint that INSERTs the body's SHA-256 into
     a table of the run's database and COMMITs (threadpool, psycopg through a SQLAlchemy Core
     engine made by opsgate's own `make_engine`, so the same pool settings), then 202.
@@ -635,7 +637,7 @@ def run_profile(args: argparse.Namespace, run: Run, env: dict[str, str], secret:
     )
     lines += cprofile_lines(
         sorted(prof_dir.glob("thread-*.pstats")),
-        "threadpool threads (accept_delivery + send_after_commit)",
+        "threadpool threads (accept_delivery) and the sender thread",
         n,
     )
     return [*lines, *cpu_split_lines(data, prof_dir, n)]
@@ -654,7 +656,7 @@ def cpu_split_lines(data: dict[str, Any], prof_dir: Path, n: int) -> list[str]:
         )
     for label, phase in (
         ("the transaction (threadpool: the INSERTs and COMMIT)", "intake.accept_delivery"),
-        ("the after-commit send (Celery send_task to Redis)", "outbox.send_after_commit"),
+        ("the after-commit send (the sender thread's batches)", "sender: one batch"),
     ):
         for name, samples in data["phases"].items():
             if name.startswith(phase):

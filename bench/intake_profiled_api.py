@@ -163,7 +163,7 @@ def _install() -> None:
     import app.api.main as api_main
     import app.api.webhooks as webhooks
     from app.intake import submissions, zendesk
-    from app.jobs import outbox
+    from app.jobs import sender
 
     zendesk.verify = timed("zendesk.verify (signature)", zendesk.verify)
     zendesk.to_submission = timed("zendesk.to_submission", zendesk.to_submission)
@@ -174,9 +174,10 @@ def _install() -> None:
     submissions.accept_delivery = in_thread(
         "intake.accept_delivery (thread; DB transaction)", submissions.accept_delivery
     )
-    outbox.send_after_commit = in_thread(
-        "outbox.send_after_commit (thread; background; celery send_task)",
-        outbox.send_after_commit,
+    # Per batch, in the sender's thread (a batch carries the messages of several accepts).
+    sender.Sender._deliver = in_thread(  # type: ignore[method-assign]
+        "sender: one batch (sender thread; celery send_task + one Redis write)",
+        sender.Sender._deliver,
     )
     original_rit = webhooks.run_in_threadpool
     webhooks.run_in_threadpool = timed_async(

@@ -93,8 +93,9 @@ class Accepted:
 
 _JOBS = Base.metadata.tables["jobs"]
 _TABLES = Base.metadata.tables
-# Built once: plain Core INSERTs (no ORM unit of work).
-_INSERT_DELIVERY = insert(_TABLES["deliveries"])
+# Built once: plain Core INSERTs (no ORM unit of work). `inline()`: nothing is read back (no
+# RETURNING of the delivery's id, which nobody uses).
+_INSERT_DELIVERY = insert(_TABLES["deliveries"]).inline()
 _FIRST_STAGE = lifecycle.STAGES[lifecycle.QUEUED]
 # The rows a new job comes with, by table: its first audit event (which the `job_events` view
 # also shows as the job's first history entry). Its plan message is the job row's own
