@@ -105,7 +105,7 @@ def enqueue_stage(session: Session, job: Job) -> Stage | None:
     job.message_due_at = utcnow() if stage is not None else None
     if stage is None:
         return None
-    # Remembered for the send right after the commit (app.jobs.outbox.send_written).
+    # Remembered for the send right after the commit (app.jobs.sender.send_written).
     session.info.setdefault(WRITTEN, []).append((job.id, stage.task, stage.queue))
     return stage
 

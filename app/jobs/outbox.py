@@ -2,13 +2,14 @@
 
 A stage message is written by the transaction that moves the job: `lifecycle.enqueue_stage`
 sets the job's `message_due_at` (it goes out in the job's own UPDATE or INSERT, no row of its
-own). Right after the commit the writer sends what it wrote from memory (`send_written`), with
-no database work. The stage that takes the message clears `message_due_at` in the UPDATE that
-counts its delivery (`app.stages.runner`), and the human task in its own transaction (`taken`).
-A message still due after the grace period (the writer died between its commit and the send,
-or the broker refused it) is sent again by the relay, which clears it. So a message is never
-lost, and is sent twice only when it waited longer than the grace period to be taken (a stage
-skips a duplicate with one statement).
+own). Right after the commit the writer sends what it wrote from memory, with no database work
+(a stage through its process's sender, `app.jobs.sender.send_written`). The stage that takes
+the message clears `message_due_at` in the UPDATE that counts its delivery
+(`app.stages.runner`), and the human task in its own transaction (`taken`). A message still due
+after the grace period (the writer died between its commit and the send, or the broker refused
+it) is sent again by the relay, which clears it. So a message is never lost, and is sent twice
+only when it waited longer than the grace period to be taken (a stage skips a duplicate with
+one statement).
 """
 
 from __future__ import annotations
@@ -46,11 +47,6 @@ def _send(messages: list[tuple[str, str, str]]) -> int:
             break
         sent += 1
     return sent
-
-
-def send_written(session: Session) -> int:
-    """After the commit: send the messages this session's transaction wrote, from memory."""
-    return _send(session.info.pop(lifecycle.WRITTEN, []))
 
 
 def taken(session: Session, job_id: str) -> None:

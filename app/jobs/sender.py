@@ -1,5 +1,6 @@
-"""The API process's sender of stage messages: one thread that publishes the messages of many
-concurrent accepts together, in one pipelined Redis write.
+"""A process's sender of stage messages: one thread that publishes the messages of many
+concurrent accepts (the API) or stage commits (a worker's threads) together, in one pipelined
+Redis write.
 
 Publishing each accept's message on its own costs a Celery `send_task` with its own Redis
 round trip, and kombu's Redis transport builds a new `redis.Redis` client for every publish.
@@ -7,7 +8,9 @@ Here an accept hands its messages to this process's sender after its transaction
 the sender's thread takes every message waiting when it wakes and publishes them through one
 kombu `Producer.batch()` (one client, one pipeline, one round trip), so under load a batch
 carries many accepts' messages. Callers on the event loop await `Sender.send`, which costs
-no threadpool hand-off: the thread resolves their futures with one loop wake-up per batch.
+no threadpool hand-off: the thread resolves their futures with one loop wake-up per batch. A
+worker thread that just committed a stage calls `send_written`, which waits (a bounded time)
+until its messages are out, so a task ends with its next stage's message sent, as before.
 
 Nothing is lost when a send fails (Redis down, the process dies first): the job row keeps its
 message due and the relay sends it after the grace period (app.jobs.outbox).
@@ -16,6 +19,7 @@ message due and the relay sends it after the grace period (app.jobs.outbox).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import queue
@@ -31,8 +35,10 @@ from celery import Celery
 from kombu.exceptions import KombuError
 from kombu.messaging import Producer
 from redis.exceptions import RedisError
+from sqlalchemy.orm import Session
 
 from app.core.clients import per_process
+from app.jobs import lifecycle
 from app.jobs.celery_config import publisher
 from app.jobs.outbox import Message
 
@@ -40,17 +46,21 @@ log = structlog.get_logger(__name__)
 
 # A batch is at most this many messages (kombu's pipeline is flushed once per batch).
 MAX_BATCH = 500
+# How long a worker thread waits for its messages to go out; past it the message stays due on
+# its job row and the relay sends it (a send retried by Celery's policy takes well under it).
+BLOCKING_WAIT = 30.0
 
 
 @dataclass(frozen=True)
 class _Waiting:
-    """Messages handed to the sender, the context they were handed over in (the request's
-    trace, so each message carries it), and the future (on its loop) to resolve once sent."""
+    """Messages handed to the sender, the context they were handed over in (the request's or
+    the task's trace, so each message carries it), and the future to resolve once sent: on an
+    event loop (`loop`), or a thread's (`loop` None)."""
 
     messages: tuple[Message, ...]
     context: contextvars.Context
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[int]
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[int] | concurrent.futures.Future[int]
 
 
 @dataclass
@@ -62,7 +72,7 @@ class SenderStats:
     failed: int = 0
 
 
-def _resolve(done: list[tuple[asyncio.Future[int], int]]) -> None:
+def _resolve(done: list[tuple[asyncio.Future[int] | concurrent.futures.Future[int], int]]) -> None:
     for future, sent in done:
         if not future.done():  # the request may have been cancelled meanwhile
             future.set_result(sent)
@@ -87,6 +97,17 @@ class Sender:
         future: asyncio.Future[int] = loop.create_future()
         self._put(_Waiting(tuple(messages), contextvars.copy_context(), loop, future))
         return await future
+
+    def send_blocking(self, messages: Iterable[Message], timeout: float = BLOCKING_WAIT) -> int:
+        """Hand messages over from a thread and wait until they are published; returns how many
+        were (0 when the batch failed or the wait ran out: the relay sends them)."""
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._put(_Waiting(tuple(messages), contextvars.copy_context(), None, future))
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            log.warning("sender.wait_expired", timeout=timeout)
+            return 0
 
     def _put(self, item: _Waiting) -> None:
         with self._lock:
@@ -149,14 +170,21 @@ class Sender:
         self.stats.batches += 1
         self.stats.messages += count if sent else 0
         self.stats.failed += 0 if sent else count
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int]]]
+        by_loop: dict[
+            asyncio.AbstractEventLoop,
+            list[tuple[asyncio.Future[int] | concurrent.futures.Future[int], int]],
+        ]
         by_loop = defaultdict(list)
         for item in batch:
-            by_loop[item.loop].append((item.future, len(item.messages) if sent else 0))
-        for loop, done in by_loop.items():
+            result = (item.future, len(item.messages) if sent else 0)
+            if item.loop is None:
+                _resolve([result])  # a thread waits on it: no loop to wake
+            else:
+                by_loop[item.loop].append(result)
+        for loop, results in by_loop.items():
             # A closed loop raises RuntimeError: nobody is waiting there any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, done)
+                loop.call_soon_threadsafe(_resolve, results)
 
 
 class _Channel:
@@ -261,3 +289,14 @@ def _buffer(app: Celery, producer: Producer, messages: tuple[Message, ...]) -> N
 def sender() -> Sender:
     """This process's sender (built on first use, one per process)."""
     return per_process("stage-message-sender", Sender)
+
+
+def send_written(session: Session) -> int:
+    """After the commit: send the messages this session's transaction wrote (lifecycle's
+    record of them), from memory, through the process's sender, and wait until they are out.
+
+    One sender thread per process batches the messages of all the worker's threads, with one
+    kombu client for its life, where a `send_task` per message built a Redis client each time.
+    """
+    messages = [Message(*m) for m in session.info.pop(lifecycle.WRITTEN, [])]
+    return sender().send_blocking(messages) if messages else 0

@@ -148,3 +148,42 @@ def test_messages_the_sender_could_not_send_are_left_to_the_relay(
         # And the relay sends every message still due (the restart emptied Redis)
         assert outbox.relay(0) == 5
         assert queue.llen("plan") == 6 and due() == 0
+
+
+def test_worker_threads_send_what_they_committed_through_the_one_sender(
+    pg_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from app.jobs import lifecycle
+    from app.jobs.sender import send_written
+
+    queue = redis.Redis.from_url(pg_env["OPSGATE_REDIS_URL"])
+    # Given a process whose sender has sent once (connected), as after a worker's first task
+    reset_process_state()
+    assert sender().send_blocking([Message("job-0", "opsgate.verify_proposal", "verify")]) == 1
+    counts = start_counting(monkeypatch)
+    sent: list[int] = []
+
+    def stage_commit(n: int) -> None:
+        # What a stage's committed transaction leaves for the send (app.jobs.lifecycle)
+        with session_scope() as session:
+            session.info[lifecycle.WRITTEN] = [(f"job-{n}", "opsgate.verify_proposal", "verify")]
+            sent.append(send_written(session))
+            # Sent once: the record of what the transaction wrote is consumed
+            assert lifecycle.WRITTEN not in session.info
+
+    # When 16 worker threads send what their stages committed, at once
+    threads = [threading.Thread(target=stage_commit, args=(n,)) for n in range(1, 17)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Then each thread returned with its message out, on its stage's queue
+    assert sent == [1] * 16
+    assert queue.llen("verify") == 17
+    # And no Redis client was built for them (a send_task per message built one each)
+    assert counts["clients"] == 0
+    # And a transaction that wrote no message sends nothing
+    with session_scope() as session:
+        assert send_written(session) == 0
