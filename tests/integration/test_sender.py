@@ -1,6 +1,6 @@
-"""The API's stage-message sender against real Redis and PostgreSQL: what an accept costs in
-Redis clients and thread hand-offs, batching, and what happens while Redis is down (counts,
-never timings)."""
+"""The stage-message sender (the API's and the workers') against real Redis and PostgreSQL:
+what an accept or a stage's commit costs in Redis clients and thread hand-offs, batching, and
+what happens while Redis is down (counts, never timings)."""
 
 from __future__ import annotations
 
