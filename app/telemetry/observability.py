@@ -180,11 +180,15 @@ def _scrub(event: Any, _hint: Any) -> Any:
 
 
 def redact_tree(value: Any, keep: frozenset[str] = frozenset(), key: str = "") -> Any:
-    """`value` with every string inside it (dicts, lists) redacted, but those under `keep`."""
+    """`value` with every string inside it (dicts, lists) redacted, but those under `keep`;
+    dict keys too (a frame's locals can hold a dict keyed by an e-mail address)."""
     if isinstance(value, str):
         return value if key in keep else _CREDENTIALS.sub(r"\1[credentials]@", redact(value))
     if isinstance(value, dict):
-        return {k: redact_tree(v, keep, str(k)) for k, v in value.items()}
+        return {
+            (k if k in keep or not isinstance(k, str) else redact(k)): redact_tree(v, keep, str(k))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [redact_tree(v, keep) for v in value]
     return value

@@ -125,6 +125,8 @@ def test_sentry_events_are_redacted_and_tagged_with_the_log_context() -> None:
             "message": "refund for frank@example.com failed",
             "exception": {"values": [{"value": "card 4000 0566 5566 5556 declined"}]},
             "extra": {"vars": {"to": ["gina@example.com"]}},
+            # a frame's local dict keyed by personal data
+            "contexts": {"locals": {"by_login": {"hank@example.com": 1}}},
             "tags": {"component": "worker"},
         }
         out = observability._scrub(event, {})
