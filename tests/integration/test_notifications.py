@@ -118,6 +118,10 @@ def test_an_escalation_reaches_the_webhook_once_in_slack_format_without_personal
     lead = body["blocks"][0]["text"]["text"]
     assert f"<{CONSOLE}/ui/escalations/{esc.id}|" in lead
     assert "under 100 USD" in body["text"]
+    # The worker records the delivery after the receiver answered: wait for that commit
+    wait_for(
+        lambda: [r.status for r in rows(esc.id)] == ["sent"], timeout=30, what="the send recorded"
+    )
     (row,) = rows(esc.id)
     assert (row.kind, row.status, row.attempts) == ("opened", "sent", 1)
     assert got[0].headers["x-opsgate-notification-id"] == row.notification_id
