@@ -88,7 +88,7 @@ class Accepted:
 
     job_id: str
     created: bool
-    messages: tuple[outbox.Message, ...] = ()
+    messages: tuple[lifecycle.Message, ...] = ()
 
 
 _JOBS = Base.metadata.tables["jobs"]
@@ -156,7 +156,7 @@ def accept_core(
     instead of returning the original (the jobs API's Idempotency-Key contract).
     """
     digest, key, job_id, now = request_hash(sub), intake_key(sub), new_id(), utcnow()
-    message = outbox.Message(job_id, _FIRST_STAGE.task, _FIRST_STAGE.queue)
+    message = lifecycle.Message(job_id, _FIRST_STAGE.task, _FIRST_STAGE.queue)
     first = chain.first_event_values(
         job_id,
         "intake",

@@ -47,6 +47,15 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 @dataclass(frozen=True)
+class Message:
+    """A stage message a transaction just wrote (on its job row), as the publisher needs it."""
+
+    job_id: str
+    task: str
+    queue: str
+
+
+@dataclass(frozen=True)
 class Stage:
     """The Celery task (and its queue) that works on jobs in one status."""
 
@@ -105,7 +114,7 @@ def enqueue_stage(session: Session, job: Job) -> Stage | None:
     job.message_due_at = utcnow() if stage is not None else None
     if stage is None:
         return None
-    # Remembered for the send right after the commit (app.jobs.sender.send_written).
+    # Remembered for the send right after the commit (app.jobs.outbox.send_written).
     session.info.setdefault(WRITTEN, []).append((job.id, stage.task, stage.queue))
     return stage
 

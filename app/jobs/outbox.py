@@ -2,9 +2,9 @@
 
 A stage message is written by the transaction that moves the job: `lifecycle.enqueue_stage`
 sets the job's `message_due_at` (it goes out in the job's own UPDATE or INSERT, no row of its
-own). Right after the commit the writer sends what it wrote from memory, with no database work
-(a stage through its process's sender, `app.jobs.sender.send_written`). The stage that takes
-the message clears `message_due_at` in the UPDATE that counts its delivery
+own). Right after the commit the writer sends what it wrote from memory, with no database work,
+through its process's sender thread (`app.jobs.sender`); the relay sends the same way. The
+stage that takes the message clears `message_due_at` in the UPDATE that counts its delivery
 (`app.stages.runner`), and the human task in its own transaction (`taken`). A message still due
 after the grace period (the writer died between its commit and the send, or the broker refused
 it) is sent again by the relay, which clears it. So a message is never lost, and is sent twice
@@ -15,38 +15,32 @@ one statement).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import timedelta
 
-import structlog
-from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.exceptions import RedisError
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from app.core.db import session_scope
 from app.jobs import lifecycle
-from app.jobs.celery_config import publisher
+from app.jobs.lifecycle import Message
+from app.jobs.sender import sender
 from app.models import Job, utcnow
-
-log = structlog.get_logger(__name__)
 
 _BATCH = 500
 
 
 def _send(messages: list[tuple[str, str, str]]) -> int:
-    """Send (job id, task, queue) messages in order; stop at the first the broker refuses."""
-    app = publisher()
-    sent = 0
-    for job_id, task, queue in messages:
-        try:
-            app.send_task(task, args=[job_id], queue=queue)
-        except (KombuOperationalError, RedisError, OSError) as exc:
-            # The broker is down: the message stays due and the relay sends it later.
-            log.warning("outbox.publish_failed", job_id=job_id, task=task, error=str(exc))
-            break
-        sent += 1
-    return sent
+    """Send (job id, task, queue) messages through the process's sender (one kombu client for
+    the process's life, batched with its other threads' messages) and wait until they are out;
+    how many were sent: all, or none when the broker refused them (they stay due)."""
+    if not messages:
+        return 0
+    return sender().send_blocking([Message(*m) for m in messages])
+
+
+def send_written(session: Session) -> int:
+    """After the commit: send the messages this session's transaction wrote, from memory."""
+    return _send(session.info.pop(lifecycle.WRITTEN, []))
 
 
 def taken(session: Session, job_id: str) -> None:
@@ -108,15 +102,6 @@ def relay(grace_seconds: float) -> int:
         total += sent
         if sent < _BATCH:
             return total
-
-
-@dataclass(frozen=True)
-class Message:
-    """A stage message a transaction just wrote (on its job row), as the publisher needs it."""
-
-    job_id: str
-    task: str
-    queue: str
 
 
 def send_after_commit(messages: Iterable[Message]) -> int:

@@ -9,8 +9,8 @@ the sender's thread takes every message waiting when it wakes and publishes them
 kombu `Producer.batch()` (one client, one pipeline, one round trip), so under load a batch
 carries many accepts' messages. Callers on the event loop await `Sender.send`, which costs
 no threadpool hand-off: the thread resolves their futures with one loop wake-up per batch. A
-worker thread that just committed a stage calls `send_written`, which waits (a bounded time)
-until its messages are out, so a task ends with its next stage's message sent, as before.
+thread that must not go on before its messages are out (a worker's stage after its commit,
+the relay, the CLI) calls `Sender.send_blocking` (app.jobs.outbox), which waits a bounded time.
 
 Nothing is lost when a send fails (Redis down, the process dies first): the job row keeps its
 message due and the relay sends it after the grace period (app.jobs.outbox).
@@ -35,12 +35,10 @@ from celery import Celery
 from kombu.exceptions import KombuError
 from kombu.messaging import Producer
 from redis.exceptions import RedisError
-from sqlalchemy.orm import Session
 
 from app.core.clients import per_process
-from app.jobs import lifecycle
 from app.jobs.celery_config import publisher
-from app.jobs.outbox import Message
+from app.jobs.lifecycle import Message
 
 log = structlog.get_logger(__name__)
 
@@ -289,14 +287,3 @@ def _buffer(app: Celery, producer: Producer, messages: tuple[Message, ...]) -> N
 def sender() -> Sender:
     """This process's sender (built on first use, one per process)."""
     return per_process("stage-message-sender", Sender)
-
-
-def send_written(session: Session) -> int:
-    """After the commit: send the messages this session's transaction wrote (lifecycle's
-    record of them), from memory, through the process's sender, and wait until they are out.
-
-    One sender thread per process batches the messages of all the worker's threads, with one
-    kombu client for its life, where a `send_task` per message built a Redis client each time.
-    """
-    messages = [Message(*m) for m in session.info.pop(lifecycle.WRITTEN, [])]
-    return sender().send_blocking(messages) if messages else 0

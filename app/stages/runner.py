@@ -35,7 +35,7 @@ from app.errors import (
     StaleJob,
 )
 from app.human import escalation
-from app.jobs import lifecycle, outbox, sender
+from app.jobs import lifecycle, outbox
 from app.models import Job, as_utc, utcnow
 from app.settings import get_settings
 
@@ -278,7 +278,7 @@ def _finish(view: JobView, snapshot: Job | None, rec: CallRecorder, apply: Any) 
                     raise
                 raise StaleJob(f"job {view.id} changed while this stage worked") from exc
             status = job.status
-            sender.send_written(session)
+            outbox.send_written(session)
     except StaleJob:
         log.info("stage.stale", job_id=view.id)
         return "stale"

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from app.core.db import session_scope
 from app.jobs import outbox
-from app.jobs.outbox import Message
+from app.jobs.lifecycle import Message
 from app.jobs.sender import Sender, sender
 from app.models import Job
 from tests.integration.test_intake_http import SECRET, signed, zendesk_event
@@ -159,7 +159,7 @@ def test_worker_threads_send_what_they_committed_through_the_one_sender(
     import threading
 
     from app.jobs import lifecycle
-    from app.jobs.sender import send_written
+    from app.jobs.outbox import send_written
 
     queue = redis.Redis.from_url(pg_env["OPSGATE_REDIS_URL"])
     # Given a process whose sender has sent once (connected), as after a worker's first task
